@@ -1,0 +1,213 @@
+"""Store: one data directory holding named logs (and, on them, the models)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from tidelog.log import Log, as_bytes
+from tidelog.segments.errors import Corruption, InvalidArgument
+from tidelog.segments.fs import OsFileSystem
+from tidelog.segments.logstore import LogInfo, LogStore, SyncMode
+from tidelog.segments.recovery import RecoveryReport
+from tidelog.segments.writer import WriteContext
+
+
+class Store:
+    """An open data directory. Use `tidelog.open()`.
+
+    Thread-safe; many processes may open the same directory at once.
+    Close it (or use it as a context manager) to release files.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        sync: SyncMode = "always",
+        readonly: bool = False,
+        clock: Callable[[], float] = time.time,
+        sync_interval_ms: int = 10,
+        segment_bytes_max: int = 64 * 1024 * 1024,
+        fs: OsFileSystem | None = None,
+    ) -> None:
+        self._logs = LogStore(
+            path,
+            sync=sync,
+            readonly=readonly,
+            clock=clock,
+            fs=fs,
+            sync_interval_ms=sync_interval_ms,
+            segment_bytes_default=segment_bytes_max,
+        )
+        self.path = self._logs.path
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def close(self) -> None:
+        """Finish pending commits, flush ("interval" mode) and release files."""
+        self._logs.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<tidelog.Store {self.path!r} sync={self.sync_mode!r}>"
+
+    @property
+    def sync_mode(self) -> SyncMode:
+        return self._logs.sync_mode
+
+    @property
+    def readonly(self) -> bool:
+        return self._logs.readonly
+
+    @property
+    def recovery_report(self) -> RecoveryReport | None:
+        """What recovery found and repaired when this handle opened (None if read-only)."""
+        report: RecoveryReport | None = self._logs.recovery_report
+        return report
+
+    def sync(self) -> None:
+        """Force everything written so far to stable storage (any sync mode)."""
+        self._logs.sync()
+
+    # -- logs ------------------------------------------------------------------
+
+    def create_log(
+        self,
+        name: str,
+        *,
+        segment_bytes_max: int | None = None,
+        retention_ms: int | None = None,
+        retention_bytes: int | None = None,
+        exist_ok: bool = False,
+    ) -> Log:
+        """Create a named log. Raises AlreadyExists unless exist_ok."""
+        info = self._logs.create_log(
+            name,
+            segment_bytes_max=segment_bytes_max,
+            retention_ms=retention_ms,
+            retention_bytes=retention_bytes,
+            exist_ok=exist_ok,
+        )
+        return Log(self, info)
+
+    def log(self, name: str) -> Log:
+        """Look up a log by name. Raises NotFound."""
+        return Log(self, self._logs.get_log(name))
+
+    def logs(self) -> list[Log]:
+        return [Log(self, info) for info in self._logs.list_logs()]
+
+    def delete_log(self, name: str) -> None:
+        """Delete a log and its segment files."""
+        self._logs.delete_log(name)
+
+    def transaction(self) -> Transaction:
+        """Appends to several logs committed atomically: all land or none.
+
+        with store.transaction() as tx:
+            tx.append(a, b"x")
+            tx.append(b, b"y")
+        tx.offsets  # [offset in a, offset in b]
+        """
+        return Transaction(self)
+
+    def enforce_retention(self, now_ms: int | None = None) -> int:
+        """Apply every log's retention; returns the number of segments deleted."""
+        infos = self._logs.list_logs()
+
+        def op(ctx: WriteContext) -> int:
+            return sum(ctx.enforce_retention(info, now_ms) for info in infos)
+
+        return self._logs.submit(op)
+
+    def verify(self) -> dict[str, list[Corruption]]:
+        """Check every record of every log; returns the problems by log name."""
+        return {log.name: log.verify() for log in self.logs()}
+
+    def check(self) -> list[Corruption]:
+        """All problems `verify` finds, as one list (empty when sound)."""
+        return [problem for problems in self.verify().values() for problem in problems]
+
+
+class Transaction:
+    """Collects appends to several logs and commits them as one (see Store.transaction)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._items: list[tuple[LogInfo, bytes, bytes, bytes]] = []
+        self.offsets: list[int] = []
+        self._done = False
+
+    def append(self, log: Log, value: Any, key: Any = b"", headers: Any = b"") -> int:
+        """Queue an append; returns its index into `offsets` after the commit."""
+        if self._done:
+            raise InvalidArgument("transaction: already committed")
+        self._items.append(
+            (log.info, as_bytes(value, "value"), as_bytes(key, "key"), as_bytes(headers, "headers"))
+        )
+        return len(self._items) - 1
+
+    def commit(self) -> list[int]:
+        items = self._items
+        self._done = True
+
+        def op(ctx: WriteContext) -> list[int]:
+            return [ctx.append(info, [v], [k], [h]) for info, v, k, h in items]
+
+        self.offsets = self._store._logs.submit(op) if items else []
+        return self.offsets
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self._done = True
+
+
+def open(
+    path: str | os.PathLike[str],
+    sync: SyncMode = "always",
+    *,
+    readonly: bool = False,
+    clock: Callable[[], float] = time.time,
+    sync_interval_ms: int = 10,
+    segment_bytes_max: int = 64 * 1024 * 1024,
+    fs: OsFileSystem | None = None,
+) -> Store:
+    """Open (creating if needed) the store at `path`.
+
+    sync: "always" (return after data and index are on stable storage),
+    "interval" (flushed every `sync_interval_ms` in the background) or
+    "never" (left to the OS). See docs/guarantees.md.
+    """
+    return Store(
+        path,
+        sync=sync,
+        readonly=readonly,
+        clock=clock,
+        sync_interval_ms=sync_interval_ms,
+        segment_bytes_max=segment_bytes_max,
+        fs=fs,
+    )

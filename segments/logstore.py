@@ -1,0 +1,609 @@
+"""LogStore: a directory of named logs with LMDB as the commit point.
+
+Thread-safety: one LogStore may be shared by any number of threads. Writes
+are group-committed: concurrent `submit` calls run in one LMDB transaction,
+with one sync of each segment written and one LMDB commit. Several processes
+may open the same directory; LMDB's writer lock serialises their commits.
+Do not use a LogStore in a child after fork(): open a new one there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import lmdb
+
+from . import format as fmt
+from . import keys
+from .errors import (
+    AlreadyExists,
+    Error,
+    InvalidArgument,
+    NotFound,
+    ReadOnly,
+    StoreFailed,
+    UnsupportedFormat,
+)
+from .fs import OsFileSystem
+from .keys import Ends, Txn
+from .writer import NO_INDEX, WriteContext
+
+SyncMode = Literal["always", "interval", "never"]
+SYNC_MODES = ("always", "interval", "never")
+T = TypeVar("T")
+
+MAP_SIZE_INITIAL = 1 << 40  # sparse: LMDB only grows the file as pages are used
+MAX_DBS = 128
+MAX_READERS = 2048
+WRITER_FDS_MAX = 64
+SYNC_INTERVAL_MS_DEFAULT = 10
+LOG_NAME_BYTES_MAX = 512
+
+
+@dataclass(frozen=True)
+class LogInfo:
+    """A log's identity and configuration, as the catalog stores it."""
+
+    id: int
+    name: str
+    segment_bytes_max: int = fmt.SEGMENT_BYTES_DEFAULT
+    retention_ms: int | None = None
+    retention_bytes: int | None = None
+    created_ms: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "name": self.name,
+                "segment_bytes_max": self.segment_bytes_max,
+                "retention_ms": self.retention_ms,
+                "retention_bytes": self.retention_bytes,
+                "created_ms": self.created_ms,
+                "meta": self.meta,
+            },
+            sort_keys=True,
+        ).encode()
+
+    @classmethod
+    def from_json(cls, log_id: int, data: bytes) -> LogInfo:
+        raw = json.loads(data)
+        return cls(
+            id=log_id,
+            name=raw["name"],
+            segment_bytes_max=raw["segment_bytes_max"],
+            retention_ms=raw["retention_ms"],
+            retention_bytes=raw["retention_bytes"],
+            created_ms=raw["created_ms"],
+            meta=raw.get("meta", {}),
+        )
+
+
+class _Request:
+    __slots__ = ("op", "done", "result", "error")
+
+    def __init__(self, op: Callable[[WriteContext], Any]) -> None:
+        self.op = op
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class LogStore:
+    """The log layer of one data directory. See the module docstring."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        sync: SyncMode = "always",
+        readonly: bool = False,
+        clock: Callable[[], float] = time.time,
+        fs: OsFileSystem | None = None,
+        sync_interval_ms: int = SYNC_INTERVAL_MS_DEFAULT,
+        segment_bytes_default: int = fmt.SEGMENT_BYTES_DEFAULT,
+    ) -> None:
+        if sync not in SYNC_MODES:
+            raise InvalidArgument(f"sync: {sync!r} is not one of {', '.join(SYNC_MODES)}")
+        if sync_interval_ms <= 0:
+            raise InvalidArgument("sync_interval_ms: must be positive")
+        _check_segment_bytes(segment_bytes_default)
+        self.path = os.fspath(path)
+        self.sync_mode: SyncMode = sync
+        self.clock = clock
+        self.fs = fs or OsFileSystem()
+        self.segment_bytes_default = segment_bytes_default
+        self.logs_path = os.path.join(self.path, "logs")
+        self._readonly = readonly
+        self._failed: BaseException | None = None
+        self._closed = False
+        if readonly:
+            if not os.path.isdir(os.path.join(self.path, "index.lmdb")):
+                raise NotFound(f"store {self.path!r}: no tidelog store here")
+        else:
+            self.fs.makedirs(self.logs_path)
+        self.env: Any = lmdb.open(
+            os.path.join(self.path, "index.lmdb"),
+            map_size=MAP_SIZE_INITIAL,
+            max_dbs=MAX_DBS,
+            max_readers=MAX_READERS,
+            subdir=True,
+            readonly=readonly,
+            sync=(sync == "always"),
+            metasync=(sync == "always"),
+            readahead=False,
+            lock=True,
+        )
+        self.dbs: dict[bytes, Any] = {}
+        self._db_lock = threading.Lock()
+        for name in keys.LOG_DATABASES:
+            self.dbs[name] = self.env.open_db(name, create=not readonly) if not readonly else None
+        if readonly:
+            with self.env.begin() as txn:
+                for name in keys.LOG_DATABASES:
+                    try:
+                        self.dbs[name] = self.env.open_db(name, txn=txn, create=False)
+                    except lmdb.NotFoundError:
+                        raise NotFound(f"store {self.path!r}: incomplete (no {name!r})") from None
+        self._check_format()
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: list[_Request] = []
+        self._leader_active = False
+        self._writer_fds: OrderedDict[int, tuple[int, int]] = OrderedDict()  # log id -> base, fd
+        self._unsynced: set[tuple[int, int]] = set()
+        self._unsynced_lock = threading.Lock()
+        self._info_cache: dict[str, LogInfo] = {}
+        self._appended = threading.Condition(threading.Lock())
+        self.recovery_report: Any = None
+        if not readonly:
+            from .recovery import recover
+
+            self.recovery_report = recover(self)
+        self._syncer: threading.Thread | None = None
+        self._stop_syncer = threading.Event()
+        self._sync_interval_s = sync_interval_ms / 1000
+        if sync == "interval" and not readonly:
+            self._syncer = threading.Thread(
+                target=self._sync_loop, name="tidelog-syncer", daemon=True
+            )
+            self._syncer.start()
+
+    # -- format and state --------------------------------------------------
+
+    def _check_format(self) -> None:
+        with self.env.begin(write=not self._readonly) as txn:
+            raw = txn.get(keys.META_FORMAT, db=self.dbs[keys.DB_META])
+            if raw is None:
+                if self._readonly:
+                    raise NotFound(f"store {self.path!r}: not initialised")
+                txn.put(
+                    keys.META_FORMAT,
+                    bytes([fmt.READ_VERSION, fmt.WRITE_VERSION]),
+                    db=self.dbs[keys.DB_META],
+                )
+                return
+        read_version, write_version = raw[0], raw[1]
+        if read_version > fmt.READ_VERSION:
+            raise UnsupportedFormat(
+                f"store {self.path!r}: format read version {read_version} is newer than "
+                f"this build's {fmt.READ_VERSION} (upgrade tidelog)"
+            )
+        if write_version > fmt.WRITE_VERSION:
+            self._readonly = True
+
+    @property
+    def readonly(self) -> bool:
+        return self._readonly
+
+    def check_writable(self) -> None:
+        if self._closed:
+            raise Error("store: closed")
+        if self._readonly:
+            raise ReadOnly(f"store {self.path!r}: opened read-only")
+        if self._failed is not None:
+            raise StoreFailed(
+                f"store {self.path!r}: writes stopped after an I/O failure: "
+                f"{self._failed} (close and reopen the store)"
+            )
+
+    def database(self, name: bytes, txn: Txn | None = None) -> Any:
+        """An engine-owned named database, opened once per process."""
+        db = self.dbs.get(name)
+        if db is None:
+            with self._db_lock:
+                db = self.dbs.get(name)
+                if db is None:
+                    if self._readonly:
+                        with self.env.begin() as rtxn:
+                            try:
+                                db = self.env.open_db(name, txn=rtxn, create=False)
+                            except lmdb.NotFoundError:
+                                raise NotFound(f"database {name!r}: not found") from None
+                    else:
+                        db = self.env.open_db(name, txn=txn)
+                    self.dbs[name] = db
+        return db
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # -- paths and file handles ------------------------------------------------
+
+    def log_dir(self, log_id: int) -> str:
+        return os.path.join(self.logs_path, str(log_id))
+
+    def segment_path(self, log_id: int, base: int) -> str:
+        return os.path.join(self.logs_path, str(log_id), fmt.segment_name(base))
+
+    def writer_fd(self, log_id: int, base: int, create: bool = False) -> int:
+        """An open fd for the log's active segment (cached; commit leader only)."""
+        cached = self._writer_fds.get(log_id)
+        if cached is not None:
+            if cached[0] == base and not create:
+                self._writer_fds.move_to_end(log_id)
+                return cached[1]
+            self.fs.close(cached[1])
+            del self._writer_fds[log_id]
+        path = self.segment_path(log_id, base)
+        if create:
+            try:
+                fd = self.fs.create(path)
+            except FileExistsError:
+                # Left by a roll that died before its commit: not committed data.
+                fd = self.fs.open_append(path)
+                self.fs.truncate(fd, 0)
+        else:
+            fd = self.fs.open_append(path)
+        self._writer_fds[log_id] = (base, fd)
+        while len(self._writer_fds) > WRITER_FDS_MAX:
+            _, (_, old) = self._writer_fds.popitem(last=False)
+            self._sync_before_close(old)
+            self.fs.close(old)
+        return fd
+
+    def close_writer_fd(self, log_id: int, base: int) -> None:
+        cached = self._writer_fds.get(log_id)
+        if cached is not None and cached[0] == base:
+            del self._writer_fds[log_id]
+            self.fs.close(cached[1])
+
+    def _sync_before_close(self, fd: int) -> None:
+        if self.sync_mode == "interval":
+            self.fs.fdatasync(fd)
+
+    def mark_unsynced(self, log_id: int, base: int) -> None:
+        if self.sync_mode == "interval":
+            with self._unsynced_lock:
+                self._unsynced.add((log_id, base))
+
+    def _sync_loop(self) -> None:
+        while not self._stop_syncer.wait(self._sync_interval_s):
+            try:
+                self.sync()
+            except Exception as exc:  # noqa: BLE001 - fail-stop, reported on next write
+                self._failed = exc
+
+    def sync(self) -> None:
+        """Flush every unsynced segment, then LMDB, to stable storage."""
+        with self._unsynced_lock:
+            pending, self._unsynced = self._unsynced, set()
+        for log_id, base in pending:
+            try:
+                fd = self.fs.open_read(self.segment_path(log_id, base))
+            except FileNotFoundError:
+                continue  # deleted by retention since
+            try:
+                self.fs.fdatasync(fd)
+            finally:
+                self.fs.close(fd)
+        if not self._readonly:
+            self.env.sync(True)
+
+    # -- catalog ----------------------------------------------------------------
+
+    def create_log(
+        self,
+        name: str,
+        *,
+        segment_bytes_max: int | None = None,
+        retention_ms: int | None = None,
+        retention_bytes: int | None = None,
+        meta: dict[str, Any] | None = None,
+        exist_ok: bool = False,
+    ) -> LogInfo:
+        """Create a named log (atomic; visible to other processes once it returns)."""
+        _check_log_name(name)
+        segment_bytes = (
+            self.segment_bytes_default if segment_bytes_max is None else segment_bytes_max
+        )
+        _check_segment_bytes(segment_bytes)
+        if retention_ms is not None and retention_ms < 0:
+            raise InvalidArgument("retention_ms: must be >= 0 or None")
+        if retention_bytes is not None and retention_bytes < 0:
+            raise InvalidArgument("retention_bytes: must be >= 0 or None")
+
+        def op(ctx: WriteContext) -> LogInfo:
+            return self.create_log_in(
+                ctx,
+                name,
+                segment_bytes_max=segment_bytes,
+                retention_ms=retention_ms,
+                retention_bytes=retention_bytes,
+                meta=meta or {},
+                exist_ok=exist_ok,
+            )
+
+        info = self.submit(op)
+        self._info_cache[name] = info
+        return info
+
+    def create_log_in(
+        self,
+        ctx: WriteContext,
+        name: str,
+        *,
+        segment_bytes_max: int,
+        retention_ms: int | None,
+        retention_bytes: int | None,
+        meta: dict[str, Any],
+        exist_ok: bool,
+    ) -> LogInfo:
+        """Create a log inside an engine transaction (see create_log)."""
+        txn = ctx.txn
+        encoded = name.encode()
+        existing = txn.get(encoded, db=self.dbs[keys.DB_NAMES])
+        if existing is not None:
+            if not exist_ok:
+                raise AlreadyExists(f"log {name!r}: already exists")
+            return self._load_info(txn, keys.U64.unpack(existing)[0])
+        raw_next = txn.get(keys.META_NEXT_LOG_ID, db=self.dbs[keys.DB_META])
+        log_id = keys.U64.unpack(raw_next)[0] if raw_next else 1
+        txn.put(keys.META_NEXT_LOG_ID, keys.U64.pack(log_id + 1), db=self.dbs[keys.DB_META])
+        info = LogInfo(
+            log_id, name, segment_bytes_max, retention_ms, retention_bytes, ctx.now_ms, meta
+        )
+        txn.put(encoded, keys.U64.pack(log_id), db=self.dbs[keys.DB_NAMES])
+        txn.put(keys.log_key(log_id), info.to_json(), db=self.dbs[keys.DB_LOGS])
+        base = 0
+        txn.put(
+            keys.log_key(log_id),
+            Ends(0, 0, base, fmt.SEGMENT_HEADER_BYTES, 0, NO_INDEX).pack(),
+            db=self.dbs[keys.DB_ENDS],
+        )
+        txn.put(
+            keys.log_offset_key(log_id, base),
+            keys.SegmentRow(0, 0, 0, 0, 0).pack(),
+            db=self.dbs[keys.DB_SEGMENTS],
+        )
+        # The first segment file exists before the commit that names it.
+        directory = self.log_dir(log_id)
+        self.fs.makedirs(directory)
+        fd = self.writer_fd(log_id, base, create=True)
+        self.fs.pwrite(fd, fmt.encode_segment_header(base), 0)
+        if self.sync_mode != "never":
+            self.fs.fdatasync(fd)
+            self.fs.fsync_dir(directory)
+            self.fs.fsync_dir(self.logs_path)
+        return info
+
+    def _load_info(self, txn: Txn, log_id: int) -> LogInfo:
+        raw = txn.get(keys.log_key(log_id), db=self.dbs[keys.DB_LOGS])
+        if raw is None:
+            raise NotFound(f"log id {log_id}: not found")
+        return LogInfo.from_json(log_id, raw)
+
+    def get_log(self, name: str) -> LogInfo:
+        """Look a log up by name; raises NotFound."""
+        with self.env.begin() as txn:
+            raw = txn.get(name.encode(), db=self.dbs[keys.DB_NAMES])
+            if raw is None:
+                raise NotFound(f"log {name!r}: not found")
+            return self._load_info(txn, keys.U64.unpack(raw)[0])
+
+    def list_logs(self) -> list[LogInfo]:
+        with self.env.begin() as txn:
+            return [
+                LogInfo.from_json(keys.U64.unpack(k)[0], v)
+                for k, v in txn.cursor(db=self.dbs[keys.DB_LOGS])
+            ]
+
+    def delete_log(self, name: str) -> None:
+        """Delete a log and its files (atomic in the catalog; files go after)."""
+        self.submit(lambda ctx: self.delete_log_in(ctx, name))
+        self._info_cache.pop(name, None)
+
+    def delete_log_in(self, ctx: WriteContext, name: str) -> None:
+        txn = ctx.txn
+        raw = txn.get(name.encode(), db=self.dbs[keys.DB_NAMES])
+        if raw is None:
+            raise NotFound(f"log {name!r}: not found")
+        log_id = keys.U64.unpack(raw)[0]
+        txn.delete(name.encode(), db=self.dbs[keys.DB_NAMES])
+        txn.delete(keys.log_key(log_id), db=self.dbs[keys.DB_LOGS])
+        txn.delete(keys.log_key(log_id), db=self.dbs[keys.DB_ENDS])
+        for db_name in (keys.DB_SEGMENTS, keys.DB_INDEX, keys.DB_TIMEINDEX):
+            delete_prefix(txn, self.dbs[db_name], keys.log_key(log_id))
+        directory = self.log_dir(log_id)
+
+        def remove() -> None:
+            cached = self._writer_fds.pop(log_id, None)
+            if cached is not None:
+                self.fs.close(cached[1])
+            self.fs.rmtree(directory)
+
+        ctx.after_commit(remove)
+
+    def ends(self, info: LogInfo) -> Ends:
+        """The log's committed end, read in a short read transaction."""
+        with self.env.begin() as txn:
+            raw = txn.get(keys.log_key(info.id), db=self.dbs[keys.DB_ENDS])
+        if raw is None:
+            raise NotFound(f"log {info.name!r}: not found (deleted?)")
+        return Ends.unpack(raw)
+
+    # -- group commit -------------------------------------------------------------
+
+    def submit(self, op: Callable[[WriteContext], T]) -> T:
+        """Run `op` in a write transaction and commit it; returns op's result.
+
+        Blocks until the commit is durable as the sync mode promises.
+        Concurrent calls from other threads share one transaction and one
+        sync (group commit). If `op` raises, the other operations of its group
+        are re-run in a fresh transaction without it, so an op must only act
+        through the context it is given. Ops must not call submit themselves.
+        """
+        self.check_writable()
+        request = _Request(op)
+        cond = self._cond
+        with cond:
+            self._queue.append(request)
+            while not request.done and self._leader_active:
+                cond.wait()
+            if not request.done:
+                self._leader_active = True
+                batch, self._queue = self._queue, []
+            else:
+                batch = []
+        if batch:
+            try:
+                self._run_group(batch)
+            finally:
+                with cond:
+                    self._leader_active = False
+                    cond.notify_all()
+        if request.error is not None:
+            raise request.error
+        return request.result  # type: ignore[no-any-return]
+
+    def _run_group(self, batch: list[_Request]) -> None:
+        pending = batch
+        while pending:
+            try:
+                self.check_writable()
+            except Error as exc:
+                for request in pending:
+                    request.error, request.done = exc, True
+                return
+            failed: _Request | None = None
+            txn = self.env.begin(write=True)
+            try:
+                ctx = WriteContext(self, txn, self.now_ms())
+                results: list[Any] = []
+                for request in pending:
+                    try:
+                        results.append(request.op(ctx))
+                    except Error as exc:
+                        request.error = exc
+                        failed = request
+                        break
+                    except lmdb.MapFullError:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - a bug in one op
+                        request.error = exc
+                        failed = request
+                        break
+                if failed is not None:
+                    txn.abort()
+                    failed.done = True
+                    pending = [r for r in pending if r is not failed]
+                    continue
+                ctx.commit()
+            except lmdb.MapFullError:
+                txn.abort()
+                self._grow_map()
+                continue
+            except BaseException as exc:
+                txn.abort()
+                if isinstance(exc, OSError | lmdb.Error):
+                    self._fail(exc)
+                    exc = StoreFailed(f"store {self.path!r}: write failed: {exc}")
+                for request in pending:
+                    request.error, request.done = exc, True
+                return
+            for request, result in zip(pending, results, strict=True):
+                request.result, request.done = result, True
+            self._notify_appended()
+            return
+
+    def _fail(self, exc: BaseException) -> None:
+        self._failed = exc
+        # The cached fds may point at pages in an unknown state: drop them.
+        for _, fd in self._writer_fds.values():
+            with contextlib.suppress(OSError):
+                self.fs.close(fd)
+        self._writer_fds.clear()
+
+    def _grow_map(self) -> None:
+        info = self.env.info()
+        self.env.set_mapsize(info["map_size"] * 2)
+
+    # -- waiting for appends ------------------------------------------------------
+
+    def _notify_appended(self) -> None:
+        with self._appended:
+            self._appended.notify_all()
+
+    def wait_for_append(self, timeout: float) -> None:
+        """Block until this process commits an append, or `timeout` seconds."""
+        with self._appended:
+            self._appended.wait(timeout)
+
+    # -- reads ------------------------------------------------------------------------
+
+    def read(
+        self, info: LogInfo, start_offset: int = 0, stop_offset: int | None = None
+    ) -> Iterator[fmt.Record]:
+        from .reader import read_records
+
+        return read_records(self, info, start_offset, stop_offset)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._stop_syncer.set()
+        if self._syncer is not None:
+            self._syncer.join()
+        with self._cond:
+            while self._leader_active:
+                self._cond.wait()
+            if self.sync_mode == "interval" and self._failed is None and not self._readonly:
+                with contextlib.suppress(OSError):
+                    self.sync()
+            for _, fd in self._writer_fds.values():
+                self.fs.close(fd)
+            self._writer_fds.clear()
+            self._closed = True
+        self.env.close()
+
+
+def delete_prefix(txn: Txn, db: Any, prefix: bytes) -> None:
+    cursor = txn.cursor(db=db)
+    if not cursor.set_range(prefix):
+        return
+    while cursor.key().startswith(prefix):
+        if not cursor.delete():
+            break
+
+
+def _check_log_name(name: str) -> None:
+    if not isinstance(name, str) or not name:
+        raise InvalidArgument("log name: must be a non-empty string")
+    if len(name.encode()) > LOG_NAME_BYTES_MAX:
+        raise InvalidArgument(f"log name: over {LOG_NAME_BYTES_MAX} bytes")
+
+
+def _check_segment_bytes(value: int) -> None:
+    if not isinstance(value, int) or value < fmt.SEGMENT_BYTES_MIN or value > (1 << 32):
+        raise InvalidArgument(
+            f"segment_bytes_max: {value!r} is outside {fmt.SEGMENT_BYTES_MIN}..{1 << 32}"
+        )

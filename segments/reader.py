@@ -1,0 +1,215 @@
+"""Streaming reads of a log: by offset or by time, never past the committed end.
+
+Reads use `pread` in bounded chunks (READ_CHUNK_BYTES), so memory stays flat
+however long the log. LMDB is touched only in short read transactions at
+segment and chunk boundaries; no read transaction is held while the caller
+consumes records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from . import format as fmt
+from . import keys
+from .errors import Corruption
+from .format import FrameError, Record, decode_records
+from .keys import Ends, SegmentRow
+
+if TYPE_CHECKING:
+    from .logstore import LogInfo, LogStore
+
+READ_CHUNK_BYTES = 1 << 20
+
+
+def locate(store: LogStore, info: LogInfo, offset: int) -> tuple[int, int, int]:
+    """(segment base, byte position, offset there) of the index entry at or below `offset`."""
+    prefix = keys.log_key(info.id)
+    with store.env.begin() as txn:
+        cursor = txn.cursor(db=store.dbs[keys.DB_INDEX])
+        target = keys.log_offset_key(info.id, offset)
+        found = cursor.set_range(target)
+        if not found or cursor.key() != target:
+            found = cursor.prev() if found else cursor.last()
+        if found and cursor.key().startswith(prefix):
+            entry_offset = keys.U64_PAIR.unpack(cursor.key())[1]
+            base, position, _ts = keys.INDEX_ROW.unpack(cursor.value())
+            return base, position, entry_offset
+        raw = txn.get(prefix, db=store.dbs[keys.DB_ENDS])
+    if raw is None:
+        return 0, fmt.SEGMENT_HEADER_BYTES, 0
+    ends = Ends.unpack(raw)
+    return ends.active_base, fmt.SEGMENT_HEADER_BYTES, ends.active_base
+
+
+def offset_for_time(store: LogStore, info: LogInfo, timestamp_ms: int) -> int:
+    """The first offset whose timestamp is >= `timestamp_ms` (the end if none)."""
+    prefix = keys.log_key(info.id)
+    start = None
+    with store.env.begin() as txn:
+        cursor = txn.cursor(db=store.dbs[keys.DB_TIMEINDEX])
+        found = cursor.set_range(keys.time_key(info.id, max(timestamp_ms, 0), 0))
+        found = cursor.prev() if found else cursor.last()
+        if found and cursor.key().startswith(prefix):
+            start = keys.U64_TRIPLE.unpack(cursor.key())[2]
+    ends = store.ends(info)
+    if start is None or start < ends.start_offset:
+        start = ends.start_offset
+    for record in read_records(store, info, start):
+        if record.timestamp_ms >= timestamp_ms:
+            return record.offset
+    return store.ends(info).next_offset
+
+
+def _limits(store: LogStore, info: LogInfo, base: int) -> tuple[Ends | None, SegmentRow | None]:
+    with store.env.begin() as txn:
+        raw_ends = txn.get(keys.log_key(info.id), db=store.dbs[keys.DB_ENDS])
+        raw_row = txn.get(keys.log_offset_key(info.id, base), db=store.dbs[keys.DB_SEGMENTS])
+    return (
+        Ends.unpack(raw_ends) if raw_ends else None,
+        SegmentRow.unpack(raw_row) if raw_row else None,
+    )
+
+
+def read_records(
+    store: LogStore, info: LogInfo, start_offset: int = 0, stop_offset: int | None = None
+) -> Iterator[Record]:
+    """Yield committed records from `start_offset` (clamped to the log's start).
+
+    Stops at `stop_offset` (exclusive) or at the committed end seen when the
+    reader reaches it. Raises Corruption (with log, path, offset and byte
+    position) on a damaged record; never skips one.
+    """
+    fs = store.fs
+    offset = start_offset
+    ends, _ = _limits(store, info, 0)
+    if ends is None:
+        return
+    if offset < ends.start_offset:
+        offset = ends.start_offset
+    base, position, expected = locate(store, info, offset)
+    fd: int | None = None
+    fd_base = -1
+    try:
+        while stop_offset is None or expected < stop_offset:
+            ends, row = _limits(store, info, base)
+            if ends is None or expected >= ends.next_offset:
+                return
+            if base < ends.start_offset or (base != ends.active_base and row is None):
+                # Retention removed this segment while we read: skip to the start.
+                if offset < ends.start_offset:
+                    offset = ends.start_offset
+                base, position, expected = locate(store, info, max(offset, expected))
+                continue
+            sealed = base != ends.active_base
+            limit = row.size if sealed and row is not None else ends.active_position
+            path = store.segment_path(info.id, base)
+            if fd_base != base:
+                if fd is not None:
+                    fs.close(fd)
+                    fd = None
+                try:
+                    fd = fs.open_read(path)
+                except FileNotFoundError:
+                    if store.ends(info).start_offset > base:
+                        continue  # deleted by retention between the two looks
+                    raise Corruption(
+                        "segment file missing", log=info.name, path=path, offset=expected
+                    ) from None
+                fd_base = base
+            assert fd is not None
+            progressed = False
+            while position < limit:
+                want = min(READ_CHUNK_BYTES, limit - position)
+                data = fs.pread(fd, want, position)
+                if len(data) < fmt.RECORD_FRAME_BYTES:
+                    raise Corruption(
+                        "segment shorter than its committed length",
+                        log=info.name,
+                        path=path,
+                        offset=expected,
+                        position=position + len(data),
+                    )
+                try:
+                    records, used = decode_records(data, 0, len(data), position)
+                except FrameError as exc:
+                    raise Corruption(
+                        f"damaged record: {exc.reason}",
+                        log=info.name,
+                        path=path,
+                        offset=expected,
+                        position=exc.position,
+                    ) from None
+                if not records:
+                    size = fmt.frame_length(data, 0)
+                    if size is None or len(data) >= size or position + size > limit:
+                        raise Corruption(
+                            "damaged record: bad length",
+                            log=info.name,
+                            path=path,
+                            offset=expected,
+                            position=position,
+                        )
+                    data = fs.pread(fd, size, position)
+                    try:
+                        records, used = decode_records(data, 0, len(data), position)
+                    except FrameError as exc:
+                        raise Corruption(
+                            f"damaged record: {exc.reason}",
+                            log=info.name,
+                            path=path,
+                            offset=expected,
+                            position=exc.position,
+                        ) from None
+                    if not records:
+                        raise Corruption(
+                            "segment shorter than its committed length",
+                            log=info.name,
+                            path=path,
+                            offset=expected,
+                            position=position,
+                        )
+                if (
+                    records[0].offset != expected
+                    or records[-1].offset != expected + len(records) - 1
+                ):
+                    bad = next(i for i, r in enumerate(records) if r.offset != expected + i)
+                    raise Corruption(
+                        f"record offset {records[bad].offset} where {expected + bad} was expected",
+                        log=info.name,
+                        path=path,
+                        offset=expected + bad,
+                        position=position,
+                    )
+                position += used
+                expected += len(records)
+                progressed = True
+                if records[0].offset < offset or (
+                    stop_offset is not None and expected > stop_offset
+                ):
+                    for record in records:
+                        if record.offset >= offset and (
+                            stop_offset is None or record.offset < stop_offset
+                        ):
+                            yield record
+                    if stop_offset is not None and expected >= stop_offset:
+                        return
+                else:
+                    yield from records
+            if sealed:
+                if row is not None and row.end_offset != expected:
+                    raise Corruption(
+                        f"sealed segment ends at offset {expected}, index says {row.end_offset}",
+                        log=info.name,
+                        path=path,
+                        offset=expected,
+                        position=position,
+                    )
+                base = expected
+                position = fmt.SEGMENT_HEADER_BYTES
+            elif not progressed:
+                return
+    finally:
+        if fd is not None:
+            fs.close(fd)

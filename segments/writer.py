@@ -1,0 +1,413 @@
+"""WriteContext: everything done inside one LMDB write transaction.
+
+A WriteContext frames records into memory, assigns offsets and index
+entries, and at commit writes the frames to their segment files, syncs them
+(in "always" mode), then commits the LMDB transaction that advances each
+log's end. docs/format.md, "Commit protocol", is the specification.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from . import format as fmt
+from . import keys
+from .crc import crc32c
+from .errors import InvalidArgument, NotFound
+from .keys import Ends, SegmentRow, Txn
+
+if TYPE_CHECKING:
+    from .logstore import LogInfo, LogStore
+
+NO_INDEX = 0  # last_index_position when the active segment has no index entry yet
+_pack_body_head = struct.Struct("<QqBxHI").pack
+_pack_prefix = struct.Struct("<II").pack
+
+
+class _SegmentWrite:
+    """Frames bound for one segment file in this transaction."""
+
+    __slots__ = ("base", "start_position", "frames", "new", "sealed")
+
+    def __init__(self, base: int, start_position: int, new: bool) -> None:
+        self.base = base
+        self.start_position = start_position
+        self.frames: list[bytes] = []
+        self.new = new
+        self.sealed = False
+
+
+class _LogState:
+    """A log's end as this transaction sees it, plus what it will write."""
+
+    __slots__ = (
+        "info",
+        "start_offset",
+        "next_offset",
+        "base",
+        "position",
+        "last_ts",
+        "last_index_position",
+        "writes",
+        "index",
+        "segment_rows",
+        "dirty",
+    )
+
+    def __init__(self, info: LogInfo, ends: Ends) -> None:
+        self.info = info
+        self.start_offset = ends.start_offset
+        self.next_offset = ends.next_offset
+        self.base = ends.active_base
+        self.position = ends.active_position
+        self.last_ts = ends.last_timestamp_ms
+        self.last_index_position = ends.last_index_position
+        self.writes: list[_SegmentWrite] = []
+        self.index: list[tuple[int, int, int, int]] = []  # offset, base, position, ts
+        self.segment_rows: dict[int, SegmentRow] = {}
+        self.dirty = False
+
+    def ends(self) -> Ends:
+        return Ends(
+            self.start_offset,
+            self.next_offset,
+            self.base,
+            self.position,
+            self.last_ts,
+            self.last_index_position,
+        )
+
+
+class WriteContext:
+    """One LMDB write transaction with pending appends to any number of logs.
+
+    Not thread-safe: it belongs to the thread leading a commit group. Engine
+    code receives one in the operations it submits to `LogStore.submit` and
+    may read and write its own named databases through `txn` and `db()`.
+    """
+
+    def __init__(self, store: LogStore, txn: Txn, now_ms: int) -> None:
+        self.store = store
+        self.txn = txn
+        self.now_ms = now_ms
+        self._states: dict[int, _LogState] = {}
+        self._after_commit: list[Callable[[], None]] = []
+        self._segment_fsyncs_needed = store.sync_mode == "always"
+
+    # -- engine access ---------------------------------------------------
+
+    def db(self, name: bytes) -> Any:
+        """A named LMDB database (created on first use) for engine state."""
+        return self.store.database(name, self.txn)
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once the transaction has committed (for file deletions, wakeups)."""
+        self._after_commit.append(fn)
+
+    # -- reads of the in-transaction state ---------------------------------
+
+    def _state(self, log: LogInfo) -> _LogState:
+        state = self._states.get(log.id)
+        if state is None:
+            raw = self.txn.get(keys.log_key(log.id), db=self.store.dbs[keys.DB_ENDS])
+            if raw is None:
+                raise NotFound(f"log {log.name!r}: not found (deleted?)")
+            state = _LogState(log, Ends.unpack(raw))
+            self._states[log.id] = state
+        return state
+
+    def ends(self, log: LogInfo) -> Ends:
+        """The log's end including this transaction's pending appends."""
+        return self._state(log).ends()
+
+    # -- appends -----------------------------------------------------------
+
+    def append(
+        self,
+        log: LogInfo,
+        values: Sequence[bytes],
+        keys_: Sequence[bytes] | None = None,
+        headers: Sequence[bytes] | None = None,
+        flags: int = 0,
+        timestamp_ms: int | None = None,
+    ) -> int:
+        """Append records; returns the offset of the first. All get one timestamp.
+
+        Raises InvalidArgument for a record over RECORD_BYTES_MAX, a key over
+        65,535 bytes, or a timestamp below the log's last one.
+        """
+        self.store.check_writable()
+        state = self._state(log)
+        count = len(values)
+        if count == 0:
+            return state.next_offset
+        if keys_ is not None and len(keys_) != count:
+            raise InvalidArgument("append: keys and values differ in number")
+        if headers is not None and len(headers) != count:
+            raise InvalidArgument("append: headers and values differ in number")
+        if not 0 <= flags <= 255:
+            raise InvalidArgument(f"append: flags {flags} out of range 0-255")
+        if timestamp_ms is None:
+            ts = self.now_ms if self.now_ms > state.last_ts else state.last_ts
+        else:
+            if timestamp_ms < state.last_ts or timestamp_ms < 0:
+                raise InvalidArgument(
+                    f"append: timestamp {timestamp_ms} is below the log's last "
+                    f"timestamp {state.last_ts} (timestamps never decrease within a log)"
+                )
+            ts = timestamp_ms
+        empty = b""
+        segment_max = log.segment_bytes_max
+        record_max = fmt.RECORD_BYTES_MAX
+        interval = fmt.INDEX_INTERVAL_BYTES
+        offset = first = state.next_offset
+        position = state.position
+        last_index_position = state.last_index_position
+        index = state.index
+        write = self._current_write(state)
+        frames = write.frames
+        frames_append = frames.append
+        for i in range(count):
+            value = values[i]
+            key = keys_[i] if keys_ is not None else empty
+            head = headers[i] if headers is not None else empty
+            klen = len(key)
+            if klen > fmt.KEY_BYTES_MAX:
+                raise InvalidArgument(f"append: key of {klen} bytes is over 65,535")
+            hlen = len(head)
+            body = _pack_body_head(offset, ts, flags, klen, hlen)
+            body = body + key + head + value if klen or hlen else body + value
+            blen = len(body)
+            if blen > record_max:
+                raise InvalidArgument(
+                    f"append: record of {blen} bytes is over the {record_max}-byte frame limit"
+                )
+            size = blen + 8
+            if position + size > segment_max and position > fmt.SEGMENT_HEADER_BYTES:
+                state.next_offset, state.position = offset, position
+                state.last_index_position = last_index_position
+                self._roll(state, ts)
+                position = state.position
+                last_index_position = NO_INDEX
+                write = state.writes[-1]
+                frames = write.frames
+                frames_append = frames.append
+            if last_index_position == NO_INDEX or position - last_index_position >= interval:
+                index.append((offset, state.base, position, ts))
+                last_index_position = position
+            frames_append(_pack_prefix(blen, crc32c(body)))
+            frames_append(body)
+            position += size
+            offset += 1
+        state.next_offset = offset
+        state.position = position
+        state.last_index_position = last_index_position
+        state.last_ts = ts
+        state.dirty = True
+        return first
+
+    def _current_write(self, state: _LogState) -> _SegmentWrite:
+        if state.writes and state.writes[-1].base == state.base:
+            return state.writes[-1]
+        write = _SegmentWrite(state.base, state.position, new=False)
+        state.writes.append(write)
+        return write
+
+    def _roll(self, state: _LogState, now_ts: int) -> None:
+        """Seal the active segment and start a new one at next_offset."""
+        if state.next_offset == state.base:
+            return  # empty active segment: nothing to seal
+        first_ts = self._first_ts(state)
+        state.segment_rows[state.base] = SegmentRow(
+            state.next_offset, state.position, first_ts, state.last_ts or now_ts, 1
+        )
+        if state.writes and state.writes[-1].base == state.base:
+            state.writes[-1].sealed = True
+        else:
+            sealed = _SegmentWrite(state.base, state.position, new=False)
+            sealed.sealed = True
+            state.writes.append(sealed)
+        state.base = state.next_offset
+        state.position = fmt.SEGMENT_HEADER_BYTES
+        state.last_index_position = NO_INDEX
+        state.segment_rows[state.base] = SegmentRow(0, 0, 0, 0, 0)
+        state.writes.append(_SegmentWrite(state.base, state.position, new=True))
+        state.dirty = True
+
+    def _first_ts(self, state: _LogState) -> int:
+        """Timestamp of the active segment's first record (its index entry)."""
+        for offset, _base, _position, ts in state.index:
+            if offset == state.base:
+                return ts
+        raw = self.txn.get(
+            keys.log_offset_key(state.info.id, state.base), db=self.store.dbs[keys.DB_INDEX]
+        )
+        return keys.INDEX_ROW.unpack(raw)[2] if raw is not None else state.last_ts
+
+    def roll(self, log: LogInfo) -> None:
+        """Seal the log's active segment now (if it holds any record)."""
+        self.store.check_writable()
+        state = self._state(log)
+        self._roll(state, self.now_ms)
+
+    # -- trimming ------------------------------------------------------------
+
+    def sealed_segments(self, log: LogInfo) -> list[tuple[int, SegmentRow]]:
+        """(base, row) of each sealed segment still on disk, oldest first."""
+        state = self._state(log)
+        rows: dict[int, SegmentRow] = {}
+        prefix = keys.log_key(log.id)
+        cursor = self.txn.cursor(db=self.store.dbs[keys.DB_SEGMENTS])
+        if cursor.set_range(prefix):
+            for key, value in cursor:
+                if not key.startswith(prefix):
+                    break
+                rows[keys.U64_PAIR.unpack(key)[1]] = SegmentRow.unpack(value)
+        rows.update(state.segment_rows)
+        return sorted(
+            (base, row) for base, row in rows.items() if row.sealed and base >= state.start_offset
+        )
+
+    def trim_before(self, log: LogInfo, offset: int) -> int:
+        """Delete every sealed segment whose records all lie below `offset`.
+
+        Returns the log's new start offset. The files are unlinked after the
+        commit; the commit itself moves the start, so a crash in between only
+        leaves files that the next open removes.
+        """
+        self.store.check_writable()
+        state = self._state(log)
+        victims = [base for base, row in self.sealed_segments(log) if row.end_offset <= offset]
+        if victims:
+            self._drop_segments(state, victims)
+        return state.start_offset
+
+    def enforce_retention(self, log: LogInfo, now_ms: int | None = None) -> int:
+        """Apply the log's retention (age, then total bytes) to sealed segments.
+
+        Returns the number of segments deleted.
+        """
+        self.store.check_writable()
+        state = self._state(log)
+        now = self.now_ms if now_ms is None else now_ms
+        sealed = self.sealed_segments(log)
+        victims: list[int] = []
+        if log.retention_ms is not None:
+            for base, row in sealed:
+                if row.last_timestamp_ms < now - log.retention_ms:
+                    victims.append(base)
+                else:
+                    break
+        if log.retention_bytes is not None:
+            total = sum(row.size for _, row in sealed) + state.position
+            for base, row in sealed:
+                if base in victims:
+                    total -= row.size
+                    continue
+                if total <= log.retention_bytes:
+                    break
+                victims.append(base)
+                total -= row.size
+        if victims:
+            self._drop_segments(state, victims)
+        return len(victims)
+
+    def _drop_segments(self, state: _LogState, bases: list[int]) -> None:
+        bases = sorted(bases)
+        log_id = state.info.id
+        dbs = self.store.dbs
+        rows = dict(self.sealed_segments(state.info))
+        new_start = rows[bases[-1]].end_offset
+        for base in bases:
+            self.txn.delete(keys.log_offset_key(log_id, base), db=dbs[keys.DB_SEGMENTS])
+            state.segment_rows.pop(base, None)
+        _delete_range(
+            self.txn,
+            dbs[keys.DB_INDEX],
+            keys.log_offset_key(log_id, 0),
+            keys.log_offset_key(log_id, new_start),
+        )
+        cursor = self.txn.cursor(db=dbs[keys.DB_TIMEINDEX])
+        prefix = keys.log_key(log_id)
+        if cursor.set_range(prefix):
+            while cursor.key().startswith(prefix):
+                if keys.U64_TRIPLE.unpack(cursor.key())[2] >= new_start:
+                    break
+                if not cursor.delete():
+                    break
+        state.start_offset = new_start
+        state.dirty = True
+        paths = [self.store.segment_path(log_id, base) for base in bases]
+        fs = self.store.fs
+
+        def unlink() -> None:
+            for path in paths:
+                fs.unlink(path)
+
+        self.after_commit(unlink)
+
+    # -- commit --------------------------------------------------------------
+
+    def commit(self) -> None:
+        """Write and sync segment bytes, then commit LMDB (the commit point)."""
+        store = self.store
+        fs = store.fs
+        dbs = store.dbs
+        txn = self.txn
+        synced_dirs: set[str] = set()
+        always = store.sync_mode == "always"
+        for state in self._states.values():
+            if not state.dirty:
+                continue
+            log_id = state.info.id
+            for write in state.writes:
+                if write.new:
+                    fd = store.writer_fd(log_id, write.base, create=True)
+                    fs.pwrite(fd, fmt.encode_segment_header(write.base), 0)
+                    synced_dirs.add(store.log_dir(log_id))
+                else:
+                    fd = store.writer_fd(log_id, write.base)
+                    if fs.size(fd) > write.start_position:
+                        # Garbage from a writer that died past the committed end.
+                        fs.truncate(fd, write.start_position)
+                if write.frames:
+                    fs.pwrite(fd, b"".join(write.frames), write.start_position)
+                if always or write.sealed:
+                    fs.fdatasync(fd)
+                else:
+                    store.mark_unsynced(log_id, write.base)
+                if write.sealed:
+                    store.close_writer_fd(log_id, write.base)
+            txn.put(keys.log_key(log_id), state.ends().pack(), db=dbs[keys.DB_ENDS])
+            for offset, base, position, ts in state.index:
+                txn.put(
+                    keys.log_offset_key(log_id, offset),
+                    keys.INDEX_ROW.pack(base, position, ts),
+                    db=dbs[keys.DB_INDEX],
+                    append=False,
+                )
+                txn.put(keys.time_key(log_id, ts, offset), b"", db=dbs[keys.DB_TIMEINDEX])
+            for base, row in state.segment_rows.items():
+                txn.put(keys.log_offset_key(log_id, base), row.pack(), db=dbs[keys.DB_SEGMENTS])
+        for path in synced_dirs:
+            fs.fsync_dir(path)
+        txn.commit()
+        for fn in self._after_commit:
+            fn()
+
+
+def _delete_range(txn: Txn, db: Any, start: bytes, stop: bytes) -> None:
+    """Delete keys in [start, stop)."""
+    cursor = txn.cursor(db=db)
+    if not cursor.set_range(start):
+        return
+    while cursor.key() < stop:
+        if not cursor.delete():
+            break
+
+
+def ensure_dir(path: str) -> None:
+    os.makedirs(path, exist_ok=True)

@@ -1,0 +1,1 @@
+"""Wire servers (AWS endpoint, STOMP): not built yet."""
