@@ -157,6 +157,10 @@ class LogStore:
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Request] = []
         self._leader_active = False
+        # Counters for tests and `tidelog stats`: commits made by this handle
+        # and the operations they carried (ops / commits = group size).
+        self.commit_count = 0
+        self.op_count = 0
         self._writer_fds: OrderedDict[int, tuple[int, int]] = OrderedDict()  # log id -> base, fd
         self._unsynced: set[tuple[int, int]] = set()
         self._unsynced_lock = threading.Lock()
@@ -528,6 +532,8 @@ class LogStore:
                 for request in pending:
                     request.error, request.done = exc, True
                 return
+            self.commit_count += 1
+            self.op_count += len(pending)
             for request, result in zip(pending, results, strict=True):
                 request.result, request.done = result, True
             self._notify_appended()
