@@ -92,7 +92,9 @@ class Log:
 
         Atomic: all are committed or none. All records get one timestamp.
         """
-        vals = [as_bytes(v, "value") for v in values]
+        vals = list(values)
+        if set(map(type, vals)) - {bytes}:
+            vals = [as_bytes(v, "value") for v in vals]
         ks = [as_bytes(k, "key") for k in keys] if keys is not None else None
         hs = [as_bytes(h, "headers") for h in headers] if headers is not None else None
         info = self.info

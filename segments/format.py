@@ -47,7 +47,8 @@ def parse_segment_name(name: str) -> int | None:
     if len(name) != 20 + len(SEGMENT_SUFFIX) or not name.endswith(SEGMENT_SUFFIX):
         return None
     digits = name[:20]
-    return int(digits) if digits.isdigit() else None
+    # isascii: str.isdigit() also accepts digits like "²" that int() rejects.
+    return int(digits) if digits.isascii() and digits.isdigit() else None
 
 
 def encode_segment_header(base_offset: int) -> bytes:
@@ -122,24 +123,31 @@ def decode_records(
     (with the byte position in the file, `base_position` + index) when a
     frame is damaged.
     """
+    # This loop is the replay hot path: locals only, one unpack per frame,
+    # and no slicing of empty keys or headers.
     out: list[Record] = []
     unpack = RECORD_FRAME.unpack_from
     append = out.append
     new = tuple.__new__
+    crc_of = crc32c
+    empty = b""
+    body_max = RECORD_BYTES_MAX
     while position + RECORD_FRAME_BYTES <= end:
         length, crc, offset, ts, flags, klen, hlen = unpack(data, position)
-        if length < RECORD_BODY_MIN or length > RECORD_BYTES_MAX or klen + hlen > length - 24:
+        if length < RECORD_BODY_MIN or length > body_max or klen + hlen > length - 24:
             raise FrameError(f"bad record length {length}", base_position + position)
         stop = position + RECORD_PREFIX_BYTES + length
         if stop > end:
             break
-        body_start = position + RECORD_PREFIX_BYTES
-        if crc32c(data[body_start:stop]) != crc:
+        if crc_of(data[position + RECORD_PREFIX_BYTES : stop]) != crc:
             raise FrameError("CRC mismatch", base_position + position)
-        k = position + RECORD_FRAME_BYTES
-        h = k + klen
-        v = h + hlen
-        append(new(Record, (offset, ts, flags, data[k:h], data[h:v], data[v:stop])))
+        if klen or hlen:
+            k = position + RECORD_FRAME_BYTES
+            h = k + klen
+            v = h + hlen
+            append(new(Record, (offset, ts, flags, data[k:h], data[h:v], data[v:stop])))
+        else:
+            append(new(Record, (offset, ts, flags, empty, empty, data[position + 32 : stop])))
         position = stop
     return out, position
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from . import format as fmt
@@ -168,18 +169,22 @@ class WriteContext:
         last_index_position = state.last_index_position
         index = state.index
         write = self._current_write(state)
-        frames = write.frames
-        frames_append = frames.append
-        for i in range(count):
-            value = values[i]
-            key = keys_[i] if keys_ is not None else empty
-            head = headers[i] if headers is not None else empty
+        frames_append = write.frames.append
+        # The append hot path: one pack, one concat and one CRC per record,
+        # and a single compare each for the index interval and the roll.
+        next_index_at = (
+            position if last_index_position == NO_INDEX else last_index_position + interval
+        )
+        pieces = zip(values, keys_ or repeat(empty), headers or repeat(empty), strict=False)
+        for value, key, head in pieces:
             klen = len(key)
-            if klen > fmt.KEY_BYTES_MAX:
-                raise InvalidArgument(f"append: key of {klen} bytes is over 65,535")
             hlen = len(head)
-            body = _pack_body_head(offset, ts, flags, klen, hlen)
-            body = body + key + head + value if klen or hlen else body + value
+            if klen or hlen:
+                if klen > fmt.KEY_BYTES_MAX:
+                    raise InvalidArgument(f"append: key of {klen} bytes is over 65,535")
+                body = _pack_body_head(offset, ts, flags, klen, hlen) + key + head + value
+            else:
+                body = _pack_body_head(offset, ts, flags, 0, 0) + value
             blen = len(body)
             if blen > record_max:
                 raise InvalidArgument(
@@ -189,17 +194,16 @@ class WriteContext:
             if position + size > segment_max and position > fmt.SEGMENT_HEADER_BYTES:
                 state.next_offset, state.position = offset, position
                 state.last_index_position = last_index_position
+                state.last_ts = ts
                 self._roll(state, ts)
-                position = state.position
-                last_index_position = NO_INDEX
+                position = next_index_at = state.position
                 write = state.writes[-1]
-                frames = write.frames
-                frames_append = frames.append
-            if last_index_position == NO_INDEX or position - last_index_position >= interval:
+                frames_append = write.frames.append
+            if position >= next_index_at:
                 index.append((offset, state.base, position, ts))
                 last_index_position = position
-            frames_append(_pack_prefix(blen, crc32c(body)))
-            frames_append(body)
+                next_index_at = position + interval
+            frames_append(_pack_prefix(blen, crc32c(body)) + body)
             position += size
             offset += 1
         state.next_offset = offset
