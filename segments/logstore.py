@@ -145,14 +145,10 @@ class LogStore:
         self.dbs: dict[bytes, Any] = {}
         self._db_lock = threading.Lock()
         for name in keys.LOG_DATABASES:
-            self.dbs[name] = self.env.open_db(name, create=not readonly) if not readonly else None
-        if readonly:
-            with self.env.begin() as txn:
-                for name in keys.LOG_DATABASES:
-                    try:
-                        self.dbs[name] = self.env.open_db(name, txn=txn, create=False)
-                    except lmdb.NotFoundError:
-                        raise NotFound(f"store {self.path!r}: incomplete (no {name!r})") from None
+            try:
+                self.dbs[name] = self.env.open_db(name, create=not readonly)
+            except lmdb.NotFoundError:
+                raise NotFound(f"store {self.path!r}: incomplete (no {name!r})") from None
         self._check_format()
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Request] = []
@@ -226,11 +222,10 @@ class LogStore:
                 db = self.dbs.get(name)
                 if db is None:
                     if self._readonly:
-                        with self.env.begin() as rtxn:
-                            try:
-                                db = self.env.open_db(name, txn=rtxn, create=False)
-                            except lmdb.NotFoundError:
-                                raise NotFound(f"database {name!r}: not found") from None
+                        try:
+                            db = self.env.open_db(name, create=False)
+                        except lmdb.NotFoundError:
+                            raise NotFound(f"database {name!r}: not found") from None
                     else:
                         db = self.env.open_db(name, txn=txn)
                     self.dbs[name] = db
