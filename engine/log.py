@@ -11,6 +11,7 @@ from tidelog.segments.format import Record
 from tidelog.segments.keys import Ends
 from tidelog.segments.logstore import LogInfo
 from tidelog.segments.reader import offset_for_time
+from tidelog.segments.rebuild import rebuild_indexes
 from tidelog.segments.recovery import verify_log
 from tidelog.segments.writer import WriteContext
 
@@ -170,6 +171,15 @@ class Log:
                 return False
             self._logs.wait_for_append(min(left, 0.05))
         return True
+
+    def rebuild_indexes(self) -> int:
+        """Recreate the log's derived index rows from its segment files.
+
+        Holds the write lock while it scans. Returns the index entries
+        written; raises Corruption if a segment cannot be read to its end.
+        """
+        info = self.info
+        return self._logs.submit(lambda ctx: rebuild_indexes(ctx, info))
 
     def verify(self) -> list[Corruption]:
         """Read and check every record and index entry; returns problems found."""

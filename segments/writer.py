@@ -194,7 +194,8 @@ class WriteContext:
             if position + size > segment_max and position > fmt.SEGMENT_HEADER_BYTES:
                 state.next_offset, state.position = offset, position
                 state.last_index_position = last_index_position
-                state.last_ts = ts
+                if offset > first:  # the sealed segment ends with a record of this call
+                    state.last_ts = ts
                 self._roll(state, ts)
                 position = next_index_at = state.position
                 write = state.writes[-1]

@@ -6,21 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 import tidelog
-
-
-class FakeClock:
-    """An injected clock (seconds), advanced by hand so tests never sleep."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from helpers import FakeClock
 
 
 @pytest.fixture
