@@ -115,6 +115,10 @@ class FaultyFileSystem(OsFileSystem):
     def open_append(self, path: str) -> int:
         return self._track(super().open_append(path), path)
 
+    def open_read(self, path: str) -> int:
+        # Tracked too: store.sync() fdatasyncs segments through a read fd.
+        return self._track(super().open_read(path), path)
+
     def create(self, path: str) -> int:
         fd = super().create(path)
         self._new_files.setdefault(os.path.dirname(path), set()).add(path)

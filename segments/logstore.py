@@ -130,26 +130,19 @@ class LogStore:
                 raise NotFound(f"store {self.path!r}: no tidelog store here")
         else:
             self.fs.makedirs(self.logs_path)
-        self.env: Any = lmdb.open(
-            os.path.join(self.path, "index.lmdb"),
-            map_size=MAP_SIZE_INITIAL,
-            max_dbs=MAX_DBS,
-            max_readers=MAX_READERS,
-            subdir=True,
-            readonly=readonly,
-            sync=(sync == "always"),
-            metasync=(sync == "always"),
-            readahead=False,
-            lock=True,
-        )
+        self.env: Any = _acquire_env(self.path, readonly=readonly, sync=(sync == "always"))
         self.dbs: dict[bytes, Any] = {}
         self._db_lock = threading.Lock()
-        for name in keys.LOG_DATABASES:
-            try:
-                self.dbs[name] = self.env.open_db(name, create=not readonly)
-            except lmdb.NotFoundError:
-                raise NotFound(f"store {self.path!r}: incomplete (no {name!r})") from None
-        self._check_format()
+        try:
+            for name in keys.LOG_DATABASES:
+                try:
+                    self.dbs[name] = self.env.open_db(name, create=not readonly)
+                except lmdb.NotFoundError:
+                    raise NotFound(f"store {self.path!r}: incomplete (no {name!r})") from None
+            self._check_format()
+        except BaseException:
+            _release_env(self.env)
+            raise
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Request] = []
         self._leader_active = False
@@ -166,7 +159,11 @@ class LogStore:
         if not readonly:
             from .recovery import recover
 
-            self.recovery_report = recover(self)
+            try:
+                self.recovery_report = recover(self)
+            except BaseException:
+                _release_env(self.env)
+                raise
         self._syncer: threading.Thread | None = None
         self._stop_syncer = threading.Event()
         self._sync_interval_s = sync_interval_ms / 1000
@@ -279,7 +276,8 @@ class LogStore:
             self.fs.fdatasync(fd)
 
     def mark_unsynced(self, log_id: int, base: int) -> None:
-        if self.sync_mode == "interval":
+        # "never" too: store.sync() must find what it has to flush.
+        if self.sync_mode != "always":
             with self._unsynced_lock:
                 self._unsynced.add((log_id, base))
 
@@ -387,10 +385,11 @@ class LogStore:
         self.fs.makedirs(directory)
         fd = self.writer_fd(log_id, base, create=True)
         self.fs.pwrite(fd, fmt.encode_segment_header(base), 0)
-        if self.sync_mode != "never":
-            self.fs.fdatasync(fd)
-            self.fs.fsync_dir(directory)
-            self.fs.fsync_dir(self.logs_path)
+        # In every mode, as a roll does: store.sync() flushes segment data but
+        # not directories, so an unsynced new file could vanish in a power cut.
+        self.fs.fdatasync(fd)
+        self.fs.fsync_dir(directory)
+        self.fs.fsync_dir(self.logs_path)
         return info
 
     def _load_info(self, txn: Txn, log_id: int) -> LogInfo:
@@ -503,7 +502,9 @@ class LogStore:
                         request.error = exc
                         failed = request
                         break
-                    except lmdb.MapFullError:
+                    except (lmdb.MapFullError, OSError):
+                        # An op's own I/O (create_log's fsyncs) fails the store
+                        # like the commit's does: handled below.
                         raise
                     except Exception as exc:  # noqa: BLE001 - a bug in one op
                         request.error = exc
@@ -584,7 +585,78 @@ class LogStore:
                 self.fs.close(fd)
             self._writer_fds.clear()
             self._closed = True
-        self.env.close()
+        _release_env(self.env)
+
+
+class _SharedEnv:
+    __slots__ = ("env", "users", "sync", "readonly")
+
+    def __init__(self, env: Any, sync: bool, readonly: bool) -> None:
+        self.env, self.users, self.sync, self.readonly = env, 1, sync, readonly
+
+
+# LMDB forbids opening one environment twice in a process (its locks are
+# fcntl locks, owned by the process, so a second open shares them and closing
+# it drops them), and py-lmdb refuses. Handles on one directory in one process
+# therefore share one Environment; the last close closes it. Keyed by process
+# (a child after fork opens its own) and by the data file's identity, as
+# py-lmdb does, so a store deleted and re-created at the same path is new.
+_shared_envs: dict[tuple[int, int, int], _SharedEnv] = {}
+_shared_envs_lock = threading.Lock()
+
+
+def _env_identity(env_path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(os.path.join(env_path, "data.mdb"))
+    except FileNotFoundError:
+        return None
+    return os.getpid(), st.st_dev, st.st_ino
+
+
+def _acquire_env(path: str, *, readonly: bool, sync: bool) -> Any:
+    """The store's LMDB environment, shared with this process's other handles on it."""
+    env_path = os.path.join(path, "index.lmdb")
+    with _shared_envs_lock:
+        identity = _env_identity(env_path)
+        shared = _shared_envs.get(identity) if identity is not None else None
+        if shared is not None:
+            # A shared environment keeps the settings of the handle that opened it.
+            if not readonly and (shared.readonly or (sync and not shared.sync)):
+                held = "read-only" if shared.readonly else "without sync='always'"
+                raise InvalidArgument(
+                    f"store {path!r}: already open in this process {held} (open it with "
+                    "the same settings, or close the other handle first)"
+                )
+            shared.users += 1
+            return shared.env
+        env = lmdb.open(
+            env_path,
+            map_size=MAP_SIZE_INITIAL,
+            max_dbs=MAX_DBS,
+            max_readers=MAX_READERS,
+            subdir=True,
+            readonly=readonly,
+            sync=sync,
+            metasync=sync,
+            readahead=False,
+            lock=True,
+        )
+        identity = _env_identity(env_path)
+        if identity is not None:
+            _shared_envs[identity] = _SharedEnv(env, sync, readonly)
+        return env
+
+
+def _release_env(env: Any) -> None:
+    with _shared_envs_lock:
+        for identity, shared in _shared_envs.items():
+            if shared.env is env:
+                shared.users -= 1
+                if shared.users:
+                    return
+                del _shared_envs[identity]
+                break
+        env.close()
 
 
 def delete_prefix(txn: Txn, db: Any, prefix: bytes) -> None:

@@ -173,12 +173,19 @@ def _recover_log(
             and ends.last_index_position != NO_INDEX
         ):
             expected, _, scan_from = last
-        if header is None or header.base_offset != ends.active_base:
+        header_damaged = header is None or header.base_offset != ends.active_base
+        if header_damaged:
             good_end, good_next = fmt.SEGMENT_HEADER_BYTES, ends.active_base
             problem = "segment header damaged"
         else:
             good_end, good_next, problem = _scan(fs, fd, scan_from, ends.active_position, expected)
-        if good_next == ends.next_offset and good_end == ends.active_position:
+        # A damaged header is repaired even with no record to drop (an empty
+        # segment whose header was lost), or later appends would be dropped.
+        if (
+            not header_damaged
+            and good_next == ends.next_offset
+            and good_end == ends.active_position
+        ):
             return item
         # Committed records are damaged or missing: keep a copy, then cut back.
         broken = path + fmt.BROKEN_SUFFIX
@@ -190,7 +197,7 @@ def _recover_log(
             f"{problem} in {path} at byte {good_end} (offset {good_next}); "
             f"dropped {item.records_dropped} records, {item.bytes_dropped} bytes"
         )
-        if header is None:
+        if header_damaged:
             fs.truncate(fd, 0)
             fs.pwrite(fd, fmt.encode_segment_header(ends.active_base), 0)
         else:
@@ -281,6 +288,21 @@ def verify_log(store: LogStore, info: LogInfo) -> list[Corruption]:
     Read-only. Returns the problems found (empty when the log is sound).
     """
     problems: list[Corruption] = []
+    ends = store.ends(info)
+    for name in sorted(store.fs.listdir(store.log_dir(info.id))):
+        base = fmt.parse_segment_name(name)
+        if base is None or not ends.start_offset <= base <= ends.active_base:
+            continue
+        path = os.path.join(store.log_dir(info.id), name)
+        fd = store.fs.open_read(path)
+        try:
+            header = fmt.decode_segment_header(store.fs.pread(fd, fmt.SEGMENT_HEADER_BYTES, 0))
+        finally:
+            store.fs.close(fd)
+        if header is None or header.base_offset != base:
+            problems.append(
+                Corruption("segment header damaged", log=info.name, path=path, position=0)
+            )
     count = 0
     try:
         for _ in store.read(info, 0):

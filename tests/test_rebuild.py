@@ -38,3 +38,16 @@ def test_rebuild_recreates_identical_indexes(tmp_path: Path, clock: FakeClock) -
         # Batch i was stamped at start + i + 1 s, so the batches from i = 49 on qualify.
         assert log.offset_for_time(int((clock.now - 10) * 1000)) == 49 * 3
         assert store.check() == []
+
+
+def test_verify_reports_a_damaged_sealed_segment_header(tmp_path: Path) -> None:
+    with tidelog.open(tmp_path / "d", segment_bytes_max=4096) as store:
+        log = store.create_log("events")
+        log.append_many([b"x" * 300] * 30)
+        sealed = sorted((tmp_path / "d" / "logs").glob("*/*.seg"))[0]
+        raw = bytearray(sealed.read_bytes())
+        raw[3] ^= 0xFF  # inside the magic: records still read, the header is wrong
+        sealed.write_bytes(bytes(raw))
+        problems = log.verify()
+        assert [(p.path, p.position) for p in problems] == [(str(sealed), 0)]
+        assert "header" in str(problems[0])
