@@ -8,6 +8,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from tidelog.catalog import ENGINE_DATABASES
 from tidelog.log import Log, as_bytes
 from tidelog.segments.errors import Corruption, InvalidArgument
 from tidelog.segments.fs import OsFileSystem
@@ -44,6 +45,7 @@ class Store:
             segment_bytes_default=segment_bytes_max,
         )
         self.path = self._logs.path
+        self._logs.open_databases(ENGINE_DATABASES)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -114,6 +116,14 @@ class Store:
     def delete_log(self, name: str) -> None:
         """Delete a log and its segment files."""
         self._logs.delete_log(name)
+
+    # -- streams (engine/streams.py) ---------------------------------------------
+
+    # -- queues (engine/queues.py) -----------------------------------------------
+
+    # -- topics (engine/topics.py) -----------------------------------------------
+
+    # -- store-wide -----------------------------------------------------------------
 
     def transaction(self) -> Transaction:
         """Appends to several logs committed atomically: all land or none.

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -211,22 +211,29 @@ class LogStore:
                 f"{self._failed} (close and reopen the store)"
             )
 
-    def database(self, name: bytes, txn: Txn | None = None) -> Any:
-        """An engine-owned named database, opened once per process."""
-        db = self.dbs.get(name)
-        if db is None:
-            with self._db_lock:
-                db = self.dbs.get(name)
-                if db is None:
-                    if self._readonly:
-                        try:
-                            db = self.env.open_db(name, create=False)
-                        except lmdb.NotFoundError:
-                            raise NotFound(f"database {name!r}: not found") from None
-                    else:
-                        db = self.env.open_db(name, txn=txn)
-                    self.dbs[name] = db
-        return db
+    def open_databases(self, names: Iterable[bytes]) -> None:
+        """Open (creating unless read-only) engine-owned named databases.
+
+        Call once at open, outside any write transaction: a database handle
+        created inside a transaction that later aborts would be invalid, and
+        the group commit may abort and re-run a transaction.
+        """
+        with self._db_lock:
+            for name in names:
+                if name in self.dbs:
+                    continue
+                try:
+                    self.dbs[name] = self.env.open_db(name, create=not self._readonly)
+                except lmdb.NotFoundError:
+                    # Read-only and never created: nothing of that kind exists yet.
+                    self.dbs[name] = None
+
+    def database(self, name: bytes) -> Any:
+        """An engine-owned database opened by open_databases (None: never created)."""
+        try:
+            return self.dbs[name]
+        except KeyError:
+            raise Error(f"database {name!r}: not opened (add it to open_databases)") from None
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

@@ -101,8 +101,8 @@ class WriteContext:
     # -- engine access ---------------------------------------------------
 
     def db(self, name: bytes) -> Any:
-        """A named LMDB database (created on first use) for engine state."""
-        return self.store.database(name, self.txn)
+        """An engine-owned LMDB database (see LogStore.open_databases)."""
+        return self.store.database(name)
 
     def after_commit(self, fn: Callable[[], None]) -> None:
         """Run `fn` once the transaction has committed (for file deletions, wakeups)."""
