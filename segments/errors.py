@@ -57,7 +57,14 @@ class Corruption(Error):
             if v is not None
         )
         super().__init__(f"{message} ({where})" if where else message)
+        self.reason = message
         self.log = log
         self.path = path
         self.offset = offset
         self.position = position
+
+
+def check(condition: bool, message: str) -> None:
+    """Raise Error if an internal invariant does not hold (unlike assert, never stripped)."""
+    if not condition:
+        raise Error(f"invariant broken: {message} (a bug in tidelog; please report it)")

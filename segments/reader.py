@@ -1,6 +1,6 @@
 """Streaming reads of a log: by offset or by time, never past the committed end.
 
-Reads use `pread` in bounded chunks (READ_CHUNK_BYTES), so memory stays flat
+Reads use `pread` in bounded chunks (scan.READ_CHUNK_BYTES), so memory stays flat
 however long the log. LMDB is touched only in short read transactions at
 segment and chunk boundaries; no read transaction is held while the caller
 consumes records.
@@ -9,20 +9,17 @@ consumes records.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from . import format as fmt
 from . import keys
 from .errors import Corruption
-from .format import FrameError, Record, decode_records
+from .format import Record
 from .keys import Ends, SegmentRow
+from .scan import scan
 
 if TYPE_CHECKING:
     from .logstore import LogInfo, LogStore
-
-READ_CHUNK_BYTES = 1 << 20
-_offset_of = itemgetter(0)  # Record.offset, at C speed
 
 
 def locate(store: LogStore, info: LogInfo, offset: int) -> tuple[int, int, int]:
@@ -91,7 +88,7 @@ def read_records(
     if offset < ends.start_offset:
         offset = ends.start_offset
     base, position, expected = locate(store, info, offset)
-    fd: int | None = None
+    fd = -1  # no segment open yet
     fd_base = -1
     try:
         while stop_offset is None or expected < stop_offset:
@@ -108,9 +105,9 @@ def read_records(
             limit = row.size if sealed and row is not None else ends.active_position
             path = store.segment_path(info.id, base)
             if fd_base != base:
-                if fd is not None:
+                if fd >= 0:
                     fs.close(fd)
-                    fd = None
+                    fd = -1
                 try:
                     fd = fs.open_read(path)
                 except FileNotFoundError:
@@ -120,82 +117,10 @@ def read_records(
                         "segment file missing", log=info.name, path=path, offset=expected
                     ) from None
                 fd_base = base
-            assert fd is not None
             progressed = False
-            while position < limit:
-                want = min(READ_CHUNK_BYTES, limit - position)
-                data = fs.pread(fd, want, position)
-                if len(data) < fmt.RECORD_FRAME_BYTES:
-                    raise Corruption(
-                        "segment shorter than its committed length",
-                        log=info.name,
-                        path=path,
-                        offset=expected,
-                        position=position,
-                    )
-                try:
-                    records, used = decode_records(data, 0, len(data), position)
-                except FrameError as exc:
-                    if exc.position > position:
-                        # Deliver the good records before the damaged one first;
-                        # the next pass starts at it and raises with its offset.
-                        records, used = decode_records(data, 0, exc.position - position, position)
-                    else:
-                        raise Corruption(
-                            f"damaged record: {exc.reason}",
-                            log=info.name,
-                            path=path,
-                            offset=expected,
-                            position=exc.position,
-                        ) from None
-                if not records:
-                    size = fmt.frame_length(data, 0)
-                    if size is None or len(data) >= size or position + size > limit:
-                        raise Corruption(
-                            "damaged record: bad length",
-                            log=info.name,
-                            path=path,
-                            offset=expected,
-                            position=position,
-                        )
-                    data = fs.pread(fd, size, position)
-                    try:
-                        records, used = decode_records(data, 0, len(data), position)
-                    except FrameError as exc:
-                        raise Corruption(
-                            f"damaged record: {exc.reason}",
-                            log=info.name,
-                            path=path,
-                            offset=expected,
-                            position=exc.position,
-                        ) from None
-                    if not records:
-                        raise Corruption(
-                            "segment shorter than its committed length",
-                            log=info.name,
-                            path=path,
-                            offset=expected,
-                            position=position,
-                        )
-                # Every offset, not just the first and last: a record with a
-                # wrong offset and a valid CRC can sit in the middle.
-                if list(map(_offset_of, records)) != list(range(expected, expected + len(records))):
-                    bad = next(i for i, r in enumerate(records) if r.offset != expected + i)
-                    if bad == 0:
-                        raise Corruption(
-                            f"record offset {records[0].offset} where {expected} was expected",
-                            log=info.name,
-                            path=path,
-                            offset=expected,
-                            position=position,
-                        )
-                    # Deliver the records before it; the next pass raises at it.
-                    records = records[:bad]
-                    used = sum(
-                        fmt.RECORD_FRAME_BYTES + len(r.key) + len(r.headers) + len(r.value)
-                        for r in records
-                    )
-                position += used
+            chunks = scan(fs, fd, position, limit, expected, log=info.name, path=path)
+            for chunk_end, records in chunks:
+                position = chunk_end
                 expected += len(records)
                 progressed = True
                 if records[0].offset < offset or (
@@ -224,5 +149,5 @@ def read_records(
             elif not progressed:
                 return
     finally:
-        if fd is not None:
+        if fd >= 0:
             fs.close(fd)

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from . import format as fmt
 from . import keys
-from .errors import Corruption
-from .format import FrameError, decode_records
+from .errors import Corruption, check
 from .keys import SegmentRow
 from .logstore import delete_prefix
+from .scan import record_bytes, scan
 from .writer import NO_INDEX, WriteContext
 
 if TYPE_CHECKING:
@@ -59,44 +59,17 @@ def rebuild_indexes(ctx: WriteContext, info: LogInfo) -> int:
             position = fmt.SEGMENT_HEADER_BYTES
             next_index_at = position
             first_ts = last_ts = 0
-            while position < limit:
-                data = store.fs.pread(fd, min(1 << 20, limit - position), position)
-                try:
-                    records, used = decode_records(data, 0, len(data), position)
-                except FrameError as exc:
-                    raise Corruption(
-                        f"damaged record: {exc.reason}",
-                        log=info.name,
-                        path=path,
-                        offset=expected,
-                        position=exc.position,
-                    ) from None
-                if not records:
-                    size = fmt.frame_length(data, 0)
-                    if size is None or size <= len(data) or position + size > limit:
-                        raise Corruption(
-                            "truncated record", log=info.name, path=path, position=position
-                        )
-                    records, used = decode_records(
-                        store.fs.pread(fd, size, position), 0, size, position
-                    )
-                cursor_position = position
+            for chunk_end, records in scan(
+                store.fs, fd, position, limit, expected, log=info.name, path=path
+            ):
                 for record in records:
-                    if record.offset != expected:
-                        raise Corruption(
-                            f"record offset {record.offset} where {expected} was expected",
-                            log=info.name,
-                            path=path,
-                            offset=expected,
-                            position=cursor_position,
-                        )
                     if not first_ts:
                         first_ts = record.timestamp_ms
                     last_ts = record.timestamp_ms
-                    if cursor_position >= next_index_at:
+                    if position >= next_index_at:
                         txn.put(
                             keys.log_offset_key(info.id, record.offset),
-                            keys.INDEX_ROW.pack(base, cursor_position, record.timestamp_ms),
+                            keys.INDEX_ROW.pack(base, position, record.timestamp_ms),
                             db=dbs[keys.DB_INDEX],
                         )
                         txn.put(
@@ -106,16 +79,11 @@ def rebuild_indexes(ctx: WriteContext, info: LogInfo) -> int:
                         )
                         entries += 1
                         if active:
-                            last_index_position = cursor_position
-                        next_index_at = cursor_position + fmt.INDEX_INTERVAL_BYTES
-                    cursor_position += (
-                        fmt.RECORD_FRAME_BYTES
-                        + len(record.key)
-                        + len(record.headers)
-                        + len(record.value)
-                    )
-                    expected += 1
-                position += used
+                            last_index_position = position
+                        next_index_at = position + fmt.INDEX_INTERVAL_BYTES
+                    position += record_bytes(record)
+                expected += len(records)
+                check(position == chunk_end, "rebuild: record sizes disagree with the scan")
         finally:
             store.fs.close(fd)
         row = (

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import format as fmt
 from . import keys
-from .errors import Corruption, UnsupportedFormat
-from .format import FrameError, decode_records
+from .errors import Corruption, UnsupportedFormat, check
 from .keys import Ends, Txn
+from .scan import scan
 from .writer import NO_INDEX
 
 if TYPE_CHECKING:
@@ -178,7 +178,9 @@ def _recover_log(
             good_end, good_next = fmt.SEGMENT_HEADER_BYTES, ends.active_base
             problem = "segment header damaged"
         else:
-            good_end, good_next, problem = _scan(fs, fd, scan_from, ends.active_position, expected)
+            good_end, good_next, problem = _scan(
+                fs, fd, scan_from, ends.active_position, expected, info.name, path
+            )
         # A damaged header is repaired even with no record to drop (an empty
         # segment whose header was lost), or later appends would be dropped.
         if (
@@ -222,46 +224,18 @@ def _recover_log(
         fs.close(fd)
 
 
-def _scan(fs: Any, fd: int, position: int, limit: int, expected: int) -> tuple[int, int, str]:
+def _scan(
+    fs: Any, fd: int, position: int, limit: int, expected: int, log: str, path: str
+) -> tuple[int, int, str]:
     """Check records in [position, limit): (good end, next offset, problem)."""
-    while position < limit:
-        data = fs.pread(fd, min(1 << 20, limit - position), position)
-        if not data:
-            return position, expected, "segment shorter than committed"
-        try:
-            records, used = decode_records(data, 0, len(data), position)
-        except FrameError as exc:
-            records, used = decode_records(data, 0, exc.position - position, position)
-            good = _count_in_order(records, expected)
-            return position + _bytes_of(records[:good]), expected + good, exc.reason
-        good = _count_in_order(records, expected)
-        if good < len(records):
-            return position + _bytes_of(records[:good]), expected + good, "offset out of order"
-        if not records:
-            size = fmt.frame_length(data, 0)
-            if size is None or size <= len(data) or position + size > limit:
-                return position, expected, "truncated record"
-            data = fs.pread(fd, size, position)
-            try:
-                records, used = decode_records(data, 0, len(data), position)
-            except FrameError as exc:
-                return position, expected, exc.reason
-            if not records or records[0].offset != expected:
-                return position, expected, "truncated record"
-        position += used
-        expected += len(records)
+    try:
+        for chunk_end, records in scan(fs, fd, position, limit, expected, log=log, path=path):
+            position = chunk_end
+            expected += len(records)
+    except Corruption as exc:
+        check(exc.position is not None and exc.offset is not None, "scan: unplaced damage")
+        return exc.position or 0, exc.offset or 0, exc.reason
     return position, expected, ""
-
-
-def _count_in_order(records: list[fmt.Record], expected: int) -> int:
-    for i, record in enumerate(records):
-        if record.offset != expected + i:
-            return i
-    return len(records)
-
-
-def _bytes_of(records: list[fmt.Record]) -> int:
-    return sum(fmt.RECORD_FRAME_BYTES + len(r.key) + len(r.headers) + len(r.value) for r in records)
 
 
 def _drop_index_from(store: LogStore, txn: Txn, log_id: int, offset: int) -> None:
