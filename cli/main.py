@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import click
+
 import tidelog
 
 DEFAULT_DATA = "tidelog-data"

@@ -22,26 +22,66 @@ from tidelog.errors import (
     UnsupportedFormat,
 )
 from tidelog.log import Log
+from tidelog.queues import (
+    AttributeValue,
+    BatchFailure,
+    BatchResult,
+    Message,
+    MoveTask,
+    Queue,
+    QueueCounts,
+    SendEntry,
+    SendResult,
+)
 from tidelog.segments.format import Record
 from tidelog.segments.recovery import LogRecovery, RecoveryReport
 from tidelog.store import Store, Transaction, open
+from tidelog.streams import (
+    Consumer,
+    ExpiredIterator,
+    GetRecordsResult,
+    PutManyResult,
+    PutResult,
+    ShardDescription,
+    Stream,
+    StreamDescription,
+    StreamRecord,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyExists",
+    "AttributeValue",
+    "BatchFailure",
+    "BatchResult",
+    "Consumer",
     "Corruption",
     "Error",
+    "ExpiredIterator",
+    "GetRecordsResult",
     "InvalidArgument",
     "Log",
     "LogRecovery",
+    "Message",
+    "MoveTask",
     "NotFound",
+    "PutManyResult",
+    "PutResult",
+    "Queue",
+    "QueueCounts",
     "ReadOnly",
     "Record",
     "RecoveryReport",
+    "SendEntry",
+    "SendResult",
+    "ShardDescription",
     "StaleReceipt",
     "Store",
     "StoreFailed",
+    "Stream",
+    "StreamDescription",
+    "StreamRecord",
     "Transaction",
     "UnsupportedFormat",
     "open",

@@ -22,7 +22,15 @@ CHANNELS_DB = b"channels"
 
 # Every engine-owned LMDB database, opened when a Store opens. A model adds
 # its databases here (LMDB handles must not be created inside a commit).
-ENGINE_DATABASES: tuple[bytes, ...] = (CHANNELS_DB,)
+ENGINE_DATABASES: tuple[bytes, ...] = (CHANNELS_DB, b"stream_checkpoints") + (
+    b"queue_state",  # queues.QUEUE_DATABASES
+    b"queue_entries",
+    b"queue_due",
+    b"queue_groups",
+    b"queue_dedup",
+    b"queue_dedup_expiry",
+    b"queue_tasks",
+)
 Kind = Literal["stream", "queue", "topic"]
 
 

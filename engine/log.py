@@ -93,9 +93,11 @@ class Log:
 
         Atomic: all are committed or none. All records get one timestamp.
         """
-        vals = list(values)
-        if set(map(type, vals)) - {bytes}:
-            vals = [as_bytes(v, "value") for v in vals]
+        given = list(values)
+        # Checking types with one C-level pass keeps the common all-bytes case fast.
+        vals: list[bytes] = (
+            [as_bytes(v, "value") for v in given] if set(map(type, given)) - {bytes} else given  # type: ignore[assignment]
+        )
         ks = [as_bytes(k, "key") for k in keys] if keys is not None else None
         hs = [as_bytes(h, "headers") for h in headers] if headers is not None else None
         info = self.info

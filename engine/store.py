@@ -6,15 +6,20 @@ import os
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tidelog import queues
 from tidelog.catalog import ENGINE_DATABASES
 from tidelog.log import Log, as_bytes
+from tidelog.queues import DedupScope, MoveTask, Queue, ThroughputLimit
 from tidelog.segments.errors import Corruption, InvalidArgument
 from tidelog.segments.fs import OsFileSystem
 from tidelog.segments.logstore import LogInfo, LogStore, SyncMode
 from tidelog.segments.recovery import RecoveryReport
 from tidelog.segments.writer import WriteContext
+
+if TYPE_CHECKING:
+    from tidelog.streams import Stream
 
 
 class Store:
@@ -119,7 +124,130 @@ class Store:
 
     # -- streams (engine/streams.py) ---------------------------------------------
 
+    def create_stream(
+        self,
+        name: str,
+        shards: int = 1,
+        *,
+        retention_hours: int = 24,
+        max_record_bytes: int = 1024 * 1024,
+        exist_ok: bool = False,
+    ) -> Stream:
+        """Create a stream of `shards` shards with even hash-key ranges (as Kinesis).
+
+        Atomic. Raises AlreadyExists unless exist_ok (then the existing stream
+        is returned as it is), InvalidArgument naming the limit for a bad name
+        (1-128 of a-zA-Z0-9_.-), shard count (1-500), retention_hours
+        (24-8760) or max_record_bytes (1-10 MiB).
+        """
+        from tidelog import streams
+
+        return streams.create_stream(
+            self,
+            name,
+            shards,
+            retention_hours=retention_hours,
+            max_record_bytes=max_record_bytes,
+            exist_ok=exist_ok,
+        )
+
+    def stream(self, name: str) -> Stream:
+        """Look up a stream by name. Raises NotFound."""
+        from tidelog.streams import Stream
+
+        return Stream(self, name)
+
+    def streams(self) -> list[Stream]:
+        """Every stream, by name."""
+        from tidelog.streams import list_streams
+
+        return list_streams(self)
+
+    def delete_stream(self, name: str) -> None:
+        """Delete a stream, its shards' logs and its checkpoints. Atomic. Raises NotFound."""
+        from tidelog.streams import delete_stream
+
+        delete_stream(self, name)
+
     # -- queues (engine/queues.py) -----------------------------------------------
+
+    def create_queue(
+        self,
+        name: str,
+        *,
+        visibility_timeout: int = 30,
+        delay: int = 0,
+        retention: int = 4 * 24 * 3600,
+        max_message_size: int = 1024 * 1024,
+        receive_wait: int = 0,
+        dead_letter: tuple[str, int] | None = None,
+        fifo: bool = False,
+        content_based_dedup: bool = False,
+        dedup_scope: DedupScope = "queue",
+        fifo_throughput_limit: ThroughputLimit = "perQueue",
+        replay_window: int | None = None,
+        segment_bytes_max: int | None = None,
+        exist_ok: bool = False,
+    ) -> Queue:
+        """Create a queue (SQS's CreateQueue; times in seconds). Atomic.
+
+        Raises InvalidArgument (a name or attribute outside SQS's limits,
+        naming the limit), AlreadyExists (unless exist_ok and the attributes
+        match), NotFound (dead_letter names no queue). See docs/api.md, "Queues".
+        """
+        return queues.create_queue(
+            self,
+            name,
+            visibility_timeout=visibility_timeout,
+            delay=delay,
+            retention=retention,
+            max_message_size=max_message_size,
+            receive_wait=receive_wait,
+            dead_letter=dead_letter,
+            fifo=fifo,
+            content_based_dedup=content_based_dedup,
+            dedup_scope=dedup_scope,
+            fifo_throughput_limit=fifo_throughput_limit,
+            replay_window=replay_window,
+            segment_bytes_max=segment_bytes_max,
+            exist_ok=exist_ok,
+        )
+
+    def queue(self, name: str) -> Queue:
+        """Look a queue up by name. Raises NotFound."""
+        return queues.get_queue(self, name)
+
+    def queues(self, prefix: str = "") -> list[Queue]:
+        """Every queue whose name starts with `prefix`, by name."""
+        return queues.list_queues(self, prefix)
+
+    def delete_queue(self, name: str) -> None:
+        """Delete a queue, its messages and its state (atomic). Raises NotFound."""
+        queues.delete_queue(self, name)
+
+    def dead_letter_source_queues(self, name: str) -> list[Queue]:
+        """Queues that use `name` as their dead-letter queue. Raises NotFound."""
+        return queues.dead_letter_source_queues(self, name)
+
+    def start_message_move_task(
+        self,
+        source: str,
+        destination: str | None = None,
+        *,
+        max_messages_per_second: int | None = None,
+    ) -> MoveTask:
+        """Redrive a dead-letter queue (SQS's StartMessageMoveTask); see queues.py."""
+        return queues.start_message_move_task(
+            self, source, destination, max_messages_per_second=max_messages_per_second
+        )
+
+    def cancel_message_move_task(self, handle: str) -> MoveTask:
+        """Cancel a move task started in this process. Raises NotFound."""
+        return queues.cancel_message_move_task(handle)
+
+    def list_message_move_tasks(self, source: str) -> list[MoveTask]:
+        """Move tasks started in this process for `source`."""
+        return queues.list_message_move_tasks(source)
 
     # -- topics (engine/topics.py) -----------------------------------------------
 
@@ -142,7 +270,10 @@ class Store:
         def op(ctx: WriteContext) -> int:
             return sum(ctx.enforce_retention(info, now_ms) for info in infos)
 
-        return self._logs.submit(op)
+        deleted = self._logs.submit(op)
+        from tidelog.streams import enforce_all_retention  # streams keep their own period
+
+        return deleted + enforce_all_retention(self, now_ms)
 
     def verify(self) -> dict[str, list[Corruption]]:
         """Check every record of every log; returns the problems by log name."""

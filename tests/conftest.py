@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import tidelog
 from helpers import FakeClock
+
+import tidelog
 
 
 @pytest.fixture

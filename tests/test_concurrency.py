@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 import tidelog
 from tidelog.segments.writer import WriteContext
 

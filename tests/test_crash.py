@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 import tidelog
 
 # The child's source. The parent execs the same text to regenerate values,

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 import tidelog
 from tidelog.segments import recovery
 from tidelog.segments.format import encode_record, segment_name

@@ -12,6 +12,7 @@ import struct
 from pathlib import Path
 
 import pytest
+
 from tidelog.segments import crc
 from tidelog.segments import format as fmt
 from tidelog.segments.format import (

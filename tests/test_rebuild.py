@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import tidelog
 from helpers import FakeClock
+
+import tidelog
 from tidelog.segments import keys
 
 

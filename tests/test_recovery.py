@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
 import tidelog
 from tidelog.segments import crc
 from tidelog.segments import format as fmt

@@ -1,0 +1,2343 @@
+"""Queues: the SQS model as a view over a log (DESIGN.md, "Queues as views over a log").
+
+A queue owns one log, which holds every message sent to it. Its state in
+LMDB is small and proportional to the messages *in flight*, never to history:
+
+- `queue_state` (one row per queue): the *head* (lowest offset not yet
+  deleted), the *frontier* (lowest offset never looked at by a receive), a
+  receipt nonce counter and O(1) counters for the approximate counts.
+- `queue_entries` (one row per message between head and frontier that is not
+  deleted): visible-at time, original send time, first-receive time, receive
+  count, receipt nonce, kind (leased / delayed / waiting) and FIFO group.
+- `queue_due`: the entries ordered by visible-at, so a receive finds expired
+  leases and matured delays without scanning.
+- `queue_groups` (FIFO): per message group, the offsets handed out by the
+  group's last receive; the group is locked while one of them is leased.
+- `queue_dedup`, `queue_dedup_expiry` (FIFO): deduplication ids for 5 minutes.
+- `queue_tasks`: message-move (redrive) tasks.
+
+Deleting a message removes its entry; the head becomes the lowest remaining
+entry (or the frontier), and sealed segments wholly below the head are
+reclaimed in the same commit unless the queue keeps a replay window.
+
+All of this state is primary (it cannot be rebuilt from the log). Every
+operation is one `LogStore.submit` op, so each is atomic, group-committed
+with concurrent calls and durable as the store's sync mode promises. Times
+come from the store's clock (`tidelog.open(clock=...)`), so tests inject one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+from tidelog.catalog import (
+    CHANNELS_DB,
+    channel_key,
+    delete_channel,
+    get_channel,
+    list_channels,
+    log_name,
+    put_channel,
+)
+from tidelog.errors import (
+    AlreadyExists,
+    Corruption,
+    Error,
+    InvalidArgument,
+    NotFound,
+    StaleReceipt,
+)
+from tidelog.segments import format as fmt
+from tidelog.segments import keys
+from tidelog.segments.format import FrameError, Record, decode_records, frame_length
+from tidelog.segments.keys import Ends, SegmentRow, Txn
+from tidelog.segments.logstore import LogInfo, LogStore, delete_prefix
+from tidelog.segments.reader import locate, offset_for_time
+from tidelog.segments.writer import WriteContext
+
+if TYPE_CHECKING:
+    from tidelog.store import Store
+
+# -- LMDB databases (added to catalog.ENGINE_DATABASES) -------------------------------------------
+
+STATE_DB = b"queue_state"
+ENTRIES_DB = b"queue_entries"
+DUE_DB = b"queue_due"
+GROUPS_DB = b"queue_groups"
+DEDUP_DB = b"queue_dedup"
+DEDUP_EXPIRY_DB = b"queue_dedup_expiry"
+TASKS_DB = b"queue_tasks"
+QUEUE_DATABASES = (STATE_DB, ENTRIES_DB, DUE_DB, GROUPS_DB, DEDUP_DB, DEDUP_EXPIRY_DB, TASKS_DB)
+
+# -- limits (SQS's current ones) ------------------------------------------------------------------
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+FIFO_SUFFIX = ".fifo"
+BATCH_ENTRIES_MAX = 10
+BATCH_BYTES_MAX = 1024 * 1024
+MESSAGE_BYTES_MIN = 1024
+MESSAGE_BYTES_MAX = 1024 * 1024
+VISIBILITY_SECONDS_MAX = 12 * 3600
+DELAY_SECONDS_MAX = 15 * 60
+WAIT_SECONDS_MAX = 20
+RETENTION_SECONDS_MIN = 60
+RETENTION_SECONDS_MAX = 14 * 24 * 3600
+RETENTION_SECONDS_DEFAULT = 4 * 24 * 3600
+MAX_RECEIVE_COUNT_MAX = 1000
+ATTRIBUTES_PER_MESSAGE_MAX = 10
+ATTRIBUTE_NAME_BYTES_MAX = 256
+ID_CHARS_MAX = 128  # group ids, deduplication ids and batch entry ids
+DEDUP_WINDOW_MS = 5 * 60 * 1000
+REPLAY_WINDOW_SECONDS_MAX = 14 * 24 * 3600
+# A receive looks at no more than this many due entries and new records, so
+# a FIFO queue whose backlog sits behind locked groups costs a bounded scan.
+SCAN_ENTRIES_MAX = 256
+SCAN_RECORDS_MAX = 1024
+COUNT_PEEK_MAX = 32  # due entries re-classified by approximate_counts()
+DEDUP_EXPIRE_PER_SEND = 16
+CROSS_PROCESS_POLL_SECONDS = 0.05
+READ_CHUNK_BYTES_FIRST = 4096
+READ_CHUNK_BYTES_MAX = 256 * 1024
+
+_ATTR_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
+_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")  # SQS: alphanumerics and punctuation
+_ENTRY_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+
+# -- row layouts ----------------------------------------------------------------------------------
+
+U64 = struct.Struct(">Q")
+KEY2 = struct.Struct(">QQ")
+KEY3 = struct.Struct(">QQQ")
+# head, frontier, next nonce, leased, delayed, waiting, delayed beyond the frontier
+STATE = struct.Struct(">QQQqqqq")
+# visible_at_ms, sent_at_ms, first_received_ms, receive_count, nonce, kind (+ group bytes)
+ENTRY = struct.Struct(">QQQIIB")
+DEDUP = struct.Struct(">QQ16s")  # expires_ms, offset, message id
+KIND_LEASED = 1
+KIND_DELAYED = 2
+KIND_WAITING = 3
+_KIND_BYTES = {KIND_LEASED: b"\x01", KIND_DELAYED: b"\x02", KIND_WAITING: b"\x03"}
+
+
+class _State:
+    __slots__ = ("head", "frontier", "nonce", "leased", "delayed", "waiting", "pending_delayed")
+
+    def __init__(self, raw: bytes | None) -> None:
+        if raw is None:
+            self.head = self.frontier = self.nonce = 0
+            self.leased = self.delayed = self.waiting = self.pending_delayed = 0
+        else:
+            (
+                self.head,
+                self.frontier,
+                self.nonce,
+                self.leased,
+                self.delayed,
+                self.waiting,
+                self.pending_delayed,
+            ) = STATE.unpack(raw)
+
+    def pack(self) -> bytes:
+        return STATE.pack(
+            self.head,
+            self.frontier,
+            self.nonce,
+            self.leased,
+            self.delayed,
+            self.waiting,
+            self.pending_delayed,
+        )
+
+    def count(self, kind: int, delta: int) -> None:
+        if kind == KIND_LEASED:
+            self.leased += delta
+        elif kind == KIND_DELAYED:
+            self.delayed += delta
+        else:
+            self.waiting += delta
+
+
+class _Entry:
+    __slots__ = (
+        "visible_at",
+        "sent_at",
+        "first_received",
+        "receive_count",
+        "nonce",
+        "kind",
+        "group",
+    )
+
+    def __init__(
+        self,
+        visible_at: int,
+        sent_at: int,
+        first_received: int,
+        receive_count: int,
+        nonce: int,
+        kind: int,
+        group: bytes,
+    ) -> None:
+        self.visible_at = visible_at
+        self.sent_at = sent_at
+        self.first_received = first_received
+        self.receive_count = receive_count
+        self.nonce = nonce
+        self.kind = kind
+        self.group = group
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> _Entry:
+        visible_at, sent_at, first_received, count, nonce, kind = ENTRY.unpack_from(raw)
+        return cls(visible_at, sent_at, first_received, count, nonce, kind, raw[ENTRY.size :])
+
+    def pack(self) -> bytes:
+        return (
+            ENTRY.pack(
+                self.visible_at,
+                self.sent_at,
+                self.first_received,
+                self.receive_count,
+                self.nonce,
+                self.kind,
+            )
+            + self.group
+        )
+
+
+# -- attributes and digests -----------------------------------------------------------------------
+
+
+class AttributeValue(NamedTuple):
+    """A typed message attribute as SQS holds it.
+
+    `data_type` is "String", "Number" or "Binary", optionally with a custom
+    suffix ("Number.float", "Binary.png"). `value` is `str` for String and
+    Number (the number's exact text) and `bytes` for Binary.
+    """
+
+    data_type: str
+    value: str | bytes
+
+    @property
+    def python(self) -> str | int | float | bytes:
+        """The value as a plain Python object (Number -> int or float)."""
+        if isinstance(self.value, bytes):
+            return self.value
+        if self.data_type.split(".", 1)[0] == "Number":
+            try:
+                return int(self.value)
+            except ValueError:
+                return float(self.value)
+        return self.value
+
+
+AttributeInput = str | int | float | bytes | AttributeValue | tuple[str, Any] | Mapping[str, Any]
+
+
+def _typed_attribute(name: str, raw: AttributeInput) -> AttributeValue:
+    """One attribute value as SQS would type it; raises InvalidArgument."""
+    if isinstance(raw, AttributeValue):
+        data_type, value = raw
+    elif isinstance(raw, bool):
+        raise InvalidArgument(f"attribute {name!r}: bool is not an SQS type (use str or int)")
+    elif isinstance(raw, str):
+        data_type, value = "String", raw
+    elif isinstance(raw, int):
+        data_type, value = "Number", str(raw)
+    elif isinstance(raw, float):
+        if raw != raw or raw in (float("inf"), float("-inf")):
+            raise InvalidArgument(f"attribute {name!r}: {raw} is not a finite number")
+        data_type, value = "Number", repr(raw)
+    elif isinstance(raw, bytes | bytearray | memoryview):
+        data_type, value = "Binary", bytes(raw)
+    elif isinstance(raw, tuple) and len(raw) == 2:
+        data_type, value = raw
+    elif isinstance(raw, Mapping):
+        # boto3's shape: {"DataType": ..., "StringValue": ...} or "BinaryValue".
+        data_type = raw.get("DataType", "")
+        value = raw["BinaryValue"] if "BinaryValue" in raw else raw.get("StringValue", "")
+    else:
+        raise InvalidArgument(
+            f"attribute {name!r}: {type(raw).__name__} is not str, int, float, bytes "
+            "or a typed (data_type, value) pair"
+        )
+    if not isinstance(data_type, str) or not data_type:
+        raise InvalidArgument(f"attribute {name!r}: data type missing")
+    base = data_type.split(".", 1)[0]
+    if base not in ("String", "Number", "Binary") or len(data_type.encode()) > 256:
+        raise InvalidArgument(
+            f"attribute {name!r}: data type {data_type!r} must be String, Number or Binary "
+            "with an optional .suffix"
+        )
+    if base == "Binary":
+        if isinstance(value, str):
+            raise InvalidArgument(f"attribute {name!r}: Binary values are bytes")
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise InvalidArgument(f"attribute {name!r}: Binary values are bytes")
+        value = bytes(value)
+    else:
+        if isinstance(value, int | float) and not isinstance(value, bool) and base == "Number":
+            value = str(value)
+        if not isinstance(value, str):
+            raise InvalidArgument(f"attribute {name!r}: {base} values are str")
+        if base == "Number":
+            _check_number(name, value)
+    if not value:
+        raise InvalidArgument(f"attribute {name!r}: value must not be empty")
+    return AttributeValue(data_type, value)
+
+
+def _check_number(name: str, text: str) -> None:
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise InvalidArgument(f"attribute {name!r}: {text!r} is not a number") from None
+    if not number.is_finite():
+        raise InvalidArgument(f"attribute {name!r}: {text!r} is not a finite number")
+    if number and not (Decimal("1e-128") <= abs(number) <= Decimal("1e126")):
+        raise InvalidArgument(f"attribute {name!r}: {text!r} is outside SQS's range 1e-128..1e126")
+    if len(number.as_tuple().digits) > 38:
+        raise InvalidArgument(f"attribute {name!r}: {text!r} has over 38 digits of precision")
+
+
+def _check_attribute_name(name: object) -> str:
+    if not isinstance(name, str) or not _ATTR_NAME_RE.match(name):
+        raise InvalidArgument(
+            f"attribute name {name!r}: must be 1-256 characters of A-Z a-z 0-9 _ - ."
+        )
+    lowered = name.lower()
+    if lowered.startswith(("aws.", "amazon.")):
+        raise InvalidArgument(
+            f"attribute name {name!r}: the AWS. and Amazon. prefixes are reserved"
+        )
+    if name.startswith(".") or name.endswith(".") or ".." in name:
+        raise InvalidArgument(
+            f"attribute name {name!r}: must not start or end with a period or hold two in a row"
+        )
+    return name
+
+
+def typed_attributes(attributes: Mapping[str, AttributeInput] | None) -> dict[str, AttributeValue]:
+    """Type a user's attribute mapping as SQS does; raises InvalidArgument."""
+    if not attributes:
+        return {}
+    if len(attributes) > ATTRIBUTES_PER_MESSAGE_MAX:
+        raise InvalidArgument(
+            f"attributes: {len(attributes)} given, over SQS's {ATTRIBUTES_PER_MESSAGE_MAX}"
+        )
+    return {
+        _check_attribute_name(name): _typed_attribute(name, raw) for name, raw in attributes.items()
+    }
+
+
+def md5_of_body(body: bytes) -> str:
+    """SQS's MD5OfMessageBody: the hex MD5 of the body's bytes."""
+    return hashlib.md5(body, usedforsecurity=False).hexdigest()
+
+
+def md5_of_attributes(attributes: Mapping[str, AttributeValue]) -> str:
+    """SQS's MD5OfMessageAttributes ("" when there are none).
+
+    For each attribute in name order: the name, the data type and the value,
+    each prefixed with its 4-byte big-endian length, with a transport byte
+    (1 for String and Number, 2 for Binary) between type and value.
+    """
+    if not attributes:
+        return ""
+    digest = hashlib.md5(usedforsecurity=False)
+    pack = U32.pack
+    for name in sorted(attributes):
+        data_type, value = attributes[name]
+        name_bytes = name.encode()
+        type_bytes = data_type.encode()
+        if isinstance(value, bytes):
+            transport, value_bytes = b"\x02", value
+        else:
+            transport, value_bytes = b"\x01", value.encode()
+        digest.update(pack(len(name_bytes)) + name_bytes + pack(len(type_bytes)) + type_bytes)
+        digest.update(transport + pack(len(value_bytes)) + value_bytes)
+    return digest.hexdigest()
+
+
+U32 = struct.Struct(">I")
+
+
+def _attributes_size(attributes: Mapping[str, AttributeValue]) -> int:
+    """Bytes SQS counts toward the message size: names, types and values."""
+    total = 0
+    for name, (data_type, value) in attributes.items():
+        total += len(name.encode()) + len(data_type.encode())
+        total += len(value) if isinstance(value, bytes) else len(value.encode())
+    return total
+
+
+def _select_attributes(
+    attributes: dict[str, AttributeValue], names: Sequence[str] | None
+) -> dict[str, AttributeValue]:
+    """SQS's MessageAttributeNames: "All" or ".*", exact names, or "prefix.*"."""
+    if names is None or not attributes:
+        return attributes
+    out: dict[str, AttributeValue] = {}
+    for wanted in names:
+        if wanted in ("All", ".*"):
+            return attributes
+        if wanted.endswith(".*"):
+            prefix = wanted[:-1]
+            out.update({k: v for k, v in attributes.items() if k.startswith(prefix)})
+        elif wanted in attributes:
+            out[wanted] = attributes[wanted]
+    return out
+
+
+# -- the message record (docs/format.md, "Queue messages") ----------------------------------------
+#
+# key: the message id (16 bytes, a UUID). headers: empty for a plain message
+# (no attributes, no delay, no group), else a JSON object with any of
+#   a: [[name, data_type, "s" | "b", value (text or base64)], ...]
+#   d: delay in ms    g: group id    dd: deduplication id
+#   t: original send time in ms (moved or replayed messages)
+#   src: the queue a dead-lettered message came from
+
+
+def _encode_meta(
+    attributes: Mapping[str, AttributeValue],
+    delay_ms: int,
+    group_id: str | None,
+    dedup_id: str | None,
+    sent_at_ms: int | None = None,
+    source: str | None = None,
+) -> bytes:
+    meta: dict[str, Any] = {}
+    if attributes:
+        meta["a"] = [
+            [n, t, "b", base64.b64encode(v).decode()] if isinstance(v, bytes) else [n, t, "s", v]
+            for n, (t, v) in attributes.items()
+        ]
+    if delay_ms:
+        meta["d"] = delay_ms
+    if group_id is not None:
+        meta["g"] = group_id
+    if dedup_id is not None:
+        meta["dd"] = dedup_id
+    if sent_at_ms is not None:
+        meta["t"] = sent_at_ms
+    if source is not None:
+        meta["src"] = source
+    return json.dumps(meta, separators=(",", ":")).encode() if meta else b""
+
+
+_EMPTY_META: dict[str, Any] = {}
+
+
+def _decode_meta(headers: bytes) -> dict[str, Any]:
+    if not headers:
+        return _EMPTY_META
+    meta: dict[str, Any] = json.loads(headers)
+    return meta
+
+
+def _meta_attributes(meta: Mapping[str, Any]) -> dict[str, AttributeValue]:
+    raw = meta.get("a")
+    if not raw:
+        return {}
+    return {
+        name: AttributeValue(data_type, base64.b64decode(value) if kind == "b" else value)
+        for name, data_type, kind, value in raw
+    }
+
+
+def _message_id(raw: bytes) -> str:
+    return str(uuid.UUID(bytes=raw)) if len(raw) == 16 else raw.decode()
+
+
+def _new_message_id() -> bytes:
+    return uuid.uuid4().bytes
+
+
+# -- public records -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A received message. `receipt` names this receive's lease.
+
+    `sent_at_ms` is when it was first sent (kept across dead-letter moves),
+    `first_received_at_ms` when any receive first took it. `attributes` gives
+    plain values (String -> str, Number -> int or float, Binary -> bytes);
+    `typed_attributes` keeps SQS's types and the exact number text.
+    """
+
+    id: str
+    body: bytes
+    typed_attributes: dict[str, AttributeValue]
+    receipt: str
+    receive_count: int
+    sent_at_ms: int
+    first_received_at_ms: int
+    group_id: str | None = None
+    dedup_id: str | None = None
+    sequence_number: str | None = None
+    offset: int = 0
+
+    @property
+    def attributes(self) -> dict[str, str | int | float | bytes]:
+        return {name: value.python for name, value in self.typed_attributes.items()}
+
+    @property
+    def sent_at(self) -> float:
+        """Seconds since the epoch."""
+        return self.sent_at_ms / 1000
+
+    @property
+    def first_received_at(self) -> float:
+        return self.first_received_at_ms / 1000
+
+    @property
+    def md5_of_body(self) -> str:
+        return md5_of_body(self.body)
+
+    @property
+    def md5_of_attributes(self) -> str:
+        return md5_of_attributes(self.typed_attributes)
+
+    @property
+    def text(self) -> str:
+        """The body decoded as UTF-8."""
+        return self.body.decode()
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What a send returns. `duplicate` is True when FIFO deduplication kept the original."""
+
+    id: str
+    md5_of_body: str
+    md5_of_attributes: str
+    sequence_number: str | None = None
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BatchFailure:
+    """A failed entry of a batch call. `code` is SQS's error code."""
+
+    entry_id: str
+    code: str
+    message: str
+    sender_fault: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """Per-entry outcome of send_many / delete_many / change_visibility_many."""
+
+    successful: list[tuple[str, Any]] = field(default_factory=list)
+    failed: list[BatchFailure] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """Approximate counts, read in O(1) (SQS's ApproximateNumberOfMessages*)."""
+
+    visible: int
+    in_flight: int
+    delayed: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendEntry:
+    """One entry of send_many. Plain bytes or str in the list mean SendEntry(body=...)."""
+
+    body: bytes | str
+    attributes: Mapping[str, AttributeInput] | None = None
+    delay: int | None = None
+    group_id: str | None = None
+    dedup_id: str | None = None
+    id: str | None = None
+
+
+# -- configuration --------------------------------------------------------------------------------
+
+DedupScope = Literal["queue", "messageGroup"]
+ThroughputLimit = Literal["perQueue", "perMessageGroupId"]
+
+# The attribute names users may read and change after creation.
+MUTABLE_ATTRIBUTES = (
+    "visibility_timeout",
+    "delay",
+    "retention",
+    "max_message_size",
+    "receive_wait",
+    "dead_letter",
+    "content_based_dedup",
+    "dedup_scope",
+    "fifo_throughput_limit",
+    "replay_window",
+)
+
+
+def check_queue_name(name: object, fifo: bool) -> str:
+    """SQS's rule: 1-80 of [A-Za-z0-9_-], plus ".fifo" exactly for FIFO queues."""
+    if not isinstance(name, str):
+        raise InvalidArgument("queue name: must be a str")
+    stem = name[: -len(FIFO_SUFFIX)] if name.endswith(FIFO_SUFFIX) else name
+    if not NAME_RE.match(stem) or len(name) > 80:
+        raise InvalidArgument(
+            f"queue name {name!r}: must be 1-80 characters of A-Z a-z 0-9 _ - "
+            "(with .fifo for FIFO queues)"
+        )
+    if fifo != name.endswith(FIFO_SUFFIX):
+        raise InvalidArgument(
+            f"queue name {name!r}: FIFO queue names must end in .fifo and others must not"
+        )
+    return name
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{name}: must be an int number of seconds, got {value!r}")
+    if not low <= value <= high:
+        raise InvalidArgument(f"{name}: {value} is outside {low}..{high}")
+    return value
+
+
+def _validate_config(config: dict[str, Any]) -> None:
+    _check_int("visibility_timeout", config["visibility_timeout"], 0, VISIBILITY_SECONDS_MAX)
+    _check_int("delay", config["delay"], 0, DELAY_SECONDS_MAX)
+    _check_int("retention", config["retention"], RETENTION_SECONDS_MIN, RETENTION_SECONDS_MAX)
+    _check_int("max_message_size", config["max_message_size"], MESSAGE_BYTES_MIN, MESSAGE_BYTES_MAX)
+    _check_int("receive_wait", config["receive_wait"], 0, WAIT_SECONDS_MAX)
+    if config["replay_window"] is not None:
+        _check_int("replay_window", config["replay_window"], 0, REPLAY_WINDOW_SECONDS_MAX)
+    dead_letter = config["dead_letter"]
+    if dead_letter is not None:
+        if (
+            not isinstance(dead_letter, list | tuple)
+            or len(dead_letter) != 2
+            or not isinstance(dead_letter[0], str)
+        ):
+            raise InvalidArgument("dead_letter: must be (queue_name, max_receive_count)")
+        _check_int("dead_letter max_receive_count", dead_letter[1], 1, MAX_RECEIVE_COUNT_MAX)
+        config["dead_letter"] = [dead_letter[0], dead_letter[1]]
+    if not isinstance(config["content_based_dedup"], bool):
+        raise InvalidArgument("content_based_dedup: must be a bool")
+    fifo = config["fifo"]
+    if config["content_based_dedup"] and not fifo:
+        raise InvalidArgument("content_based_dedup: only FIFO queues deduplicate")
+    if config["dedup_scope"] not in ("queue", "messageGroup"):
+        raise InvalidArgument("dedup_scope: must be 'queue' or 'messageGroup'")
+    if config["fifo_throughput_limit"] not in ("perQueue", "perMessageGroupId"):
+        raise InvalidArgument("fifo_throughput_limit: must be 'perQueue' or 'perMessageGroupId'")
+    if not fifo and (
+        config["dedup_scope"] != "queue" or config["fifo_throughput_limit"] != "perQueue"
+    ):
+        raise InvalidArgument("dedup_scope, fifo_throughput_limit: FIFO queues only")
+    if config["fifo_throughput_limit"] == "perMessageGroupId" and config["dedup_scope"] != (
+        "messageGroup"
+    ):
+        # SQS's rule for high-throughput FIFO.
+        raise InvalidArgument(
+            "fifo_throughput_limit: 'perMessageGroupId' needs dedup_scope='messageGroup'"
+        )
+
+
+class _Config:
+    """A queue's parsed configuration (the catalog row), cached by its bytes."""
+
+    __slots__ = (
+        "raw",
+        "name",
+        "log_id",
+        "fifo",
+        "visibility_ms",
+        "delay_ms",
+        "retention_ms",
+        "max_message_size",
+        "receive_wait",
+        "dead_letter",
+        "content_based_dedup",
+        "dedup_scope",
+        "replay_window_ms",
+        "data",
+    )
+
+    def __init__(self, name: str, data: dict[str, Any]) -> None:
+        self.name = name
+        self.data = data
+        self.log_id: int = data["log_id"]
+        self.fifo: bool = data["fifo"]
+        self.visibility_ms: int = data["visibility_timeout"] * 1000
+        self.delay_ms: int = data["delay"] * 1000
+        self.retention_ms: int = data["retention"] * 1000
+        self.max_message_size: int = data["max_message_size"]
+        self.receive_wait: int = data["receive_wait"]
+        dl = data["dead_letter"]
+        self.dead_letter: tuple[str, int] | None = (dl[0], dl[1]) if dl else None
+        self.content_based_dedup: bool = data["content_based_dedup"]
+        self.dedup_scope: str = data["dedup_scope"]
+        rw = data["replay_window"]
+        self.replay_window_ms: int | None = None if rw is None else rw * 1000
+
+
+_config_cache: dict[tuple[str, bytes], _Config] = {}
+_config_cache_lock = threading.Lock()
+
+
+def _load_config(logs: LogStore, txn: Txn, name: str) -> _Config | None:
+    db = logs.database(CHANNELS_DB)
+    if db is None:
+        return None
+    raw = txn.get(channel_key("queue", name), db=db)
+    if raw is None:
+        return None
+    key = (name, bytes(raw))
+    cached = _config_cache.get(key)
+    if cached is None:
+        cached = _Config(name, json.loads(raw))
+        with _config_cache_lock:
+            if len(_config_cache) > 4096:
+                _config_cache.clear()
+            _config_cache[key] = cached
+    return cached
+
+
+# -- reading messages back from the log -----------------------------------------------------------
+
+
+def _segment_limits(logs: LogStore, info: LogInfo, base: int) -> tuple[Ends, SegmentRow | None]:
+    with logs.env.begin() as txn:
+        raw_ends = txn.get(keys.log_key(info.id), db=logs.dbs[keys.DB_ENDS])
+        raw_row = txn.get(keys.log_offset_key(info.id, base), db=logs.dbs[keys.DB_SEGMENTS])
+    if raw_ends is None:
+        raise NotFound(f"queue log {info.name!r}: not found (deleted?)")
+    return Ends.unpack(raw_ends), (SegmentRow.unpack(raw_row) if raw_row else None)
+
+
+def _read_records(
+    logs: LogStore, info: LogInfo, start: int, stop: int, chunk: int = READ_CHUNK_BYTES_FIRST
+) -> Iterator[Record]:
+    """Committed records in [start, stop), read in small growing chunks.
+
+    The log layer's reader reads up to 1 MiB at a time, which suits replay;
+    a receive wants ten records, so this one starts at 4 KiB and doubles.
+    Records below the log's start (reclaimed) are skipped silently.
+    """
+    if start >= stop:
+        return
+    fs = logs.fs
+    base, position, expected = locate(logs, info, start)
+    fd: int | None = None
+    fd_base = -1
+    try:
+        while expected < stop:
+            ends, row = _segment_limits(logs, info, base)
+            if base < ends.start_offset or (base != ends.active_base and row is None):
+                if start < ends.start_offset:
+                    start = ends.start_offset
+                if start >= stop:
+                    return
+                base, position, expected = locate(logs, info, max(start, expected))
+                continue
+            sealed = base != ends.active_base
+            limit = row.size if sealed and row is not None else ends.active_position
+            if position >= limit:
+                if not sealed:
+                    return
+                base, position = expected, fmt.SEGMENT_HEADER_BYTES
+                continue
+            if fd_base != base:
+                if fd is not None:
+                    fs.close(fd)
+                    fd = None
+                path = logs.segment_path(info.id, base)
+                try:
+                    fd = fs.open_read(path)
+                except FileNotFoundError:
+                    if _segment_limits(logs, info, base)[0].start_offset > base:
+                        continue  # reclaimed between the two looks: the next pass skips it
+                    raise Corruption(
+                        "segment file missing", log=info.name, path=path, offset=expected
+                    ) from None
+                fd_base = base
+            if fd is None:
+                continue
+            data = fs.pread(fd, min(chunk, limit - position), position)
+            chunk = min(chunk * 2, READ_CHUNK_BYTES_MAX)
+            try:
+                records, used = decode_records(data, 0, len(data), position)
+                if not records:
+                    size = frame_length(data, 0)
+                    if size is None or position + size > limit:
+                        raise FrameError("bad record length", position)
+                    data = fs.pread(fd, size, position)
+                    records, used = decode_records(data, 0, len(data), position)
+                    if not records:
+                        raise FrameError("segment shorter than its committed length", position)
+            except FrameError as exc:
+                raise Corruption(
+                    f"damaged record: {exc.reason}",
+                    log=info.name,
+                    path=logs.segment_path(info.id, base),
+                    offset=expected,
+                    position=exc.position,
+                ) from None
+            position += used
+            expected = records[-1].offset + 1
+            for record in records:
+                if start <= record.offset < stop:
+                    yield record
+    finally:
+        if fd is not None:
+            fs.close(fd)
+
+
+def _read_record(logs: LogStore, info: LogInfo, offset: int) -> Record | None:
+    for record in _read_records(logs, info, offset, offset + 1, 8192):
+        return record
+    return None
+
+
+# -- keys -----------------------------------------------------------------------------------------
+
+
+def _entry_key(log_id: int, offset: int) -> bytes:
+    return KEY2.pack(log_id, offset)
+
+
+def _due_key(log_id: int, visible_at: int, offset: int) -> bytes:
+    return KEY3.pack(log_id, visible_at, offset)
+
+
+def _group_key(log_id: int, group: bytes) -> bytes:
+    return U64.pack(log_id) + group
+
+
+def _pack_offsets(offsets: Sequence[int]) -> bytes:
+    return struct.pack(f">{len(offsets)}Q", *offsets)
+
+
+def _unpack_offsets(raw: bytes) -> tuple[int, ...]:
+    return struct.unpack(f">{len(raw) // 8}Q", raw)
+
+
+# -- receipts -------------------------------------------------------------------------------------
+
+_RECEIPT_PREFIX = "tl1"
+
+
+def _make_receipt(log_id: int, offset: int, nonce: int) -> str:
+    return f"{_RECEIPT_PREFIX}.{log_id:x}.{offset:x}.{nonce:x}"
+
+
+def _parse_receipt(receipt: object) -> tuple[int, int, int]:
+    if isinstance(receipt, Message):
+        receipt = receipt.receipt
+    if not isinstance(receipt, str):
+        raise InvalidArgument(f"receipt: expected str, got {type(receipt).__name__}")
+    parts = receipt.split(".")
+    if len(parts) != 4 or parts[0] != _RECEIPT_PREFIX:
+        raise InvalidArgument(f"receipt {receipt!r}: not a receipt handle (ReceiptHandleIsInvalid)")
+    try:
+        return int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
+    except ValueError:
+        raise InvalidArgument(
+            f"receipt {receipt!r}: not a receipt handle (ReceiptHandleIsInvalid)"
+        ) from None
+
+
+# -- the prepared message (validated outside any commit) ------------------------------------------
+
+
+class _Outgoing:
+    __slots__ = ("id", "body", "attributes", "meta", "group", "dedup", "delay_ms", "entry_id")
+
+    def __init__(
+        self,
+        body: bytes,
+        attributes: dict[str, AttributeValue],
+        delay_ms: int,
+        group: str | None,
+        dedup: str | None,
+        entry_id: str,
+        message_id: bytes | None = None,
+        sent_at_ms: int | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.id = message_id or _new_message_id()
+        self.body = body
+        self.attributes = attributes
+        self.group = group
+        self.dedup = dedup
+        self.delay_ms = delay_ms
+        self.entry_id = entry_id
+        self.meta = _encode_meta(attributes, delay_ms, group, dedup, sent_at_ms, source)
+
+
+def _as_body(body: object) -> bytes:
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode()
+    if isinstance(body, bytearray | memoryview):
+        return bytes(body)
+    raise InvalidArgument(f"body: expected bytes or str, got {type(body).__name__}")
+
+
+def _check_id(what: str, value: object) -> str:
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        raise InvalidArgument(
+            f"{what}: {value!r} must be 1-{ID_CHARS_MAX} printable ASCII characters"
+        )
+    return value
+
+
+def _prepare(
+    config: _Config,
+    body: object,
+    attributes: Mapping[str, AttributeInput] | None,
+    delay: int | None,
+    group_id: str | None,
+    dedup_id: str | None,
+    entry_id: str = "0",
+) -> _Outgoing:
+    """Validate one send against the queue's configuration (SQS's rules)."""
+    data = _as_body(body)
+    if not data:
+        raise InvalidArgument("body: must not be empty (SQS needs at least one character)")
+    typed = typed_attributes(attributes)
+    size = len(data) + _attributes_size(typed)
+    if size > config.max_message_size:
+        raise InvalidArgument(
+            f"message: {size} bytes is over the queue's max_message_size {config.max_message_size}"
+        )
+    if config.fifo:
+        if delay is not None and delay != 0:
+            raise InvalidArgument(
+                "delay: FIFO queues take no per-message delay (set the queue's delay)"
+            )
+        if group_id is None:
+            raise InvalidArgument("group_id: FIFO queues need a message group id")
+        _check_id("group_id", group_id)
+        if dedup_id is None:
+            if not config.content_based_dedup:
+                raise InvalidArgument(
+                    "dedup_id: give one, or create the queue with content_based_dedup=True"
+                )
+        else:
+            _check_id("dedup_id", dedup_id)
+        delay_ms = config.delay_ms
+    else:
+        if dedup_id is not None:
+            raise InvalidArgument("dedup_id: only FIFO queues deduplicate")
+        if group_id is not None:
+            _check_id("group_id", group_id)  # SQS accepts (and ignores order for) it
+        if delay is None:
+            delay_ms = config.delay_ms
+        else:
+            delay_ms = _check_int("delay", delay, 0, DELAY_SECONDS_MAX) * 1000
+    return _Outgoing(data, typed, delay_ms, group_id, dedup_id, entry_id)
+
+
+def _dedup_key(log_id: int, config: _Config, message: _Outgoing) -> bytes:
+    token = message.dedup
+    if token is None:
+        token = hashlib.sha256(message.body).hexdigest()
+    scope = (message.group or "") if config.dedup_scope == "messageGroup" else ""
+    return U64.pack(log_id) + scope.encode() + b"\x00" + token.encode()
+
+
+# -- operations inside a commit -------------------------------------------------------------------
+
+
+def _state(ctx: WriteContext, log_id: int) -> _State:
+    return _State(ctx.txn.get(U64.pack(log_id), db=ctx.db(STATE_DB)))
+
+
+def _put_state(ctx: WriteContext, log_id: int, state: _State) -> None:
+    ctx.txn.put(U64.pack(log_id), state.pack(), db=ctx.db(STATE_DB))
+
+
+def _config_in(ctx: WriteContext, name: str, log_id: int | None = None) -> _Config:
+    config = _load_config(ctx.store, ctx.txn, name)
+    if config is None or (log_id is not None and config.log_id != log_id):
+        raise NotFound(f"queue {name!r}: not found (deleted?)")
+    return config
+
+
+def _log_info(ctx: WriteContext, config: _Config) -> LogInfo:
+    raw = ctx.txn.get(keys.log_key(config.log_id), db=ctx.store.dbs[keys.DB_LOGS])
+    if raw is None:
+        raise NotFound(f"queue {config.name!r}: its log is gone")
+    return LogInfo.from_json(config.log_id, raw)
+
+
+def send_in(
+    ctx: WriteContext, queue: Queue | str, messages: Sequence[_Outgoing]
+) -> list[SendResult]:
+    """Append prepared messages to a queue inside another operation's commit.
+
+    For engine code that must land several writes in one commit (a topic
+    fanning out to many queues): prepare each message with `Queue.prepare`
+    outside the op, then call this inside it. FIFO deduplication applies.
+    Raises NotFound if the queue was deleted.
+    """
+    name = queue.name if isinstance(queue, Queue) else queue
+    config = _config_in(ctx, name, queue.log_id if isinstance(queue, Queue) else None)
+    return _append(ctx, config, _log_info(ctx, config), messages)
+
+
+def _append(
+    ctx: WriteContext, config: _Config, info: LogInfo, messages: Sequence[_Outgoing]
+) -> list[SendResult]:
+    now = ctx.now_ms
+    log_id = config.log_id
+    results: list[SendResult] = []
+    if not config.fifo:
+        delayed = 0
+        values = [m.body for m in messages]
+        ctx.append(info, values, [m.id for m in messages], [m.meta for m in messages])
+        for message in messages:
+            if message.delay_ms:
+                delayed += 1
+            results.append(
+                SendResult(
+                    _message_id(message.id),
+                    md5_of_body(message.body),
+                    md5_of_attributes(message.attributes),
+                )
+            )
+        if delayed:
+            state = _state(ctx, log_id)
+            state.pending_delayed += delayed
+            _put_state(ctx, log_id, state)
+        return results
+    # FIFO: deduplicate one by one, so a duplicate within the batch is caught too.
+    txn = ctx.txn
+    dedup_db = ctx.db(DEDUP_DB)
+    expiry_db = ctx.db(DEDUP_EXPIRY_DB)
+    _expire_dedup(ctx, log_id, now)
+    delayed = 0
+    for message in messages:
+        dkey = _dedup_key(log_id, config, message)
+        raw = txn.get(dkey, db=dedup_db)
+        if raw is not None:
+            expires, offset, original = DEDUP.unpack(raw)
+            if expires > now:
+                results.append(
+                    SendResult(
+                        _message_id(original),
+                        md5_of_body(message.body),
+                        md5_of_attributes(message.attributes),
+                        _sequence_number(offset),
+                        duplicate=True,
+                    )
+                )
+                continue
+            txn.delete(U64.pack(log_id) + U64.pack(expires) + dkey[8:], db=expiry_db)
+        offset = ctx.append(info, [message.body], [message.id], [message.meta])
+        expires = now + DEDUP_WINDOW_MS
+        txn.put(dkey, DEDUP.pack(expires, offset, message.id), db=dedup_db)
+        txn.put(U64.pack(log_id) + U64.pack(expires) + dkey[8:], b"", db=expiry_db)
+        if message.delay_ms:
+            delayed += 1
+        results.append(
+            SendResult(
+                _message_id(message.id),
+                md5_of_body(message.body),
+                md5_of_attributes(message.attributes),
+                _sequence_number(offset),
+            )
+        )
+    if delayed:
+        state = _state(ctx, log_id)
+        state.pending_delayed += delayed
+        _put_state(ctx, log_id, state)
+    return results
+
+
+def _expire_dedup(ctx: WriteContext, log_id: int, now: int) -> None:
+    """Forget up to DEDUP_EXPIRE_PER_SEND deduplication ids past their window."""
+    txn = ctx.txn
+    expiry_db = ctx.db(DEDUP_EXPIRY_DB)
+    dedup_db = ctx.db(DEDUP_DB)
+    prefix = U64.pack(log_id)
+    cursor = txn.cursor(db=expiry_db)
+    if not cursor.set_range(prefix):
+        return
+    for _ in range(DEDUP_EXPIRE_PER_SEND):
+        key = cursor.key()
+        if not key.startswith(prefix) or U64.unpack_from(key, 8)[0] > now:
+            return
+        dkey = prefix + key[16:]
+        raw = txn.get(dkey, db=dedup_db)
+        if raw is not None and DEDUP.unpack(raw)[0] <= now:
+            txn.delete(dkey, db=dedup_db)
+        if not cursor.delete():
+            return
+
+
+def _sequence_number(offset: int) -> str:
+    return f"{offset:020d}"
+
+
+class _Delivery(NamedTuple):
+    record: Record
+    nonce: int
+    receive_count: int
+    first_received: int
+    sent_at: int
+
+
+def _record_sent_at(record: Record, meta: Mapping[str, Any]) -> int:
+    sent: int = meta.get("t", record.timestamp_ms)
+    return sent
+
+
+def _receive_in(
+    ctx: WriteContext,
+    config: _Config,
+    info: LogInfo,
+    max_messages: int,
+    visibility_ms: int,
+) -> list[_Delivery]:
+    """Take up to `max_messages` leases: expired leases first, then new messages."""
+    txn = ctx.txn
+    now = ctx.now_ms
+    log_id = config.log_id
+    logs = ctx.store
+    entries_db = ctx.db(ENTRIES_DB)
+    due_db = ctx.db(DUE_DB)
+    state = _state(ctx, log_id)
+    out: list[_Delivery] = []
+    fifo = config.fifo
+    retention = config.retention_ms
+    lease_until = now + visibility_ms
+    # Per receive: groups taken in this receive, and groups found locked.
+    taken: dict[bytes, list[int]] = {}
+    blocked: set[bytes] = set()
+    changed = False
+
+    def group_ok(group: bytes, offset: int) -> bool:
+        if group in taken:
+            return True
+        if group in blocked:
+            return False
+        raw = txn.get(_group_key(log_id, group), db=ctx.db(GROUPS_DB))
+        if raw is not None:
+            for other in _unpack_offsets(raw):
+                if other == offset:
+                    continue
+                raw_entry = txn.get(_entry_key(log_id, other), db=entries_db)
+                if raw_entry is None:
+                    continue  # deleted (or dead-lettered)
+                entry = _Entry.unpack(raw_entry)
+                if entry.visible_at > now or other < offset:
+                    blocked.add(group)
+                    return False
+        return True
+
+    def take_group(group: bytes, offset: int) -> None:
+        taken.setdefault(group, []).append(offset)
+
+    # 1. Due entries: expired leases, matured delays, messages skipped earlier.
+    candidates: list[tuple[int, int, bytes]] = []  # offset, visible_at, raw entry
+    cursor = txn.cursor(db=due_db)
+    prefix = U64.pack(log_id)
+    if cursor.set_range(prefix):
+        scan_max = SCAN_ENTRIES_MAX if fifo else max_messages
+        for key in cursor.iternext(values=False):
+            if not key.startswith(prefix):
+                break
+            _, visible_at, offset = KEY3.unpack(key)
+            if visible_at > now or len(candidates) >= scan_max:
+                break
+            raw_entry = txn.get(_entry_key(log_id, offset), db=entries_db)
+            if raw_entry is not None:
+                candidates.append((offset, visible_at, raw_entry))
+    if fifo:
+        candidates.sort()
+    for offset, visible_at, raw_entry in candidates:
+        if len(out) >= max_messages:
+            break
+        entry = _Entry.unpack(raw_entry)
+        ekey = _entry_key(log_id, offset)
+        if entry.sent_at + retention <= now:
+            _drop_entry(ctx, log_id, offset, entry, state)
+            changed = True
+            continue
+        if fifo and not group_ok(entry.group, offset):
+            continue
+        record = _read_record(logs, info, offset)
+        if record is None:  # reclaimed under us (purge in another process): forget it
+            _drop_entry(ctx, log_id, offset, entry, state)
+            changed = True
+            continue
+        if (
+            config.dead_letter is not None
+            and entry.receive_count >= config.dead_letter[1]
+            and _dead_letter(ctx, config, record, entry)
+        ):
+            _drop_entry(ctx, log_id, offset, entry, state)
+            changed = True
+            continue
+        txn.delete(_due_key(log_id, visible_at, offset), db=due_db)
+        state.count(entry.kind, -1)
+        state.nonce += 1
+        entry.nonce = state.nonce & 0xFFFFFFFF
+        entry.receive_count += 1
+        entry.first_received = entry.first_received or now
+        entry.visible_at = lease_until
+        entry.kind = KIND_LEASED
+        state.count(KIND_LEASED, 1)
+        txn.put(ekey, entry.pack(), db=entries_db)
+        txn.put(_due_key(log_id, lease_until, offset), b"\x01", db=due_db)
+        if fifo:
+            take_group(entry.group, offset)
+        out.append(
+            _Delivery(record, entry.nonce, entry.receive_count, entry.first_received, entry.sent_at)
+        )
+        changed = True
+
+    # 2. New messages from the frontier, up to the committed end.
+    if len(out) < max_messages:
+        end = logs.ends(info).next_offset
+        frontier = state.frontier
+        if frontier < end:
+            scanned = 0
+            for record in _read_records(logs, info, frontier, end):
+                scanned += 1
+                offset = record.offset
+                frontier = offset + 1
+                meta = _decode_meta(record.headers)
+                sent_at = _record_sent_at(record, meta)
+                delay_ms: int = meta.get("d", 0)
+                if delay_ms:
+                    state.pending_delayed -= 1
+                group = meta["g"].encode() if fifo and "g" in meta else b""
+                if sent_at + retention <= now:
+                    continue  # expired: never delivered
+                visible_at = record.timestamp_ms + delay_ms
+                kind = 0
+                if visible_at > now:
+                    kind = KIND_DELAYED
+                elif fifo and not group_ok(group, offset):
+                    kind = KIND_WAITING
+                if kind:
+                    entry = _Entry(visible_at, sent_at, 0, 0, 0, kind, group)
+                    txn.put(_entry_key(log_id, offset), entry.pack(), db=entries_db)
+                    txn.put(_due_key(log_id, visible_at, offset), _KIND_BYTES[kind], db=due_db)
+                    state.count(kind, 1)
+                else:
+                    state.nonce += 1
+                    nonce = state.nonce & 0xFFFFFFFF
+                    entry = _Entry(lease_until, sent_at, now, 1, nonce, KIND_LEASED, group)
+                    txn.put(_entry_key(log_id, offset), entry.pack(), db=entries_db)
+                    txn.put(_due_key(log_id, lease_until, offset), b"\x01", db=due_db)
+                    state.count(KIND_LEASED, 1)
+                    if fifo:
+                        take_group(group, offset)
+                    out.append(_Delivery(record, nonce, 1, now, sent_at))
+                if len(out) >= max_messages or scanned >= SCAN_RECORDS_MAX:
+                    break
+            state.frontier = frontier
+            changed = True
+    if fifo:
+        groups_db = ctx.db(GROUPS_DB)
+        for group, offsets in taken.items():
+            gkey = _group_key(log_id, group)
+            raw = txn.get(gkey, db=groups_db)
+            # Keep earlier offsets of the group that are still undeleted: they
+            # were handed out before and must lock the group until deleted.
+            kept = [
+                o
+                for o in (_unpack_offsets(raw) if raw else ())
+                if o not in offsets and txn.get(_entry_key(log_id, o), db=entries_db) is not None
+            ]
+            txn.put(gkey, _pack_offsets(sorted(kept + offsets)), db=groups_db)
+    if changed:
+        _advance_head(ctx, config, info, state)
+        _put_state(ctx, log_id, state)
+    return out
+
+
+def _drop_entry(ctx: WriteContext, log_id: int, offset: int, entry: _Entry, state: _State) -> None:
+    ctx.txn.delete(_entry_key(log_id, offset), db=ctx.db(ENTRIES_DB))
+    ctx.txn.delete(_due_key(log_id, entry.visible_at, offset), db=ctx.db(DUE_DB))
+    state.count(entry.kind, -1)
+    if entry.group:
+        gkey = _group_key(log_id, entry.group)
+        groups_db = ctx.db(GROUPS_DB)
+        raw = ctx.txn.get(gkey, db=groups_db)
+        if raw is not None:
+            rest = [o for o in _unpack_offsets(raw) if o != offset]
+            if rest:
+                ctx.txn.put(gkey, _pack_offsets(rest), db=groups_db)
+            else:
+                ctx.txn.delete(gkey, db=groups_db)
+
+
+def _advance_head(ctx: WriteContext, config: _Config, info: LogInfo, state: _State) -> None:
+    """Move the head to the lowest undeleted offset; reclaim segments below it."""
+    log_id = config.log_id
+    cursor = ctx.txn.cursor(db=ctx.db(ENTRIES_DB))
+    head = state.frontier
+    if cursor.set_range(U64.pack(log_id)):
+        key = cursor.key()
+        if key[:8] == U64.pack(log_id):
+            head = min(head, KEY2.unpack(key)[1])
+    if head == state.head:
+        return
+    state.head = head
+    sealed = ctx.sealed_segments(info)
+    if not sealed or sealed[0][1].end_offset > head:
+        return
+    cutoff = None if config.replay_window_ms is None else ctx.now_ms - config.replay_window_ms
+    trim_to = 0
+    for _base, row in sealed:
+        if row.end_offset > head or (cutoff is not None and row.last_timestamp_ms >= cutoff):
+            break
+        trim_to = row.end_offset
+    if trim_to:
+        ctx.trim_before(info, trim_to)
+
+
+def _dead_letter(ctx: WriteContext, config: _Config, record: Record, entry: _Entry) -> bool:
+    """Append the message to the queue's DLQ (same commit). False if the DLQ is gone."""
+    assert config.dead_letter is not None
+    dlq = _load_config(ctx.store, ctx.txn, config.dead_letter[0])
+    if dlq is None:
+        return False
+    meta = _decode_meta(record.headers)
+    message = _Outgoing(
+        record.value,
+        _meta_attributes(meta),
+        0,
+        meta.get("g"),
+        meta.get("dd"),
+        "0",
+        message_id=record.key,
+        sent_at_ms=entry.sent_at,
+        source=config.name,
+    )
+    dlq_info = _log_info(ctx, dlq)
+    # A moved message skips deduplication: SQS moves it whatever its id.
+    ctx.append(dlq_info, [message.body], [message.id], [message.meta])
+    return True
+
+
+def _delete_in(
+    ctx: WriteContext,
+    config: _Config,
+    info: LogInfo,
+    receipts: Sequence[tuple[int, int]],
+    state: _State,
+) -> list[Error | None]:
+    txn = ctx.txn
+    log_id = config.log_id
+    entries_db = ctx.db(ENTRIES_DB)
+    results: list[Error | None] = []
+    for offset, nonce in receipts:
+        raw = txn.get(_entry_key(log_id, offset), db=entries_db)
+        if raw is None:
+            results.append(None)  # already deleted: deleting again succeeds, as in SQS
+            continue
+        entry = _Entry.unpack(raw)
+        if entry.nonce != nonce or entry.receive_count == 0:
+            results.append(
+                StaleReceipt(
+                    f"receipt for offset {offset} of queue {config.name!r}: the message was "
+                    "received again since (use the newest receipt)"
+                )
+            )
+            continue
+        _drop_entry(ctx, log_id, offset, entry, state)
+        results.append(None)
+    return results
+
+
+def _change_visibility_in(
+    ctx: WriteContext,
+    config: _Config,
+    items: Sequence[tuple[int, int, int]],
+    state: _State,
+) -> list[Error | None]:
+    txn = ctx.txn
+    now = ctx.now_ms
+    log_id = config.log_id
+    entries_db = ctx.db(ENTRIES_DB)
+    due_db = ctx.db(DUE_DB)
+    results: list[Error | None] = []
+    for offset, nonce, seconds in items:
+        raw = txn.get(_entry_key(log_id, offset), db=entries_db)
+        if raw is None:
+            results.append(
+                StaleReceipt(
+                    f"receipt for offset {offset}: the message was deleted (MessageNotInflight)"
+                )
+            )
+            continue
+        entry = _Entry.unpack(raw)
+        if entry.nonce != nonce or entry.receive_count == 0:
+            results.append(
+                StaleReceipt(
+                    f"receipt for offset {offset} of queue {config.name!r}: the message was "
+                    "received again since (use the newest receipt)"
+                )
+            )
+            continue
+        txn.delete(_due_key(log_id, entry.visible_at, offset), db=due_db)
+        state.count(entry.kind, -1)
+        entry.visible_at = now + seconds * 1000
+        entry.kind = KIND_LEASED if seconds else KIND_WAITING
+        state.count(entry.kind, 1)
+        txn.put(_entry_key(log_id, offset), entry.pack(), db=entries_db)
+        txn.put(_due_key(log_id, entry.visible_at, offset), _KIND_BYTES[entry.kind], db=due_db)
+        results.append(None)
+    return results
+
+
+def _purge_in(ctx: WriteContext, config: _Config, info: LogInfo) -> None:
+    txn = ctx.txn
+    log_id = config.log_id
+    prefix = U64.pack(log_id)
+    for db_name in (ENTRIES_DB, DUE_DB, GROUPS_DB):
+        delete_prefix(txn, ctx.db(db_name), prefix)
+    state = _state(ctx, log_id)
+    state.frontier = ctx.ends(info).next_offset
+    state.leased = state.delayed = state.waiting = state.pending_delayed = 0
+    _advance_head(ctx, config, info, state)
+    _put_state(ctx, log_id, state)
+
+
+# -- Queue ----------------------------------------------------------------------------------------
+
+
+def _check_visibility(value: object) -> int:
+    return _check_int("visibility_timeout", value, 0, VISIBILITY_SECONDS_MAX)
+
+
+class Queue:
+    """A handle on one queue. Get one from `store.create_queue` or `store.queue`.
+
+    Thread- and process-safe: any number of handles in any threads and
+    processes may send, receive and delete at once. Every call is one atomic
+    commit (group-committed with concurrent calls) and durable as the store's
+    sync mode promises when it returns. Delivery is at least once; see
+    docs/guarantees.md, "Queues".
+    """
+
+    def __init__(self, store: Store, name: str, config: dict[str, Any]) -> None:
+        self._store = store
+        self._logs: LogStore = store._logs
+        self.name = name
+        self.log_id: int = config["log_id"]
+        self.fifo: bool = config["fifo"]
+        self._info: LogInfo | None = None
+
+    def __repr__(self) -> str:
+        return f"<tidelog.Queue {self.name!r}{' fifo' if self.fifo else ''}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Queue) and (other.name, other.log_id) == (self.name, self.log_id)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.log_id))
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _config(self) -> _Config:
+        with self._logs.env.begin() as txn:
+            config = _load_config(self._logs, txn, self.name)
+        if config is None or config.log_id != self.log_id:
+            raise NotFound(f"queue {self.name!r}: not found (deleted?)")
+        return config
+
+    @property
+    def info(self) -> LogInfo:
+        """The queue's log (its history, readable with `store.log`-style reads)."""
+        if self._info is None:
+            self._info = self._logs.get_log(log_name("queue", self.name))
+            if self._info.id != self.log_id:
+                raise NotFound(f"queue {self.name!r}: not found (deleted?)")
+        return self._info
+
+    def _submit(self, fn: Callable[[WriteContext, _Config, LogInfo], Any]) -> Any:
+        name, log_id = self.name, self.log_id
+        info = self.info
+
+        def op(ctx: WriteContext) -> Any:
+            return fn(ctx, _config_in(ctx, name, log_id), info)
+
+        return self._logs.submit(op)
+
+    # -- sending -------------------------------------------------------------------
+
+    def prepare(
+        self,
+        body: bytes | str,
+        attributes: Mapping[str, AttributeInput] | None = None,
+        *,
+        delay: int | None = None,
+        group_id: str | None = None,
+        dedup_id: str | None = None,
+    ) -> _Outgoing:
+        """Validate a message for `send_in` (used by topics). Raises InvalidArgument."""
+        return _prepare(self._config(), body, attributes, delay, group_id, dedup_id)
+
+    def send(
+        self,
+        body: bytes | str,
+        attributes: Mapping[str, AttributeInput] | None = None,
+        *,
+        delay: int | None = None,
+        group_id: str | None = None,
+        dedup_id: str | None = None,
+    ) -> SendResult:
+        """Send one message; returns its id, digests and (FIFO) sequence number.
+
+        `body` is bytes (str is sent as UTF-8). `attributes` map names to
+        str (String), int/float (Number), bytes (Binary), or a typed
+        `AttributeValue(data_type, value)` / `(data_type, value)` / boto3's
+        {"DataType": ..., "StringValue" | "BinaryValue": ...}. `delay` (0-900 s)
+        overrides the queue's; FIFO queues take none but need `group_id` and
+        a `dedup_id` unless content_based_dedup. A duplicate within 5 minutes
+        returns the original's id with `duplicate=True` and stores nothing.
+
+        Atomic and durable on return. Raises InvalidArgument (limits, types),
+        NotFound (queue deleted), StoreFailed.
+        """
+        message = _prepare(self._config(), body, attributes, delay, group_id, dedup_id)
+        result: list[SendResult] = self._submit(
+            lambda ctx, config, info: _append(ctx, config, info, [message])
+        )
+        return result[0]
+
+    def send_many(
+        self, entries: Iterable[SendEntry | bytes | str | Mapping[str, Any]]
+    ) -> BatchResult:
+        """Send up to 10 messages in one commit (SQS's SendMessageBatch).
+
+        Entries are SendEntry, bytes/str bodies, or dicts with SendEntry's
+        fields. Entry ids default to "0", "1", ...; they must be unique.
+        An entry that fails validation is reported in `failed` and the rest
+        are sent; the ones sent land atomically together. Raises
+        InvalidArgument for an empty batch, over 10 entries, over 1 MiB in
+        total, or repeated entry ids (SQS's batch-level errors).
+        """
+        items = list(entries)
+        if not items:
+            raise InvalidArgument("send_many: no entries (EmptyBatchRequest)")
+        if len(items) > BATCH_ENTRIES_MAX:
+            raise InvalidArgument(
+                f"send_many: {len(items)} entries, over the batch limit of {BATCH_ENTRIES_MAX} "
+                "(TooManyEntriesInBatchRequest)"
+            )
+        config = self._config()
+        prepared: list[_Outgoing] = []
+        failed: list[BatchFailure] = []
+        seen: set[str] = set()
+        total = 0
+        for index, item in enumerate(items):
+            if isinstance(item, bytes | str | bytearray | memoryview):
+                entry = SendEntry(body=bytes(item) if not isinstance(item, str) else item)
+            elif isinstance(item, SendEntry):
+                entry = item
+            elif isinstance(item, Mapping):
+                entry = SendEntry(**item)
+            else:
+                raise InvalidArgument(f"send_many: entry {index} is a {type(item).__name__}")
+            entry_id = entry.id if entry.id is not None else str(index)
+            if not _ENTRY_ID_RE.match(entry_id):
+                raise InvalidArgument(
+                    f"send_many: entry id {entry_id!r} must be 1-80 of A-Z a-z 0-9 _ - "
+                    "(InvalidBatchEntryId)"
+                )
+            if entry_id in seen:
+                raise InvalidArgument(
+                    f"send_many: entry id {entry_id!r} repeated (BatchEntryIdsNotDistinct)"
+                )
+            seen.add(entry_id)
+            try:
+                message = _prepare(
+                    config,
+                    entry.body,
+                    entry.attributes,
+                    entry.delay,
+                    entry.group_id,
+                    entry.dedup_id,
+                    entry_id,
+                )
+            except InvalidArgument as exc:
+                failed.append(BatchFailure(entry_id, "InvalidParameterValue", str(exc)))
+                continue
+            total += len(message.body) + _attributes_size(message.attributes)
+            prepared.append(message)
+        if total > BATCH_BYTES_MAX:
+            raise InvalidArgument(
+                f"send_many: {total} bytes in total, over {BATCH_BYTES_MAX} (BatchRequestTooLong)"
+            )
+        successful: list[tuple[str, Any]] = []
+        if prepared:
+            results: list[SendResult] = self._submit(
+                lambda ctx, cfg, info: _append(ctx, cfg, info, prepared)
+            )
+            successful = [(m.entry_id, r) for m, r in zip(prepared, results, strict=True)]
+        return BatchResult(successful, failed)
+
+    # -- receiving -------------------------------------------------------------------
+
+    def receive(
+        self,
+        max_messages: int = 1,
+        *,
+        wait: float | None = None,
+        visibility_timeout: int | None = None,
+        attribute_names: Sequence[str] | None = None,
+    ) -> list[Message]:
+        """Lease up to `max_messages` (1-10) messages; returns as many as are available.
+
+        Expired leases come first, then new messages in log order (FIFO:
+        per-group order, and no group with a message in flight is served).
+        Each message's lease lasts `visibility_timeout` seconds (0-43200;
+        default the queue's); delete it before then or it is delivered again.
+        `wait` (0-20 s, default the queue's receive_wait) long-polls: the
+        call blocks until a message is available or the wait ends, waking
+        within milliseconds for sends in this process and within 50 ms for
+        sends in other processes, without spinning. `attribute_names` picks
+        attributes as SQS's MessageAttributeNames does ("All", names,
+        "prefix.*"); None returns all.
+
+        A message received more than max_receive_count times is moved to the
+        dead-letter queue in the commit of the receive that would exceed it.
+        Atomic per call. Raises InvalidArgument, NotFound, StoreFailed.
+        """
+        if isinstance(max_messages, bool) or not isinstance(max_messages, int):
+            raise InvalidArgument("max_messages: must be an int 1-10")
+        if not 1 <= max_messages <= BATCH_ENTRIES_MAX:
+            raise InvalidArgument(f"max_messages: {max_messages} is outside 1..10")
+        if visibility_timeout is not None:
+            _check_visibility(visibility_timeout)
+        config = self._config()
+        if wait is None:
+            wait = config.receive_wait
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 20:
+            raise InvalidArgument(f"wait: {wait!r} is outside 0..20 seconds")
+        deadline = time.monotonic() + wait
+        while True:
+            messages = self._receive_once(max_messages, visibility_timeout, attribute_names)
+            if messages:
+                return messages
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            self._wait_for_change(self._poll_state()[1], left)
+
+    def _receive_once(
+        self,
+        max_messages: int,
+        visibility_timeout: int | None,
+        attribute_names: Sequence[str] | None,
+    ) -> list[Message]:
+        log_id = self.log_id
+
+        def fn(ctx: WriteContext, config: _Config, info: LogInfo) -> list[_Delivery]:
+            visibility = (
+                config.visibility_ms if visibility_timeout is None else visibility_timeout * 1000
+            )
+            return _receive_in(ctx, config, info, max_messages, visibility)
+
+        deliveries: list[_Delivery] = self._submit(fn)
+        out = []
+        for record, nonce, count, first, sent in deliveries:
+            meta = _decode_meta(record.headers)
+            attributes = _meta_attributes(meta)
+            if attribute_names is not None:
+                attributes = _select_attributes(attributes, attribute_names)
+            out.append(
+                Message(
+                    _message_id(record.key),
+                    record.value,
+                    attributes,
+                    _make_receipt(log_id, record.offset, nonce),
+                    count,
+                    sent,
+                    first,
+                    meta.get("g"),
+                    meta.get("dd"),
+                    _sequence_number(record.offset) if self.fifo else None,
+                    record.offset,
+                )
+            )
+        return out
+
+    def _poll_state(self) -> tuple[bool, tuple[Any, ...]]:
+        """A read-only look: (might a receive find something now?, a signature).
+
+        The signature changes when a send, receive, delete or visibility
+        change commits, so a waiter whose receive came back empty (say, every
+        FIFO group locked) retries only when something changed.
+        """
+        logs = self._logs
+        now = logs.now_ms()
+        prefix = U64.pack(self.log_id)
+        with logs.env.begin() as txn:
+            raw_state = txn.get(prefix, db=logs.database(STATE_DB))
+            state = _State(raw_state)
+            raw_ends = txn.get(keys.log_key(self.log_id), db=logs.dbs[keys.DB_ENDS])
+            if raw_ends is None:
+                raise NotFound(f"queue {self.name!r}: not found (deleted?)")
+            end = Ends.unpack(raw_ends).next_offset
+            first_due = None
+            cursor = txn.cursor(db=logs.database(DUE_DB))
+            if cursor.set_range(prefix):
+                key = cursor.key()
+                if key[:8] == prefix:
+                    first_due = key
+        due = first_due is not None and KEY3.unpack(first_due)[1] <= now
+        available = end > state.frontier or due
+        return available, (end, raw_state, first_due, due)
+
+    def _wait_for_change(self, signature: tuple[Any, ...], timeout: float) -> None:
+        """Sleep until a receive may find something new, or `timeout` passes.
+
+        Commits in this process wake the waiter at once
+        (LogStore.wait_for_append); other processes' commits are seen by a
+        read-only look every 50 ms. No write transaction is made while idle.
+        """
+        start = time.monotonic()
+        deadline = start + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._logs.wait_for_append(min(left, CROSS_PROCESS_POLL_SECONDS))
+            available, now_signature = self._poll_state()
+            # A lease deep in the due index may expire without changing the
+            # signature: retry once a second whatever it says.
+            if available and (now_signature != signature or time.monotonic() - start >= 1.0):
+                return
+
+    # -- acknowledging ------------------------------------------------------------------
+
+    def _parse(self, receipt: object) -> tuple[int, int]:
+        log_id, offset, nonce = _parse_receipt(receipt)
+        if log_id != self.log_id:
+            raise InvalidArgument(
+                f"receipt {receipt!r}: belongs to another queue (ReceiptHandleIsInvalid)"
+            )
+        return offset, nonce
+
+    def delete(self, receipt: str | Message) -> None:
+        """Delete a received message (acknowledge it). Atomic and durable on return.
+
+        Deleting an already deleted message succeeds. A receipt from an
+        earlier receive of a message that has been received again since
+        raises StaleReceipt and deletes nothing (SQS accepts the call but may
+        not delete; tidelog says so). Raises InvalidArgument for a malformed
+        receipt or one of another queue.
+        """
+        item = self._parse(receipt)
+
+        def fn(ctx: WriteContext, config: _Config, info: LogInfo) -> list[Error | None]:
+            state = _state(ctx, config.log_id)
+            errors = _delete_in(ctx, config, info, [item], state)
+            _advance_head(ctx, config, info, state)
+            _put_state(ctx, config.log_id, state)
+            return errors
+
+        error = self._submit(fn)[0]
+        if error is not None:
+            raise error
+
+    def delete_many(self, receipts: Sequence[str | Message | tuple[str, str]]) -> BatchResult:
+        """Delete up to 10 messages in one commit, with per-entry results.
+
+        Entries are receipts (ids "0", "1", ...) or (entry_id, receipt)
+        pairs. Failures (stale or malformed receipts) are listed in
+        `failed` with SQS's codes; the others are deleted atomically.
+        """
+        pairs = _batch_pairs(receipts, "delete_many")
+        parsed: list[tuple[str, tuple[int, int]]] = []
+        failed: list[BatchFailure] = []
+        for entry_id, receipt in pairs:
+            try:
+                parsed.append((entry_id, self._parse(receipt)))
+            except InvalidArgument as exc:
+                failed.append(BatchFailure(entry_id, "ReceiptHandleIsInvalid", str(exc)))
+
+        def fn(ctx: WriteContext, config: _Config, info: LogInfo) -> list[Error | None]:
+            state = _state(ctx, config.log_id)
+            errors = _delete_in(ctx, config, info, [p for _, p in parsed], state)
+            _advance_head(ctx, config, info, state)
+            _put_state(ctx, config.log_id, state)
+            return errors
+
+        errors = self._submit(fn) if parsed else []
+        successful: list[tuple[str, Any]] = []
+        for (entry_id, _), error in zip(parsed, errors, strict=True):
+            if error is None:
+                successful.append((entry_id, None))
+            else:
+                failed.append(BatchFailure(entry_id, "ReceiptHandleIsInvalid", str(error)))
+        return BatchResult(successful, failed)
+
+    def change_visibility(self, receipt: str | Message, visibility_timeout: int) -> None:
+        """Set a leased message's remaining lease to `visibility_timeout` s from now.
+
+        0 releases it at once. Atomic and durable on return. Raises
+        StaleReceipt if the message was deleted or received again since this
+        receipt, InvalidArgument for a bad receipt or a timeout outside
+        0-43200 seconds.
+        """
+        seconds = _check_visibility(visibility_timeout)
+        offset, nonce = self._parse(receipt)
+
+        def fn(ctx: WriteContext, config: _Config, info: LogInfo) -> list[Error | None]:
+            state = _state(ctx, config.log_id)
+            errors = _change_visibility_in(ctx, config, [(offset, nonce, seconds)], state)
+            _put_state(ctx, config.log_id, state)
+            return errors
+
+        error = self._submit(fn)[0]
+        if error is not None:
+            raise error
+
+    def change_visibility_many(
+        self, items: Sequence[tuple[str | Message, int] | tuple[str, str | Message, int]]
+    ) -> BatchResult:
+        """change_visibility for up to 10 (receipt, seconds) or (entry_id, receipt, seconds)."""
+        if len(items) > BATCH_ENTRIES_MAX:
+            raise InvalidArgument(
+                f"change_visibility_many: {len(items)} entries, over {BATCH_ENTRIES_MAX}"
+            )
+        if not items:
+            raise InvalidArgument("change_visibility_many: no entries (EmptyBatchRequest)")
+        parsed: list[tuple[str, tuple[int, int, int]]] = []
+        failed: list[BatchFailure] = []
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            if len(item) == 3:
+                entry_id, receipt, seconds = item
+            else:
+                entry_id, (receipt, seconds) = str(index), item
+            if entry_id in seen:
+                raise InvalidArgument(f"change_visibility_many: entry id {entry_id!r} repeated")
+            seen.add(str(entry_id))
+            try:
+                offset, nonce = self._parse(receipt)
+                parsed.append((str(entry_id), (offset, nonce, _check_visibility(seconds))))
+            except InvalidArgument as exc:
+                failed.append(BatchFailure(str(entry_id), "ReceiptHandleIsInvalid", str(exc)))
+
+        def fn(ctx: WriteContext, config: _Config, info: LogInfo) -> list[Error | None]:
+            state = _state(ctx, config.log_id)
+            errors = _change_visibility_in(ctx, config, [p for _, p in parsed], state)
+            _put_state(ctx, config.log_id, state)
+            return errors
+
+        errors = self._submit(fn) if parsed else []
+        successful: list[tuple[str, Any]] = []
+        for (entry_id, _), error in zip(parsed, errors, strict=True):
+            if error is None:
+                successful.append((entry_id, None))
+            else:
+                failed.append(BatchFailure(entry_id, "MessageNotInflight", str(error)))
+        return BatchResult(successful, failed)
+
+    # -- management --------------------------------------------------------------------
+
+    def purge(self) -> None:
+        """Delete every message sent before the call (SQS's PurgeQueue). Atomic.
+
+        Their segments are reclaimed unless the queue keeps a replay window,
+        so `replay` can still reach purged messages inside it.
+        """
+        self._submit(_purge_in)
+
+    def attributes(self) -> dict[str, Any]:
+        """The queue's configuration (the `create_queue` arguments) and counts."""
+        config = self._config()
+        data = dict(config.data)
+        data.pop("log_id", None)
+        data["dead_letter"] = tuple(data["dead_letter"]) if data["dead_letter"] else None
+        data["name"] = self.name
+        counts = self.approximate_counts()
+        data["approximate_visible"] = counts.visible
+        data["approximate_in_flight"] = counts.in_flight
+        data["approximate_delayed"] = counts.delayed
+        return data
+
+    def set_attributes(self, **changes: Any) -> None:
+        """Change attributes (any of MUTABLE_ATTRIBUTES). Atomic; seen by every handle.
+
+        Raises InvalidArgument for an unknown or immutable attribute (fifo
+        cannot change, as in SQS), a value out of range, or a dead-letter
+        queue of the wrong type; NotFound for a missing dead-letter queue.
+        """
+        for key in changes:
+            if key not in MUTABLE_ATTRIBUTES:
+                raise InvalidArgument(
+                    f"set_attributes: {key!r} cannot be changed "
+                    f"(changeable: {', '.join(MUTABLE_ATTRIBUTES)})"
+                )
+        name = self.name
+
+        def fn(ctx: WriteContext, config: _Config, info: LogInfo) -> None:
+            data = dict(config.data)
+            data.update(changes)
+            if "dead_letter" in changes and changes["dead_letter"] is not None:
+                data["dead_letter"] = list(changes["dead_letter"])
+            _validate_config(data)
+            _check_dead_letter_target(ctx, name, data)
+            data["modified_ms"] = ctx.now_ms
+            put_channel(ctx, "queue", name, data)
+
+        self._submit(fn)
+
+    def approximate_counts(self) -> QueueCounts:
+        """Visible, in-flight and delayed counts from O(1) counters.
+
+        Approximate as SQS's are: a lease that expired since the last
+        receive still counts as in flight, except for the first 32 such
+        entries, which are looked at; expired messages count until a
+        receive drops them.
+        """
+        logs = self._logs
+        now = logs.now_ms()
+        prefix = U64.pack(self.log_id)
+        with logs.env.begin() as txn:
+            state = _State(txn.get(prefix, db=logs.database(STATE_DB)))
+            raw_ends = txn.get(keys.log_key(self.log_id), db=logs.dbs[keys.DB_ENDS])
+            if raw_ends is None:
+                raise NotFound(f"queue {self.name!r}: not found (deleted?)")
+            end = Ends.unpack(raw_ends).next_offset
+            leased, delayed = state.leased, state.delayed
+            moved = peeked = 0
+            cursor = txn.cursor(db=logs.database(DUE_DB))
+            if cursor.set_range(prefix):
+                for key, kind in cursor:
+                    if key[:8] != prefix or peeked >= COUNT_PEEK_MAX:
+                        break
+                    if KEY3.unpack(key)[1] > now:
+                        break
+                    peeked += 1
+                    if kind == b"\x01":
+                        leased -= 1
+                        moved += 1
+                    elif kind == b"\x02":
+                        delayed -= 1
+                        moved += 1
+        unscanned = max(0, end - state.frontier)
+        visible = state.waiting + moved + max(0, unscanned - state.pending_delayed)
+        return QueueCounts(
+            visible=max(0, visible),
+            in_flight=max(0, leased),
+            delayed=max(0, delayed + max(0, min(state.pending_delayed, unscanned))),
+        )
+
+    def __len__(self) -> int:
+        """Approximate number of undeleted messages (visible + in flight + delayed)."""
+        counts = self.approximate_counts()
+        return counts.visible + counts.in_flight + counts.delayed
+
+    # -- replay -------------------------------------------------------------------------
+
+    def replay(
+        self,
+        *,
+        from_time: float | None = None,
+        from_offset: int | None = None,
+        into: Queue | None = None,
+        batch_size: int = 500,
+    ) -> int:
+        """Send the queue's retained history again, into itself or `into`.
+
+        Reads the log from `from_offset` (or the first message at or after
+        `from_time`, seconds since the epoch; default the oldest retained)
+        up to its end when the call starts, including deleted messages, and
+        sends each again with its id, body, attributes and group, `batch_size`
+        per commit, skipping FIFO deduplication. Returns how many were sent.
+        Each commit is atomic; the whole replay is not (a crash part way
+        leaves the first batches sent). Retained history is what the replay
+        window (or the active segment) keeps; see `create_queue`.
+        """
+        target = into if into is not None else self
+        if target.fifo != self.fifo:
+            raise InvalidArgument("replay: FIFO history replays into FIFO queues only")
+        info = self.info
+        if from_offset is not None:
+            start = from_offset
+        elif from_time is not None:
+            start = offset_for_time(self._logs, info, int(from_time * 1000))
+        else:
+            start = 0
+        end = self._logs.ends(info).next_offset
+        sent = 0
+        batch: list[_Outgoing] = []
+        for record in _read_records(self._logs, info, max(0, start), end):
+            meta = _decode_meta(record.headers)
+            batch.append(
+                _Outgoing(
+                    record.value,
+                    _meta_attributes(meta),
+                    0,
+                    meta.get("g"),
+                    meta.get("dd"),
+                    "0",
+                    message_id=record.key,
+                )
+            )
+            if len(batch) >= batch_size:
+                sent += target._append_raw(batch)
+                batch = []
+        if batch:
+            sent += target._append_raw(batch)
+        return sent
+
+    def _append_raw(self, messages: list[_Outgoing]) -> int:
+        def fn(ctx: WriteContext, config: _Config, info: LogInfo) -> int:
+            ctx.append(
+                info,
+                [m.body for m in messages],
+                [m.id for m in messages],
+                [m.meta for m in messages],
+            )
+            return len(messages)
+
+        count: int = self._submit(fn)
+        return count
+
+
+def _batch_pairs(items: Sequence[Any], what: str) -> list[tuple[str, Any]]:
+    if not items:
+        raise InvalidArgument(f"{what}: no entries (EmptyBatchRequest)")
+    if len(items) > BATCH_ENTRIES_MAX:
+        raise InvalidArgument(
+            f"{what}: {len(items)} entries, over the batch limit of {BATCH_ENTRIES_MAX}"
+        )
+    pairs: list[tuple[str, Any]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        if isinstance(item, tuple):
+            entry_id, receipt = item
+        else:
+            entry_id, receipt = str(index), item
+        if entry_id in seen:
+            raise InvalidArgument(
+                f"{what}: entry id {entry_id!r} repeated (BatchEntryIdsNotDistinct)"
+            )
+        seen.add(entry_id)
+        pairs.append((entry_id, receipt))
+    return pairs
+
+
+def _check_dead_letter_target(ctx: WriteContext, name: str, data: dict[str, Any]) -> None:
+    dead_letter = data.get("dead_letter")
+    if not dead_letter:
+        return
+    target = dead_letter[0]
+    if target == name:
+        raise InvalidArgument("dead_letter: a queue cannot be its own dead-letter queue")
+    dlq = _load_config(ctx.store, ctx.txn, target)
+    if dlq is None:
+        raise NotFound(f"dead_letter: queue {target!r} not found (create it first)")
+    if dlq.fifo != data["fifo"]:
+        raise InvalidArgument(
+            f"dead_letter: {target!r} is {'FIFO' if dlq.fifo else 'standard'}; "
+            "a dead-letter queue must be of the same type as its source"
+        )
+
+
+# -- store-level calls (Store's "queues" section delegates here) ----------------------------------
+
+
+def create_queue(
+    store: Store,
+    name: str,
+    *,
+    visibility_timeout: int = 30,
+    delay: int = 0,
+    retention: int = RETENTION_SECONDS_DEFAULT,
+    max_message_size: int = MESSAGE_BYTES_MAX,
+    receive_wait: int = 0,
+    dead_letter: tuple[str, int] | None = None,
+    fifo: bool = False,
+    content_based_dedup: bool = False,
+    dedup_scope: DedupScope = "queue",
+    fifo_throughput_limit: ThroughputLimit = "perQueue",
+    replay_window: int | None = None,
+    segment_bytes_max: int | None = None,
+    exist_ok: bool = False,
+) -> Queue:
+    logs = store._logs
+    check_queue_name(name, fifo)
+    data: dict[str, Any] = {
+        "visibility_timeout": visibility_timeout,
+        "delay": delay,
+        "retention": retention,
+        "max_message_size": max_message_size,
+        "receive_wait": receive_wait,
+        "dead_letter": list(dead_letter) if dead_letter is not None else None,
+        "fifo": fifo,
+        "content_based_dedup": content_based_dedup,
+        "dedup_scope": dedup_scope,
+        "fifo_throughput_limit": fifo_throughput_limit,
+        "replay_window": replay_window,
+    }
+    _validate_config(data)
+    segment_bytes = logs.segment_bytes_default if segment_bytes_max is None else segment_bytes_max
+
+    def op(ctx: WriteContext) -> dict[str, Any]:
+        existing = get_channel(logs, ctx.txn, "queue", name)
+        if existing is not None:
+            same = all(existing.get(k) == v for k, v in data.items())
+            if exist_ok and same:
+                return dict(existing)
+            raise AlreadyExists(
+                f"queue {name!r}: already exists"
+                + ("" if same else " with different attributes (QueueNameExists)")
+            )
+        _check_dead_letter_target(ctx, name, data)
+        info = logs.create_log_in(
+            ctx,
+            log_name("queue", name),
+            segment_bytes_max=segment_bytes,
+            retention_ms=None,
+            retention_bytes=None,
+            meta={"kind": "queue"},
+            exist_ok=False,
+        )
+        config = dict(data, log_id=info.id, created_ms=ctx.now_ms, modified_ms=ctx.now_ms)
+        put_channel(ctx, "queue", name, config)
+        _put_state(ctx, info.id, _State(None))
+        return config
+
+    return Queue(store, name, logs.submit(op))
+
+
+def get_queue(store: Store, name: str) -> Queue:
+    logs = store._logs
+    with logs.env.begin() as txn:
+        config = _load_config(logs, txn, name)
+    if config is None:
+        raise NotFound(f"queue {name!r}: not found (AWS.SimpleQueueService.NonExistentQueue)")
+    return Queue(store, name, config.data)
+
+
+def list_queues(store: Store, prefix: str = "") -> list[Queue]:
+    return [Queue(store, name, data) for name, data in list_channels(store._logs, "queue", prefix)]
+
+
+def delete_queue(store: Store, name: str) -> None:
+    logs = store._logs
+
+    def op(ctx: WriteContext) -> None:
+        config = _load_config(logs, ctx.txn, name)
+        if config is None:
+            raise NotFound(f"queue {name!r}: not found")
+        prefix = U64.pack(config.log_id)
+        for db_name in (ENTRIES_DB, DUE_DB, GROUPS_DB, DEDUP_DB, DEDUP_EXPIRY_DB):
+            delete_prefix(ctx.txn, ctx.db(db_name), prefix)
+        ctx.txn.delete(prefix, db=ctx.db(STATE_DB))
+        delete_channel(ctx, "queue", name)
+        logs.delete_log_in(ctx, log_name("queue", name))
+
+    logs.submit(op)
+
+
+def dead_letter_source_queues(store: Store, name: str) -> list[Queue]:
+    """Queues whose dead_letter names `name` (SQS's ListDeadLetterSourceQueues)."""
+    get_queue(store, name)
+    return [
+        Queue(store, source, data)
+        for source, data in list_channels(store._logs, "queue")
+        if data.get("dead_letter") and data["dead_letter"][0] == name
+    ]
+
+
+# -- message move tasks (redrive) -----------------------------------------------------------------
+
+
+@dataclass
+class MoveTask:
+    """A running redrive (SQS's StartMessageMoveTask). `handle` names it.
+
+    Runs in a background thread of the process that started it. Each batch
+    moves messages atomically (appended to the destination and deleted from
+    the source in one commit), so a crash never loses or doubles a message
+    beyond at-least-once; a task stops with the process that ran it.
+    """
+
+    handle: str
+    source: str
+    destination: str | None
+    max_messages_per_second: int | None
+    status: str = "RUNNING"
+    moved: int = 0
+    to_move: int = 0
+    error: str | None = None
+    _thread: threading.Thread | None = field(default=None, repr=False)
+    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def cancel(self) -> None:
+        """Stop after the current batch; status becomes CANCELLED."""
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the task ends; True if it has."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+
+_tasks: dict[str, MoveTask] = {}
+_tasks_lock = threading.Lock()
+MOVE_BATCH_MAX = 10
+
+
+def start_message_move_task(
+    store: Store,
+    source: str,
+    destination: str | None = None,
+    *,
+    max_messages_per_second: int | None = None,
+) -> MoveTask:
+    """Move messages out of a dead-letter queue (to their source queues, or `destination`).
+
+    Raises NotFound, InvalidArgument (rate outside 1-500 as SQS, a type
+    mismatch, the source not a DLQ of anything when no destination is
+    given), or AlreadyExists if a task is already running for the source.
+    """
+    src = get_queue(store, source)
+    if max_messages_per_second is not None:
+        _check_int("max_messages_per_second", max_messages_per_second, 1, 500)
+    if destination is not None:
+        dest = get_queue(store, destination)
+        if dest.fifo != src.fifo:
+            raise InvalidArgument("destination: must be of the same type as the source")
+    elif not dead_letter_source_queues(store, source):
+        raise InvalidArgument(f"source {source!r}: is no queue's dead-letter queue")
+    with _tasks_lock:
+        for task in _tasks.values():
+            if task.source == source and task.status == "RUNNING":
+                raise AlreadyExists(f"move task for {source!r}: already running ({task.handle})")
+        task = MoveTask(
+            base64.urlsafe_b64encode(os.urandom(12)).decode(),
+            source,
+            destination,
+            max_messages_per_second,
+            to_move=len(src),
+        )
+        _tasks[task.handle] = task
+    thread = threading.Thread(
+        target=_run_move, args=(store, src, task), name=f"tidelog-move-{source}", daemon=True
+    )
+    task._thread = thread
+    thread.start()
+    return task
+
+
+def cancel_message_move_task(handle: str) -> MoveTask:
+    """Cancel a running move task; raises NotFound for an unknown handle."""
+    with _tasks_lock:
+        task = _tasks.get(handle)
+    if task is None:
+        raise NotFound(f"move task {handle!r}: not found")
+    task.cancel()
+    return task
+
+
+def list_message_move_tasks(source: str) -> list[MoveTask]:
+    with _tasks_lock:
+        return [t for t in _tasks.values() if t.source == source]
+
+
+def _run_move(store: Store, src: Queue, task: MoveTask) -> None:
+    rate = task.max_messages_per_second
+    batch = min(MOVE_BATCH_MAX, rate) if rate else MOVE_BATCH_MAX
+    try:
+        while not task._cancel.is_set():
+            started = time.monotonic()
+            moved = _move_batch(store, src, task.destination, batch)
+            if moved == 0:
+                break
+            task.moved += moved
+            if rate:
+                pause = moved / rate - (time.monotonic() - started)
+                if pause > 0 and task._cancel.wait(pause):
+                    break
+        task.status = "CANCELLED" if task._cancel.is_set() else "COMPLETED"
+    except Error as exc:
+        task.status, task.error = "FAILED", str(exc)
+
+
+def _move_batch(store: Store, src: Queue, destination: str | None, count: int) -> int:
+    """Receive up to `count` from src, append them to their targets and delete, in one commit."""
+    info = src.info
+
+    def fn(ctx: WriteContext, config: _Config, _info: LogInfo) -> int:
+        deliveries = _receive_in(ctx, config, info, count, VISIBILITY_SECONDS_MAX * 1000)
+        state = _state(ctx, config.log_id)
+        for delivery in deliveries:
+            record = delivery.record
+            meta = _decode_meta(record.headers)
+            target_name = destination or meta.get("src")
+            if target_name is None:
+                raise InvalidArgument(
+                    f"move: message at offset {record.offset} has no source queue; "
+                    "give a destination"
+                )
+            target = _config_in(ctx, target_name)
+            message = _Outgoing(
+                record.value,
+                _meta_attributes(meta),
+                0,
+                meta.get("g"),
+                meta.get("dd"),
+                "0",
+                message_id=record.key,
+                sent_at_ms=delivery.sent_at,
+            )
+            ctx.append(_log_info(ctx, target), [message.body], [message.id], [message.meta])
+        errors = _delete_in(
+            ctx, config, info, [(d.record.offset, d.nonce) for d in deliveries], state
+        )
+        if any(errors):
+            raise Error("move: could not delete what it received")  # cannot happen in one txn
+        _advance_head(ctx, config, info, state)
+        _put_state(ctx, config.log_id, state)
+        return len(deliveries)
+
+    moved: int = src._submit(fn)
+    return moved
+
+
+__all__ = [
+    "AttributeValue",
+    "BatchFailure",
+    "BatchResult",
+    "Message",
+    "MoveTask",
+    "Queue",
+    "QueueCounts",
+    "SendEntry",
+    "SendResult",
+    "md5_of_attributes",
+    "md5_of_body",
+    "send_in",
+    "typed_attributes",
+]
