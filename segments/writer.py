@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable, Sequence
-from itertools import repeat
+from itertools import count
 from typing import TYPE_CHECKING, Any
 
 from . import format as fmt
@@ -142,12 +142,12 @@ class WriteContext:
         """
         self.store.check_writable()
         state = self._state(log)
-        count = len(values)
-        if count == 0:
+        count_ = len(values)
+        if count_ == 0:
             return state.next_offset
-        if keys_ is not None and len(keys_) != count:
+        if keys_ is not None and len(keys_) != count_:
             raise InvalidArgument("append: keys and values differ in number")
-        if headers is not None and len(headers) != count:
+        if headers is not None and len(headers) != count_:
             raise InvalidArgument("append: headers and values differ in number")
         if not 0 <= flags <= 255:
             raise InvalidArgument(f"append: flags {flags} out of range 0-255")
@@ -169,29 +169,45 @@ class WriteContext:
         last_index_position = state.last_index_position
         index = state.index
         write = self._current_write(state)
-        frames_append = write.frames.append
-        # The append hot path: one pack, one concat and one CRC per record,
-        # and a single compare each for the index interval and the roll.
+        # The append hot path. Frames are built by comprehensions (one pack,
+        # one concat and one CRC per record, no per-record checks: the limits
+        # are checked once over the whole batch), then one loop places them,
+        # with a single compare each for the roll and the index interval.
+        if keys_ is None and headers is None:
+            longest = max(map(len, values))
+            if longest + fmt.RECORD_BODY_MIN > record_max:
+                raise InvalidArgument(
+                    f"append: a value of {longest} bytes is over the {record_max}-byte frame limit"
+                )
+            bodies = [
+                _pack_body_head(o, ts, flags, 0, 0) + v
+                for o, v in zip(count(first), values, strict=False)
+            ]
+        else:
+            ks = keys_ or [empty] * count_
+            hs = headers or [empty] * count_
+            longest_key = max(map(len, ks))
+            if longest_key > fmt.KEY_BYTES_MAX:
+                raise InvalidArgument(f"append: key of {longest_key} bytes is over 65,535")
+            bodies = [
+                _pack_body_head(o, ts, flags, len(k), len(h)) + k + h + v
+                for o, v, k, h in zip(count(first), values, ks, hs, strict=False)
+            ]
+            longest = max(map(len, bodies))
+            if longest > record_max:
+                raise InvalidArgument(
+                    f"append: record of {longest} bytes is over the {record_max}-byte frame limit"
+                )
+        frames = [_pack_prefix(len(b), crc32c(b)) + b for b in bodies]
         next_index_at = (
             position if last_index_position == NO_INDEX else last_index_position + interval
         )
-        pieces = zip(values, keys_ or repeat(empty), headers or repeat(empty), strict=False)
-        for value, key, head in pieces:
-            klen = len(key)
-            hlen = len(head)
-            if klen or hlen:
-                if klen > fmt.KEY_BYTES_MAX:
-                    raise InvalidArgument(f"append: key of {klen} bytes is over 65,535")
-                body = _pack_body_head(offset, ts, flags, klen, hlen) + key + head + value
-            else:
-                body = _pack_body_head(offset, ts, flags, 0, 0) + value
-            blen = len(body)
-            if blen > record_max:
-                raise InvalidArgument(
-                    f"append: record of {blen} bytes is over the {record_max}-byte frame limit"
-                )
-            size = blen + 8
+        placed = 0  # frames[:placed] are handed to a segment write already
+        for i, frame in enumerate(frames):
+            size = len(frame)
             if position + size > segment_max and position > fmt.SEGMENT_HEADER_BYTES:
+                write.frames.extend(frames[placed:i])
+                placed = i
                 state.next_offset, state.position = offset, position
                 state.last_index_position = last_index_position
                 if offset > first:  # the sealed segment ends with a record of this call
@@ -199,14 +215,13 @@ class WriteContext:
                 self._roll(state, ts)
                 position = next_index_at = state.position
                 write = state.writes[-1]
-                frames_append = write.frames.append
             if position >= next_index_at:
                 index.append((offset, state.base, position, ts))
                 last_index_position = position
                 next_index_at = position + interval
-            frames_append(_pack_prefix(blen, crc32c(body)) + body)
             position += size
             offset += 1
+        write.frames.extend(frames[placed:] if placed else frames)
         state.next_offset = offset
         state.position = position
         state.last_index_position = last_index_position
