@@ -23,6 +23,9 @@ from .keys import Ends, SegmentRow, Txn
 if TYPE_CHECKING:
     from .logstore import LogInfo, LogStore
 
+# Fewer than the writer fd cache holds (WRITER_FDS_MAX), so no fd waiting
+# for its sync is closed by the cache.
+SYNC_BATCH_MAX = 32
 NO_INDEX = 0  # last_index_position when the active segment has no index entry yet
 _pack_body_head = struct.Struct("<QqBxHI").pack
 _pack_prefix = struct.Struct("<II").pack
@@ -379,6 +382,9 @@ class WriteContext:
         txn = self.txn
         synced_dirs: set[str] = set()
         always = store.sync_mode == "always"
+        # Segment syncs of one commit run in parallel (a topic fan-out writes
+        # many logs); a sealed segment is synced at once, as its fd closes.
+        to_sync: list[int] = []
         for state in self._states.values():
             if not state.dirty:
                 continue
@@ -395,12 +401,16 @@ class WriteContext:
                         fs.truncate(fd, write.start_position)
                 if write.frames:
                     fs.pwrite(fd, b"".join(write.frames), write.start_position)
-                if always or write.sealed:
+                if write.sealed:
                     fs.fdatasync(fd)
+                    store.close_writer_fd(log_id, write.base)
+                elif always:
+                    to_sync.append(fd)
+                    if len(to_sync) >= SYNC_BATCH_MAX:
+                        store.fdatasync_all(to_sync)
+                        to_sync.clear()
                 else:
                     store.mark_unsynced(log_id, write.base)
-                if write.sealed:
-                    store.close_writer_fd(log_id, write.base)
             txn.put(keys.log_key(log_id), state.ends().pack(), db=dbs[keys.DB_ENDS])
             for offset, base, position, ts in state.index:
                 txn.put(
@@ -412,6 +422,8 @@ class WriteContext:
                 txn.put(keys.time_key(log_id, ts, offset), b"", db=dbs[keys.DB_TIMEINDEX])
             for base, row in state.segment_rows.items():
                 txn.put(keys.log_offset_key(log_id, base), row.pack(), db=dbs[keys.DB_SEGMENTS])
+        if to_sync:
+            store.fdatasync_all(to_sync)
         for path in synced_dirs:
             fs.fsync_dir(path)
         txn.commit()

@@ -393,3 +393,25 @@ def test_failed_fsync_under_concurrent_appends(tmp_path: Path, reboot: Callable[
         log = store.log("events")
         assert {r.offset: r.value for r in log.read()} == acked
         assert store.check() == []
+
+
+def test_failed_parallel_fsync_of_a_multi_log_commit_commits_nothing(tmp_path: Path) -> None:
+    # A commit that wrote several logs syncs their segments in parallel
+    # (LogStore.fdatasync_all); one failure must fail the whole commit.
+    data = tmp_path / "data"
+    fs = FaultyFileSystem()
+    with tidelog.open(data, fs=fs) as store:
+        logs = [store.create_log(f"q{i}") for i in range(40)]  # over SYNC_BATCH_MAX
+        with store.transaction() as tx:
+            for log in logs:
+                tx.append(log, b"kept")
+        assert fs.unsynced_bytes() == 0  # every one of the 40 segments was synced
+        fs.fail_fsync = True
+        with pytest.raises(tidelog.StoreFailed):
+            with store.transaction() as tx:
+                for log in logs:
+                    tx.append(log, b"lost")
+        fs.fail_fsync = False
+    with tidelog.open(data) as store:
+        assert all([r.value for r in log.read()] == [b"kept"] for log in store.logs())
+        assert store.check() == []
