@@ -22,14 +22,23 @@ def render() -> str:
     ]
     context = click.Context(main, info_name="tidelog")
     lines += ["## tidelog", "", "```", main.get_help(context), "```", ""]
-    group = main
+    lines += _commands(main, context, "tidelog")
+    return "\n".join(lines)
+
+
+def _commands(group: click.Group, context: click.Context, prefix: str) -> list[str]:
+    """A section per command, recursing into groups (`tidelog create queue`)."""
+    lines: list[str] = []
     for name in group.list_commands(context):
         command = group.get_command(context, name)
         if command is None:
             continue
-        sub = click.Context(command, info_name=f"tidelog {name}", parent=None)
-        lines += [f"## tidelog {name}", "", "```", command.get_help(sub), "```", ""]
-    return "\n".join(lines)
+        title = f"{prefix} {name}"
+        sub = click.Context(command, info_name=title, parent=None)
+        lines += [f"## {title}", "", "```", command.get_help(sub), "```", ""]
+        if isinstance(command, click.Group):
+            lines += _commands(command, sub, title)
+    return lines
 
 
 if __name__ == "__main__":

@@ -47,6 +47,16 @@ from tidelog.streams import (
     StreamDescription,
     StreamRecord,
 )
+from tidelog.topics import (
+    DeliveryWorker,
+    Notification,
+    PublishBatchResult,
+    PublishEntry,
+    PublishFailure,
+    PublishResult,
+    Subscription,
+    Topic,
+)
 
 __version__ = "0.1.0"
 
@@ -57,6 +67,7 @@ __all__ = [
     "BatchResult",
     "Consumer",
     "Corruption",
+    "DeliveryWorker",
     "Error",
     "ExpiredIterator",
     "GetRecordsResult",
@@ -66,6 +77,11 @@ __all__ = [
     "Message",
     "MoveTask",
     "NotFound",
+    "Notification",
+    "PublishBatchResult",
+    "PublishEntry",
+    "PublishFailure",
+    "PublishResult",
     "PutManyResult",
     "PutResult",
     "Queue",
@@ -82,6 +98,8 @@ __all__ = [
     "Stream",
     "StreamDescription",
     "StreamRecord",
+    "Subscription",
+    "Topic",
     "Transaction",
     "UnsupportedFormat",
     "open",

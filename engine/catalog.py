@@ -22,14 +22,20 @@ CHANNELS_DB = b"channels"
 
 # Every engine-owned LMDB database, opened when a Store opens. A model adds
 # its databases here (LMDB handles must not be created inside a commit).
-ENGINE_DATABASES: tuple[bytes, ...] = (CHANNELS_DB, b"stream_checkpoints") + (
-    b"queue_state",  # queues.QUEUE_DATABASES
+ENGINE_DATABASES: tuple[bytes, ...] = (
+    CHANNELS_DB,
+    b"stream_checkpoints",  # streams
+    b"queue_state",  # queues
     b"queue_entries",
     b"queue_due",
     b"queue_groups",
     b"queue_dedup",
     b"queue_dedup_expiry",
     b"queue_tasks",
+    b"topic_subscriptions",  # topics
+    b"topic_state",
+    b"topic_dedup",
+    b"topic_dedup_expiry",
 )
 Kind = Literal["stream", "queue", "topic"]
 

@@ -999,6 +999,22 @@ def send_in(
     return _append(ctx, config, _log_info(ctx, config), messages)
 
 
+def prepare_in(
+    ctx: WriteContext,
+    queue: str,
+    body: bytes | str,
+    attributes: Mapping[str, AttributeInput] | None = None,
+    *,
+    group_id: str | None = None,
+    dedup_id: str | None = None,
+) -> _Outgoing:
+    """`Queue.prepare` inside a commit, against the queue's configuration as
+    this transaction sees it (for topics, whose subscriber list is read in
+    the same transaction). Pure: writes nothing. Raises InvalidArgument, NotFound.
+    """
+    return _prepare(_config_in(ctx, queue), body, attributes, None, group_id, dedup_id)
+
+
 def _append(
     ctx: WriteContext, config: _Config, info: LogInfo, messages: Sequence[_Outgoing]
 ) -> list[SendResult]:
@@ -2338,6 +2354,7 @@ __all__ = [
     "SendResult",
     "md5_of_attributes",
     "md5_of_body",
+    "prepare_in",
     "send_in",
     "typed_attributes",
 ]

@@ -20,6 +20,7 @@ from tidelog.segments.writer import WriteContext
 
 if TYPE_CHECKING:
     from tidelog.streams import Stream
+    from tidelog.topics import DeliveryWorker, Topic
 
 
 class Store:
@@ -56,6 +57,9 @@ class Store:
 
     def close(self) -> None:
         """Finish pending commits, flush ("interval" mode) and release files."""
+        from tidelog.topics import stop_delivery  # a topic delivery worker must not outlive us
+
+        stop_delivery(self)
         self._logs.close()
 
     def __enter__(self) -> Store:
@@ -250,6 +254,61 @@ class Store:
         return queues.list_message_move_tasks(source)
 
     # -- topics (engine/topics.py) -----------------------------------------------
+
+    def create_topic(
+        self,
+        name: str,
+        *,
+        fifo: bool = False,
+        retention: int = 24 * 3600,
+        content_based_dedup: bool = False,
+        display_name: str = "",
+        exist_ok: bool = False,
+    ) -> Topic:
+        """Create a topic (SNS's CreateTopic); `retention` in seconds (0-365 days). Atomic.
+
+        Raises InvalidArgument (a name outside 1-256 of A-Za-z0-9_-, .fifo
+        exactly for FIFO; a limit broken), AlreadyExists (unless exist_ok
+        and the attributes match). See docs/api.md, "Topics".
+        """
+        from tidelog import topics
+
+        return topics.create_topic(
+            self,
+            name,
+            fifo=fifo,
+            retention=retention,
+            content_based_dedup=content_based_dedup,
+            display_name=display_name,
+            exist_ok=exist_ok,
+        )
+
+    def topic(self, name: str) -> Topic:
+        """Look a topic up by name (or ARN). Raises NotFound."""
+        from tidelog import topics
+
+        return topics.get_topic(self, name)
+
+    def topics(self, prefix: str = "") -> list[Topic]:
+        """Every topic whose name starts with `prefix`, by name."""
+        from tidelog import topics
+
+        return topics.list_topics(self, prefix)
+
+    def delete_topic(self, name: str) -> None:
+        """Delete a topic, its history and subscriptions (not the queues). Raises NotFound."""
+        from tidelog import topics
+
+        topics.delete_topic(self, name)
+
+    def start_topic_delivery(
+        self, *, poll_interval: float = 0.05, http_timeout: float = 15.0
+    ) -> DeliveryWorker:
+        """Start (or return) this handle's worker delivering callback and
+        HTTP/S subscriptions' pending messages; see topics.DeliveryWorker."""
+        from tidelog import topics
+
+        return topics.start_delivery(self, poll_interval=poll_interval, http_timeout=http_timeout)
 
     # -- store-wide -----------------------------------------------------------------
 

@@ -1,1 +1,9 @@
-"""Wire servers (AWS endpoint, STOMP): not built yet."""
+"""Wire servers: the AWS endpoint (SQS, SNS, Kinesis) over HTTP. See docs/server.md.
+
+from tidelog.server import serve
+serve("data", "127.0.0.1", 4566, "always")   # until SIGINT / SIGTERM
+"""
+
+from tidelog.server.run import HOST_DEFAULT, PORT_DEFAULT, ServerThread, serve
+
+__all__ = ["HOST_DEFAULT", "PORT_DEFAULT", "ServerThread", "serve"]

@@ -407,10 +407,9 @@ def test_failed_parallel_fsync_of_a_multi_log_commit_commits_nothing(tmp_path: P
                 tx.append(log, b"kept")
         assert fs.unsynced_bytes() == 0  # every one of the 40 segments was synced
         fs.fail_fsync = True
-        with pytest.raises(tidelog.StoreFailed):
-            with store.transaction() as tx:
-                for log in logs:
-                    tx.append(log, b"lost")
+        with pytest.raises(tidelog.StoreFailed), store.transaction() as tx:
+            for log in logs:
+                tx.append(log, b"lost")
         fs.fail_fsync = False
     with tidelog.open(data) as store:
         assert all([r.value for r in log.read()] == [b"kept"] for log in store.logs())

@@ -28,3 +28,12 @@ def test_errors_derive_from_root(store: tidelog.Store) -> None:
     with pytest.raises(tidelog.NotFound):
         store.log("nope")
     assert issubclass(tidelog.Corruption, tidelog.Error)
+
+
+def test_every_engine_database_is_opened_at_store_open() -> None:
+    # LMDB handles cannot be created inside a commit, so each model's
+    # databases must be in the list the Store opens up front.
+    from tidelog import catalog, queues, streams, topics
+
+    wanted = {*queues.QUEUE_DATABASES, *topics.TOPIC_DATABASES, streams.CHECKPOINTS_DB}
+    assert wanted <= set(catalog.ENGINE_DATABASES)

@@ -1,0 +1,306 @@
+"""The ASGI application: one HTTP endpoint routing to SQS, Kinesis and SNS.
+
+Routing follows the wire protocols botocore speaks:
+
+- `X-Amz-Target: AmazonSQS.<Op>` (AWS JSON 1.0) -> server/sqs.py
+- `X-Amz-Target: Kinesis_20131202.<Op>` (AWS JSON 1.1) -> server/kinesis.py
+- a form body with `Action=<Op>` (query protocol, XML replies) -> server/sns.py
+
+Request signatures are not verified: any credentials work. Handlers call the
+blocking engine, so they run in a thread pool; the event loop only parses and
+writes. A long-polling ReceiveMessage holds one pool thread for its wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import parse_qsl
+from xml.sax.saxutils import escape
+
+import tidelog
+from tidelog.server import kinesis, model, sns, sqs
+from tidelog.server.context import Context
+from tidelog.server.errors import (
+    AwsError,
+    from_library_kinesis,
+    from_library_sns,
+    from_library_sqs,
+    sqs_error,
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("tidelog.server")
+
+# Kinesis PutRecords carries up to 5 MiB of data, base64-encoded in JSON (4/3
+# larger): 8 MiB leaves room for the JSON around it and bounds what one
+# request may make the server hold.
+REQUEST_BYTES_MAX = 8 * 1024 * 1024
+# Enough threads for many concurrent long polls (each holds one) beside the
+# requests that do not wait.
+WORKER_THREADS = 256
+
+_SQS_PREFIX = "AmazonSQS."
+_KINESIS_PREFIX = "Kinesis_20131202."
+_SNS_NAMESPACE = "http://sns.amazonaws.com/doc/2010-03-31/"
+
+
+class Reply:
+    """A finished response: status, headers and body bytes."""
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+def _json_reply(
+    status: int, content_type: bytes, payload: Mapping[str, Any], extra: list[tuple[bytes, bytes]]
+) -> Reply:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    request_id = uuid.uuid4().hex.encode()
+    headers = [(b"content-type", content_type), (b"x-amzn-requestid", request_id), *extra]
+    return Reply(status, headers, body)
+
+
+def _json_error(error: AwsError, content_type: bytes, namespace: str) -> Reply:
+    extra: list[tuple[bytes, bytes]] = []
+    if error.query_code is not None:
+        fault = "Sender" if error.sender_fault else "Receiver"
+        extra.append((b"x-amzn-query-error", f"{error.query_code};{fault}".encode()))
+    payload = {"__type": f"{namespace}#{error.code}", "message": error.message}
+    return _json_reply(error.status, content_type, payload, extra)
+
+
+def _xml_reply(status: int, text: str) -> Reply:
+    request_id = uuid.uuid4().hex
+    body = text.replace("{request_id}", request_id).encode()
+    return Reply(
+        status, [(b"content-type", b"text/xml"), (b"x-amzn-requestid", request_id.encode())], body
+    )
+
+
+def _xml_error(error: AwsError) -> Reply:
+    kind = "Sender" if error.sender_fault else "Receiver"
+    return _xml_reply(
+        error.status,
+        f'<ErrorResponse xmlns="{_SNS_NAMESPACE}"><Error><Type>{kind}</Type>'
+        f"<Code>{escape(error.code)}</Code><Message>{escape(error.message)}</Message>"
+        "</Error><RequestId>{request_id}</RequestId></ErrorResponse>",
+    )
+
+
+class Service:
+    """One JSON-protocol service: its model, handlers and error mapping."""
+
+    def __init__(
+        self,
+        name: str,
+        content_type: bytes,
+        namespace: str,
+        handlers: Mapping[str, Callable[[Context, dict[str, Any]], dict[str, Any]]],
+        from_library: Callable[[tidelog.Error], AwsError],
+        invalid: Callable[[str, bool], AwsError],
+    ) -> None:
+        self.name = name
+        self.content_type = content_type
+        self.namespace = namespace
+        self.handlers = handlers
+        self.from_library = from_library
+        self.invalid = invalid
+
+    def call(self, ctx: Context, operation: str, body: bytes) -> Reply:
+        try:
+            return self._call(ctx, operation, body)
+        except AwsError as error:
+            return _json_error(error, self.content_type, self.namespace)
+        except tidelog.Error as exc:
+            return _json_error(self.from_library(exc), self.content_type, self.namespace)
+        except Exception as exc:  # a bug here must answer 500, not drop the connection
+            log.exception("%s %s failed", self.name, operation)
+            failure = AwsError(
+                "InternalFailure", f"internal error: {exc!r}", 500, sender_fault=False
+            )
+            return _json_error(failure, self.content_type, self.namespace)
+
+    def _call(self, ctx: Context, operation: str, body: bytes) -> Reply:
+        handler = self.handlers.get(operation)
+        op_model = model.operation(self.name, operation)
+        if handler is None or op_model is None:
+            raise AwsError("UnknownOperationException", f"Unknown operation {operation!r}")
+        try:
+            request = json.loads(body) if body else {}
+        except ValueError:
+            raise AwsError("SerializationException", "Request body is not valid JSON") from None
+        try:
+            model.check_json(op_model.input_shape, request)
+        except model.ShapeError as exc:
+            raise self.invalid(str(exc), exc.missing) from None
+        return _json_reply(200, self.content_type, handler(ctx, request), [])
+
+
+def _sqs_invalid(message: str, missing: bool) -> AwsError:
+    return sqs_error("MissingParameter" if missing else "InvalidParameterValue", message)
+
+
+def _kinesis_invalid(message: str, missing: bool) -> AwsError:
+    return AwsError("ValidationException" if missing else "SerializationException", message)
+
+
+SQS = Service(
+    "sqs",
+    b"application/x-amz-json-1.0",
+    "com.amazonaws.sqs",
+    sqs.HANDLERS,
+    from_library_sqs,
+    _sqs_invalid,
+)
+KINESIS = Service(
+    "kinesis",
+    b"application/x-amz-json-1.1",
+    "com.amazonaws.kinesis.v20131202",
+    kinesis.HANDLERS,
+    from_library_kinesis,
+    _kinesis_invalid,
+)
+
+
+def call_query(ctx: Context, body: bytes) -> Reply:
+    """A query-protocol request (SNS): form fields in, XML out."""
+    try:
+        form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
+    except UnicodeDecodeError:
+        return _xml_error(AwsError("MalformedQueryString", "Request body is not UTF-8"))
+    action = form.get("Action", "")
+    handler = sns.HANDLERS.get(action)
+    op_model = model.operation("sns", action)
+    if handler is None or op_model is None:
+        return _xml_error(AwsError("InvalidAction", f"The action {action!r} is not valid"))
+    try:
+        try:
+            request = model.decode_query(op_model.input_shape, form)
+        except model.ShapeError as exc:
+            code = "MissingParameter" if exc.missing else "InvalidParameter"
+            raise AwsError(code, str(exc)) from None
+        result = handler(ctx, request)
+    except AwsError as error:
+        return _xml_error(error)
+    except tidelog.Error as exc:
+        return _xml_error(from_library_sns(exc))
+    except Exception as exc:
+        log.exception("sns %s failed", action)
+        return _xml_error(AwsError("InternalError", repr(exc), 500, sender_fault=False))
+    output = op_model.output_shape
+    wrapper = output.serialization.get("resultWrapper") if output is not None else None
+    inner = model.encode_xml(output, result)
+    result_xml = f"<{wrapper}>{inner}</{wrapper}>" if wrapper else ""
+    return _xml_reply(
+        200,
+        f'<{action}Response xmlns="{_SNS_NAMESPACE}">{result_xml}'
+        "<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
+        f"</{action}Response>",
+    )
+
+
+class App:
+    """The ASGI 3 application over an open store.
+
+    `base_url` is what queue URLs start with (http://HOST:PORT). Closing the
+    app shuts its thread pool down; the store belongs to the caller.
+    """
+
+    def __init__(self, store: tidelog.Store, base_url: str, *, workers: int = WORKER_THREADS):
+        self.store = store
+        self.base_url = base_url
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tidelog-http")
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        reply = await self._handle(scope, headers, receive)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": reply.status,
+                "headers": [*reply.headers, (b"content-length", str(len(reply.body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": reply.body})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _read_body(self, headers: Mapping[bytes, bytes], receive: Receive) -> bytes | None:
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > REQUEST_BYTES_MAX:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > REQUEST_BYTES_MAX:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    async def _handle(
+        self, scope: Scope, headers: Mapping[bytes, bytes], receive: Receive
+    ) -> Reply:
+        target = headers.get(b"x-amz-target", b"").decode("latin-1")
+        body = await self._read_body(headers, receive)
+        if scope["method"] != "POST":
+            if scope["method"] in ("GET", "HEAD") and scope["path"] == "/":
+                return Reply(200, [(b"content-type", b"text/plain")], b"tidelog\n")
+            return _xml_error(AwsError("InvalidAction", "Use POST", 405))
+        service = (
+            SQS
+            if target.startswith(_SQS_PREFIX)
+            else KINESIS
+            if target.startswith(_KINESIS_PREFIX)
+            else None
+        )
+        if body is None:
+            message = f"Request body is over {REQUEST_BYTES_MAX} bytes"
+            if service is None:
+                return _xml_error(AwsError("RequestEntityTooLarge", message, 413))
+            error = AwsError("RequestEntityTooLarge", message, 413)
+            return _json_error(error, service.content_type, service.namespace)
+        ctx = Context(self.store, self.base_url)
+        loop = asyncio.get_running_loop()
+        if service is not None:
+            operation = target.split(".", 1)[1]
+            return await loop.run_in_executor(self.executor, service.call, ctx, operation, body)
+        if target:
+            error = AwsError("UnknownOperationException", f"Unknown target {target!r}")
+            return _json_error(error, b"application/x-amz-json-1.0", "com.amazon.coral.service")
+        return await loop.run_in_executor(self.executor, call_query, ctx, body)

@@ -1,0 +1,343 @@
+"""Kinesis Data Streams over AWS JSON 1.1 (X-Amz-Target: Kinesis_20131202.<Op>).
+
+Maps onto tidelog.Stream. Blobs travel as base64 and timestamps as epoch
+seconds, as botocore sends and parses them. GetRecords carries only an
+iterator, so the wire iterator is `<stream name>:<library iterator>` (stream
+names cannot hold ':'); the library iterator inside stays opaque and signed.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import tidelog
+from tidelog.server.context import Context
+from tidelog.server.errors import AwsError
+from tidelog.streams import ShardDescription
+
+Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
+
+SHARDS_DEFAULT = 4  # what Kinesis gives an ON_DEMAND stream created without ShardCount
+LIST_LIMIT_DEFAULT = 100
+LIST_SHARDS_LIMIT_MAX = 10_000
+_MODE = {"StreamMode": "PROVISIONED"}
+_MONITORING: list[dict[str, list[str]]] = [{"ShardLevelMetrics": []}]
+
+
+def _stream_name(request: Mapping[str, Any]) -> str:
+    name = request.get("StreamName")
+    if name:
+        return str(name)
+    arn = request.get("StreamARN")
+    if isinstance(arn, str) and ":stream/" in arn:
+        return arn.split(":stream/", 1)[1]
+    raise AwsError("ValidationException", "StreamName or StreamARN is required")
+
+
+def _stream(ctx: Context, request: Mapping[str, Any]) -> tidelog.Stream:
+    return ctx.store.stream(_stream_name(request))
+
+
+def _shard(shard: ShardDescription) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "ShardId": shard.shard_id,
+        "HashKeyRange": {
+            "StartingHashKey": str(shard.starting_hash_key),
+            "EndingHashKey": str(shard.ending_hash_key),
+        },
+        "SequenceNumberRange": {"StartingSequenceNumber": shard.starting_sequence_number},
+    }
+    if shard.ending_sequence_number is not None:
+        out["SequenceNumberRange"]["EndingSequenceNumber"] = shard.ending_sequence_number
+    if shard.parent_shard_id:
+        out["ParentShardId"] = shard.parent_shard_id
+    if shard.adjacent_parent_shard_id:
+        out["AdjacentParentShardId"] = shard.adjacent_parent_shard_id
+    return out
+
+
+def _shards_after(shards: list[ShardDescription], after: str | None) -> list[ShardDescription]:
+    return [s for s in shards if after is None or s.shard_id > after]
+
+
+# -- streams --------------------------------------------------------------------------------------
+
+
+def create_stream(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    shards = request.get("ShardCount") or SHARDS_DEFAULT
+    size_kib = request.get("MaxRecordSizeInKiB")
+    options: dict[str, Any] = {}
+    if size_kib is not None:
+        options["max_record_bytes"] = size_kib * 1024
+    ctx.store.create_stream(request["StreamName"], shards, **options)
+    return {}
+
+
+def delete_stream(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    ctx.store.delete_stream(_stream_name(request))
+    return {}
+
+
+def describe_stream(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    stream = _stream(ctx, request)
+    description = stream.describe()
+    limit = request.get("Limit") or LIST_LIMIT_DEFAULT
+    shards = _shards_after(list(description.shards), request.get("ExclusiveStartShardId"))
+    return {
+        "StreamDescription": {
+            "StreamName": stream.name,
+            "StreamARN": ctx.stream_arn(stream.name),
+            "StreamStatus": description.status,
+            "StreamModeDetails": _MODE,
+            "Shards": [_shard(s) for s in shards[:limit]],
+            "HasMoreShards": len(shards) > limit,
+            "RetentionPeriodHours": description.retention_hours,
+            "StreamCreationTimestamp": description.created_ms / 1000,
+            "EnhancedMonitoring": _MONITORING,
+            "EncryptionType": "NONE",
+        }
+    }
+
+
+def describe_stream_summary(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    stream = _stream(ctx, request)
+    description = stream.describe()
+    return {
+        "StreamDescriptionSummary": {
+            "StreamName": stream.name,
+            "StreamARN": ctx.stream_arn(stream.name),
+            "StreamStatus": description.status,
+            "StreamModeDetails": _MODE,
+            "RetentionPeriodHours": description.retention_hours,
+            "StreamCreationTimestamp": description.created_ms / 1000,
+            "EnhancedMonitoring": _MONITORING,
+            "EncryptionType": "NONE",
+            "OpenShardCount": description.open_shard_count,
+            "ConsumerCount": 0,
+            "MaxRecordSizeInKiB": description.max_record_bytes // 1024,
+        }
+    }
+
+
+def list_streams(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    limit = request.get("Limit") or LIST_LIMIT_DEFAULT
+    after = request.get("ExclusiveStartStreamName")
+    token = request.get("NextToken")
+    if token:
+        after = _decode_token(token)
+    streams = sorted(ctx.store.streams(), key=lambda s: s.name)
+    streams = [s for s in streams if after is None or s.name > after]
+    page = streams[:limit]
+    more = len(streams) > limit
+    out: dict[str, Any] = {
+        "StreamNames": [s.name for s in page],
+        "HasMoreStreams": more,
+        "StreamSummaries": [
+            {
+                "StreamName": s.name,
+                "StreamARN": ctx.stream_arn(s.name),
+                "StreamStatus": "ACTIVE",
+                "StreamModeDetails": _MODE,
+            }
+            for s in page
+        ],
+    }
+    if more:
+        out["NextToken"] = _encode_token(page[-1].name)
+    return out
+
+
+def _encode_token(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode()
+
+
+def _decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except ValueError:
+        raise AwsError(
+            "InvalidArgumentException", "NextToken: not a token of this endpoint"
+        ) from None
+
+
+def list_shards(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    token = request.get("NextToken")
+    if token:
+        name, _, after = _decode_token(token).partition(":")
+        stream = ctx.store.stream(name)
+    else:
+        stream = _stream(ctx, request)
+        after = request.get("ExclusiveStartShardId") or ""
+    limit = request.get("MaxResults") or LIST_SHARDS_LIMIT_MAX
+    shards = list(stream.describe().shards)
+    shard_filter = request.get("ShardFilter") or {}
+    if shard_filter.get("Type") == "AT_LATEST":
+        shards = [s for s in shards if not s.closed]
+    shards = _shards_after(shards, after or None)
+    page = shards[:limit]
+    out: dict[str, Any] = {"Shards": [_shard(s) for s in page]}
+    if len(shards) > limit:
+        out["NextToken"] = _encode_token(f"{stream.name}:{page[-1].shard_id}")
+    return out
+
+
+def _retention(ctx: Context, request: dict[str, Any], increase: bool) -> dict[str, Any]:
+    stream = _stream(ctx, request)
+    hours = request["RetentionPeriodHours"]
+    current = stream.retention_hours
+    if (increase and hours < current) or (not increase and hours > current):
+        verb = "increase" if increase else "decrease"
+        raise AwsError(
+            "InvalidArgumentException",
+            f"Requested retention period ({hours} hours) does not {verb} the current "
+            f"retention period ({current} hours)",
+        )
+    stream.set_retention_hours(hours)
+    return {}
+
+
+def increase_stream_retention_period(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    return _retention(ctx, request, True)
+
+
+def decrease_stream_retention_period(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    return _retention(ctx, request, False)
+
+
+# -- records --------------------------------------------------------------------------------------
+
+
+def put_record(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    stream = _stream(ctx, request)
+    result = stream.put(
+        base64.b64decode(request["Data"]),
+        request["PartitionKey"],
+        request.get("ExplicitHashKey"),
+    )
+    return {
+        "ShardId": result.shard_id,
+        "SequenceNumber": result.sequence_number,
+        "EncryptionType": "NONE",
+    }
+
+
+def put_records(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    stream = _stream(ctx, request)
+    records = [
+        (base64.b64decode(r["Data"]), r["PartitionKey"], r.get("ExplicitHashKey"))
+        for r in request["Records"]
+    ]
+    result = stream.put_many(records)
+    entries: list[dict[str, Any]] = []
+    for item in result:
+        if item.ok:
+            entries.append({"SequenceNumber": item.sequence_number, "ShardId": item.shard_id})
+        else:
+            code = item.error_code or "InternalFailure"
+            entries.append(
+                {
+                    "ErrorCode": code if code.endswith("Exception") else f"{code}Exception",
+                    "ErrorMessage": item.error_message or "",
+                }
+            )
+    return {
+        "FailedRecordCount": result.failed_record_count,
+        "Records": entries,
+        "EncryptionType": "NONE",
+    }
+
+
+def get_shard_iterator(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    stream = _stream(ctx, request)
+    iterator = stream.get_shard_iterator(
+        request["ShardId"],
+        request["ShardIteratorType"],
+        sequence_number=request.get("StartingSequenceNumber"),
+        timestamp=request.get("Timestamp"),
+    )
+    return {"ShardIterator": f"{stream.name}:{iterator}"}
+
+
+def get_records(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    name, _, iterator = str(request["ShardIterator"]).partition(":")
+    if not iterator:
+        raise AwsError(
+            "InvalidArgumentException", "ShardIterator: not an iterator of this endpoint"
+        )
+    stream = ctx.store.stream(name)
+    result = stream.get_records(iterator, request.get("Limit") or 10_000)
+    out: dict[str, Any] = {
+        "Records": [
+            {
+                "SequenceNumber": r.sequence_number,
+                "ApproximateArrivalTimestamp": r.arrival_timestamp_ms / 1000,
+                "Data": base64.b64encode(r.data).decode(),
+                "PartitionKey": r.partition_key,
+            }
+            for r in result.records
+        ],
+        "MillisBehindLatest": result.millis_behind_latest,
+    }
+    if result.next_shard_iterator is not None:
+        out["NextShardIterator"] = f"{name}:{result.next_shard_iterator}"
+    if result.child_shards:
+        by_id = {s.shard_id: s for s in stream.describe().shards}
+        out["ChildShards"] = [
+            {
+                "ShardId": child,
+                "ParentShards": list(by_id[child].parent_shard_ids),
+                "HashKeyRange": _shard(by_id[child])["HashKeyRange"],
+            }
+            for child in result.child_shards
+            if child in by_id
+        ]
+    return out
+
+
+# -- resharding -----------------------------------------------------------------------------------
+
+
+def split_shard(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    _stream(ctx, request).split_shard(request["ShardToSplit"], request["NewStartingHashKey"])
+    return {}
+
+
+def merge_shards(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    _stream(ctx, request).merge_shards(request["ShardToMerge"], request["AdjacentShardToMerge"])
+    return {}
+
+
+def update_shard_count(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    stream = _stream(ctx, request)
+    if request["ScalingType"] != "UNIFORM_SCALING":
+        raise AwsError("ValidationException", "ScalingType: must be UNIFORM_SCALING")
+    current = stream.describe().open_shard_count
+    target = request["TargetShardCount"]
+    stream.update_shard_count(target)
+    return {
+        "StreamName": stream.name,
+        "StreamARN": ctx.stream_arn(stream.name),
+        "CurrentShardCount": current,
+        "TargetShardCount": target,
+    }
+
+
+HANDLERS: dict[str, Handler] = {
+    "CreateStream": create_stream,
+    "DeleteStream": delete_stream,
+    "DescribeStream": describe_stream,
+    "DescribeStreamSummary": describe_stream_summary,
+    "ListStreams": list_streams,
+    "ListShards": list_shards,
+    "IncreaseStreamRetentionPeriod": increase_stream_retention_period,
+    "DecreaseStreamRetentionPeriod": decrease_stream_retention_period,
+    "PutRecord": put_record,
+    "PutRecords": put_records,
+    "GetShardIterator": get_shard_iterator,
+    "GetRecords": get_records,
+    "SplitShard": split_shard,
+    "MergeShards": merge_shards,
+    "UpdateShardCount": update_shard_count,
+}

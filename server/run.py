@@ -1,0 +1,165 @@
+"""Running the endpoint: `serve` for the CLI, `ServerThread` for tests and embedding.
+
+The HTTP stack is uvicorn (with httptools when installed) over asyncio.
+asyncio sets TCP_NODELAY on accepted TCP connections (see `bind` for the
+catch), so uvicorn's two writes per reply (headers, body) do not meet the
+40 ms Nagle + delayed-ACK stall with keep-alive clients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from types import FrameType, TracebackType
+
+import uvicorn
+
+import tidelog
+from tidelog.segments.logstore import SyncMode
+from tidelog.server.app import App
+
+HOST_DEFAULT = "127.0.0.1"
+PORT_DEFAULT = 4566
+# In-flight requests get this long to finish after SIGINT/SIGTERM or stop().
+SHUTDOWN_SECONDS = 25
+
+
+def _config(app: App, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+        # 200 long polls of 20 s must not be cut: a connection only closes
+        # when idle, and the pool, not uvicorn, bounds the concurrent work.
+        timeout_keep_alive=75,
+    )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, with SIGINT/SIGTERM ending `run` normally.
+
+    uvicorn re-raises a captured signal after its graceful shutdown, which
+    would end the process before `serve` closes the store; here the signal
+    only asks for the shutdown, and `serve` returns.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            if self.should_exit:
+                self.force_exit = True  # a second signal: stop waiting for requests
+            self.should_exit = True
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (0 picks a free port).
+
+    The protocol is given as IPPROTO_TCP on purpose: asyncio sets TCP_NODELAY
+    only on sockets whose `proto` says TCP, and accepted sockets inherit the
+    listener's. A socket made with proto 0 serves every keep-alive request
+    40 ms late (Nagle + delayed ACK; tests/test_server.py measures it).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def serve(
+    data: str, host: str = HOST_DEFAULT, port: int = PORT_DEFAULT, sync: str = "always"
+) -> None:
+    """Open the store at `data` and serve SQS, SNS and Kinesis on host:port.
+
+    Blocks until SIGINT or SIGTERM; then stops accepting, lets in-flight
+    requests finish (up to 25 s) and closes the store. Request signatures are
+    not verified: any credentials work. Raises InvalidArgument for a bad
+    sync mode, OSError if the port cannot be bound.
+    """
+    if sync not in ("always", "interval", "never"):
+        raise tidelog.InvalidArgument(f"sync: {sync!r} is not always, interval or never")
+    mode: SyncMode = sync  # type: ignore[assignment]
+    with tidelog.open(data, sync=mode) as store:
+        sock = bind(host, port)
+        bound = sock.getsockname()[1]
+        app = App(store, f"http://{_url_host(host)}:{bound}")
+        try:
+            _Server(_config(app, host, bound)).run(sockets=[sock])
+        finally:
+            app.close()
+            sock.close()
+
+
+class ServerThread:
+    """An endpoint over an open store, served from a background thread.
+
+    with ServerThread(store) as server:   # binds 127.0.0.1 on a free port
+        boto3.client("sqs", endpoint_url=server.url, ...)
+
+    The caller owns the store (so tests may open it with an injected clock).
+    `stop()` finishes in-flight requests and joins the thread.
+    """
+
+    def __init__(self, store: tidelog.Store, host: str = HOST_DEFAULT, port: int = 0) -> None:
+        self._socket = bind(host, port)
+        self.host = host
+        self.port: int = self._socket.getsockname()[1]
+        self.url = f"http://{_url_host(host)}:{self.port}"
+        self.app = App(store, self.url)
+        self._server = _Server(_config(self.app, host, self.port))
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [self._socket]},
+            daemon=True,
+            name=f"tidelog-server-{self.port}",
+        )
+
+    def start(self) -> ServerThread:
+        """Start serving; returns once the endpoint accepts connections."""
+        self._thread.start()
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("tidelog server thread stopped before it started")
+            self._thread.join(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, finish in-flight requests, join the thread."""
+        self._server.should_exit = True
+        self._thread.join(SHUTDOWN_SECONDS + 5)
+        self.app.close()
+        self._socket.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,458 @@
+"""SQS over AWS JSON 1.0 (X-Amz-Target: AmazonSQS.<Operation>), mapped onto tidelog.Queue.
+
+Each handler takes the decoded request (already checked against botocore's
+input shape) and returns the response structure. Engine calls block (long
+polls included), so the app runs handlers in its thread pool.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import tidelog
+from tidelog.queues import Message, md5_of_attributes, md5_of_body
+from tidelog.server.context import Context
+from tidelog.server.errors import sqs_error
+
+Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
+
+# SQS attribute name -> (create_queue keyword, parse, format)
+_INT_ATTRIBUTES = {
+    "VisibilityTimeout": "visibility_timeout",
+    "DelaySeconds": "delay",
+    "MessageRetentionPeriod": "retention",
+    "MaximumMessageSize": "max_message_size",
+    "ReceiveMessageWaitTimeSeconds": "receive_wait",
+}
+# Accepted and not kept: tidelog has no access policies or encryption at rest.
+_IGNORED_ATTRIBUTES = {
+    "Policy",
+    "RedriveAllowPolicy",
+    "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds",
+    "SqsManagedSseEnabled",
+}
+_SYSTEM_ATTRIBUTES = (
+    "SenderId",
+    "SentTimestamp",
+    "ApproximateReceiveCount",
+    "ApproximateFirstReceiveTimestamp",
+    "SequenceNumber",
+    "MessageDeduplicationId",
+    "MessageGroupId",
+)
+SENDER_ID = "000000000000"
+LIST_RESULTS_MAX = 1000
+
+
+def _queue_name(url: object) -> str:
+    if not isinstance(url, str) or not url:
+        raise sqs_error("InvalidAddress", "QueueUrl: must be a queue URL")
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _queue(ctx: Context, request: Mapping[str, Any]) -> tidelog.Queue:
+    return ctx.store.queue(_queue_name(request.get("QueueUrl")))
+
+
+def _name_of_arn(arn: object, what: str) -> str:
+    if not isinstance(arn, str) or not arn.startswith("arn:") or arn.count(":") < 5:
+        raise sqs_error("InvalidParameterValue", f"{what}: {arn!r} is not a queue ARN")
+    return arn.rsplit(":", 1)[-1]
+
+
+def _int_attribute(name: str, raw: object) -> int:
+    text = str(raw).strip()
+    if not text.lstrip("-").isdigit():
+        raise sqs_error("InvalidAttributeValue", f"Invalid value for the parameter {name}: {raw!r}")
+    return int(text)
+
+
+def _bool_attribute(name: str, raw: object) -> bool:
+    text = str(raw).lower()
+    if text not in ("true", "false"):
+        raise sqs_error("InvalidAttributeValue", f"Invalid value for the parameter {name}")
+    return text == "true"
+
+
+def _library_attributes(attributes: Mapping[str, str], *, creating: bool) -> dict[str, Any]:
+    """SQS queue attributes as create_queue / set_attributes keywords."""
+    out: dict[str, Any] = {}
+    for name, raw in attributes.items():
+        if name in _INT_ATTRIBUTES:
+            out[_INT_ATTRIBUTES[name]] = _int_attribute(name, raw)
+        elif name == "RedrivePolicy":
+            if raw == "":
+                out["dead_letter"] = None
+                continue
+            try:
+                policy = json.loads(raw)
+                target = _name_of_arn(policy["deadLetterTargetArn"], "deadLetterTargetArn")
+                count = _int_attribute("maxReceiveCount", policy["maxReceiveCount"])
+            except (ValueError, KeyError, TypeError):
+                raise sqs_error(
+                    "InvalidAttributeValue",
+                    "RedrivePolicy: must be JSON with deadLetterTargetArn and maxReceiveCount",
+                ) from None
+            out["dead_letter"] = (target, count)
+        elif name == "FifoQueue":
+            if not creating:
+                raise sqs_error("InvalidAttributeName", "FifoQueue: cannot be changed")
+            out["fifo"] = _bool_attribute(name, raw)
+        elif name == "ContentBasedDeduplication":
+            out["content_based_dedup"] = _bool_attribute(name, raw)
+        elif name == "DeduplicationScope":
+            out["dedup_scope"] = raw
+        elif name == "FifoThroughputLimit":
+            out["fifo_throughput_limit"] = raw
+        elif name not in _IGNORED_ATTRIBUTES:
+            raise sqs_error("InvalidAttributeName", f"Unknown Attribute {name}.")
+    return out
+
+
+# -- queues ---------------------------------------------------------------------------------------
+
+
+def create_queue(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    name = request["QueueName"]
+    options = _library_attributes(request.get("Attributes") or {}, creating=True)
+    ctx.store.create_queue(name, exist_ok=True, **options)
+    return {"QueueUrl": ctx.queue_url(name)}
+
+
+def get_queue_url(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    queue = ctx.store.queue(request["QueueName"])
+    return {"QueueUrl": ctx.queue_url(queue.name)}
+
+
+def _page(ctx: Context, names: list[str], request: Mapping[str, Any], key: str) -> dict[str, Any]:
+    limit = request.get("MaxResults")
+    if limit is not None and not 1 <= limit <= LIST_RESULTS_MAX:
+        raise sqs_error("InvalidParameterValue", "MaxResults: must be 1-1000")
+    token = request.get("NextToken")
+    if token:
+        try:
+            after = base64.urlsafe_b64decode(token.encode()).decode()
+        except ValueError:
+            raise sqs_error("InvalidParameterValue", "NextToken: invalid") from None
+        names = [n for n in names if n > after]
+    page = names[: limit or LIST_RESULTS_MAX]
+    out: dict[str, Any] = {key: [ctx.queue_url(n) for n in page]}
+    if limit is not None and len(names) > len(page):
+        out["NextToken"] = base64.urlsafe_b64encode(page[-1].encode()).decode()
+    return out
+
+
+def list_queues(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    names = sorted(q.name for q in ctx.store.queues(request.get("QueueNamePrefix") or ""))
+    return _page(ctx, names, request, "QueueUrls")
+
+
+def delete_queue(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    ctx.store.delete_queue(_queue_name(request["QueueUrl"]))
+    return {}
+
+
+def _queue_attributes(ctx: Context, queue: tidelog.Queue) -> dict[str, str]:
+    data = queue.attributes()
+    out = {
+        "QueueArn": ctx.queue_arn(queue.name),
+        "ApproximateNumberOfMessages": str(data["approximate_visible"]),
+        "ApproximateNumberOfMessagesNotVisible": str(data["approximate_in_flight"]),
+        "ApproximateNumberOfMessagesDelayed": str(data["approximate_delayed"]),
+        "CreatedTimestamp": str(data.get("created_ms", 0) // 1000),
+        "LastModifiedTimestamp": str(data.get("modified_ms", 0) // 1000),
+        "SqsManagedSseEnabled": "false",
+    }
+    for wire, key in _INT_ATTRIBUTES.items():
+        out[wire] = str(data[key])
+    if data["dead_letter"]:
+        target, count = data["dead_letter"]
+        out["RedrivePolicy"] = json.dumps(
+            {"deadLetterTargetArn": ctx.queue_arn(target), "maxReceiveCount": count},
+            separators=(",", ":"),
+        )
+    if data["fifo"]:
+        out["FifoQueue"] = "true"
+        out["ContentBasedDeduplication"] = "true" if data["content_based_dedup"] else "false"
+        out["DeduplicationScope"] = data["dedup_scope"]
+        out["FifoThroughputLimit"] = data["fifo_throughput_limit"]
+    return out
+
+
+def get_queue_attributes(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    queue = _queue(ctx, request)
+    wanted = request.get("AttributeNames") or []
+    everything = _queue_attributes(ctx, queue)
+    if "All" in wanted:
+        return {"Attributes": everything}
+    return {"Attributes": {k: everything[k] for k in wanted if k in everything}}
+
+
+def set_queue_attributes(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    queue = _queue(ctx, request)
+    changes = _library_attributes(request["Attributes"], creating=False)
+    if changes:
+        queue.set_attributes(**changes)
+    return {}
+
+
+def purge_queue(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    _queue(ctx, request).purge()
+    return {}
+
+
+def list_dead_letter_source_queues(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    name = _queue_name(request["QueueUrl"])
+    names = sorted(q.name for q in ctx.store.dead_letter_source_queues(name))
+    return _page(ctx, names, request, "queueUrls")
+
+
+# -- messages -------------------------------------------------------------------------------------
+
+
+def _message_attributes(raw: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """boto3's MessageAttributes, with Binary values decoded from the JSON's base64."""
+    if not raw:
+        return None
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        if "BinaryValue" in value:
+            out[name] = {
+                "DataType": value.get("DataType", ""),
+                "BinaryValue": base64.b64decode(value["BinaryValue"]),
+            }
+        elif "StringListValues" in value or "BinaryListValues" in value:
+            raise sqs_error("InvalidParameterValue", f"{name}: list values are not supported")
+        else:
+            out[name] = {
+                "DataType": value.get("DataType", ""),
+                "StringValue": value.get("StringValue", ""),
+            }
+    return out
+
+
+def _sent(result: tidelog.SendResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"MessageId": result.id, "MD5OfMessageBody": result.md5_of_body}
+    if result.md5_of_attributes:
+        out["MD5OfMessageAttributes"] = result.md5_of_attributes
+    if result.sequence_number is not None:
+        out["SequenceNumber"] = result.sequence_number
+    return out
+
+
+def send_message(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    queue = _queue(ctx, request)
+    result = queue.send(
+        request["MessageBody"].encode(),
+        _message_attributes(request.get("MessageAttributes")),
+        delay=request.get("DelaySeconds"),
+        group_id=request.get("MessageGroupId"),
+        dedup_id=request.get("MessageDeduplicationId"),
+    )
+    return _sent(result)
+
+
+def send_message_batch(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    queue = _queue(ctx, request)
+    entries = [
+        {
+            "id": entry["Id"],
+            "body": entry["MessageBody"].encode(),
+            "attributes": _message_attributes(entry.get("MessageAttributes")),
+            "delay": entry.get("DelaySeconds"),
+            "group_id": entry.get("MessageGroupId"),
+            "dedup_id": entry.get("MessageDeduplicationId"),
+        }
+        for entry in request["Entries"]
+    ]
+    result = queue.send_many(entries)
+    return {
+        "Successful": [dict(_sent(sent), Id=entry_id) for entry_id, sent in result.successful],
+        "Failed": _failures(result),
+    }
+
+
+def _failures(result: tidelog.BatchResult) -> list[dict[str, Any]]:
+    return [
+        {"Id": f.entry_id, "SenderFault": f.sender_fault, "Code": f.code, "Message": f.message}
+        for f in result.failed
+    ]
+
+
+def _wire_attribute(value: tidelog.AttributeValue) -> dict[str, Any]:
+    if isinstance(value.value, bytes):
+        return {
+            "DataType": value.data_type,
+            "BinaryValue": base64.b64encode(value.value).decode(),
+        }
+    return {"DataType": value.data_type, "StringValue": value.value}
+
+
+def _system_attributes(message: Message, wanted: set[str]) -> dict[str, str]:
+    every = {
+        "SenderId": SENDER_ID,
+        "SentTimestamp": str(message.sent_at_ms),
+        "ApproximateReceiveCount": str(message.receive_count),
+        "ApproximateFirstReceiveTimestamp": str(message.first_received_at_ms),
+    }
+    if message.sequence_number is not None:
+        every["SequenceNumber"] = message.sequence_number
+    if message.dedup_id is not None:
+        every["MessageDeduplicationId"] = message.dedup_id
+    if message.group_id is not None:
+        every["MessageGroupId"] = message.group_id
+    if "All" in wanted:
+        return every
+    return {k: v for k, v in every.items() if k in wanted}
+
+
+def receive_message(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    queue = _queue(ctx, request)
+    wanted = set(request.get("AttributeNames") or []) | set(
+        request.get("MessageSystemAttributeNames") or []
+    )
+    messages = queue.receive(
+        request.get("MaxNumberOfMessages") or 1,
+        wait=request.get("WaitTimeSeconds"),
+        visibility_timeout=request.get("VisibilityTimeout"),
+        attribute_names=list(request.get("MessageAttributeNames") or []),
+    )
+    out = []
+    for message in messages:
+        # SQS bodies are text; a body sent as bytes through the library that is
+        # not UTF-8 arrives with replacement characters, digested as sent here.
+        body = message.body.decode("utf-8", "replace")
+        item: dict[str, Any] = {
+            "MessageId": message.id,
+            "ReceiptHandle": message.receipt,
+            "MD5OfBody": md5_of_body(body.encode()),
+            "Body": body,
+        }
+        system = _system_attributes(message, wanted)
+        if system:
+            item["Attributes"] = system
+        if message.typed_attributes:
+            item["MessageAttributes"] = {
+                name: _wire_attribute(value) for name, value in message.typed_attributes.items()
+            }
+            item["MD5OfMessageAttributes"] = md5_of_attributes(message.typed_attributes)
+        out.append(item)
+    return {"Messages": out} if out else {}
+
+
+def delete_message(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    _queue(ctx, request).delete(request["ReceiptHandle"])
+    return {}
+
+
+def delete_message_batch(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    queue = _queue(ctx, request)
+    result = queue.delete_many([(e["Id"], e["ReceiptHandle"]) for e in request["Entries"]])
+    return {
+        "Successful": [{"Id": entry_id} for entry_id, _ in result.successful],
+        "Failed": _failures(result),
+    }
+
+
+def change_message_visibility(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    _queue(ctx, request).change_visibility(request["ReceiptHandle"], request["VisibilityTimeout"])
+    return {}
+
+
+def change_message_visibility_batch(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    queue = _queue(ctx, request)
+    result = queue.change_visibility_many(
+        [(e["Id"], e["ReceiptHandle"], e.get("VisibilityTimeout", 0)) for e in request["Entries"]]
+    )
+    return {
+        "Successful": [{"Id": entry_id} for entry_id, _ in result.successful],
+        "Failed": _failures(result),
+    }
+
+
+# -- message move tasks ---------------------------------------------------------------------------
+
+
+def start_message_move_task(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    source = _name_of_arn(request["SourceArn"], "SourceArn")
+    destination = request.get("DestinationArn")
+    task = ctx.store.start_message_move_task(
+        source,
+        _name_of_arn(destination, "DestinationArn") if destination else None,
+        max_messages_per_second=request.get("MaxNumberOfMessagesPerSecond"),
+    )
+    return {"TaskHandle": task.handle}
+
+
+def cancel_message_move_task(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    task = ctx.store.cancel_message_move_task(request["TaskHandle"])
+    return {"ApproximateNumberOfMessagesMoved": task.moved}
+
+
+def list_message_move_tasks(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    source = _name_of_arn(request["SourceArn"], "SourceArn")
+    ctx.store.queue(source)
+    limit = request.get("MaxResults") or 1
+    results = []
+    for task in reversed(ctx.store.list_message_move_tasks(source)[-limit:]):
+        entry: dict[str, Any] = {
+            "Status": task.status,
+            "SourceArn": ctx.queue_arn(task.source),
+            "ApproximateNumberOfMessagesMoved": task.moved,
+            "ApproximateNumberOfMessagesToMove": task.to_move,
+        }
+        if task.status == "RUNNING":
+            entry["TaskHandle"] = task.handle
+        if task.destination:
+            entry["DestinationArn"] = ctx.queue_arn(task.destination)
+        if task.max_messages_per_second:
+            entry["MaxNumberOfMessagesPerSecond"] = task.max_messages_per_second
+        if task.error:
+            entry["FailureReason"] = task.error
+        results.append(entry)
+    return {"Results": results}
+
+
+def _unsupported(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    raise sqs_error(
+        "UnsupportedOperation",
+        "tidelog keeps no queue tags or permissions (see docs/server.md)",
+    )
+
+
+def list_queue_tags(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    _queue(ctx, request)
+    return {}
+
+
+HANDLERS: dict[str, Handler] = {
+    "CreateQueue": create_queue,
+    "GetQueueUrl": get_queue_url,
+    "ListQueues": list_queues,
+    "DeleteQueue": delete_queue,
+    "GetQueueAttributes": get_queue_attributes,
+    "SetQueueAttributes": set_queue_attributes,
+    "PurgeQueue": purge_queue,
+    "ListDeadLetterSourceQueues": list_dead_letter_source_queues,
+    "SendMessage": send_message,
+    "SendMessageBatch": send_message_batch,
+    "ReceiveMessage": receive_message,
+    "DeleteMessage": delete_message,
+    "DeleteMessageBatch": delete_message_batch,
+    "ChangeMessageVisibility": change_message_visibility,
+    "ChangeMessageVisibilityBatch": change_message_visibility_batch,
+    "StartMessageMoveTask": start_message_move_task,
+    "CancelMessageMoveTask": cancel_message_move_task,
+    "ListMessageMoveTasks": list_message_move_tasks,
+    "ListQueueTags": list_queue_tags,
+    "TagQueue": _unsupported,
+    "UntagQueue": _unsupported,
+    "AddPermission": _unsupported,
+    "RemovePermission": _unsupported,
+}
+
+__all__ = ["HANDLERS"]
