@@ -5,6 +5,7 @@
     python bench/queue_bench.py --quick      # small counts (about a minute)
     python bench/queue_bench.py --json       # JSON on stdout (the table goes to stderr)
     python bench/queue_bench.py --flat N     # messages for the LMDB-size case (default 1e6)
+    python bench/queue_bench.py --churn N    # only the LMDB-size case, N messages, printed live
 
 All contenders run at the same durability: every acknowledged call is on
 stable storage (tidelog sync="always"; sqlite3 WAL with synchronous=FULL;
@@ -114,6 +115,55 @@ def lmdb_flat(root: str, total: int) -> list[tuple[int, int]]:
             size = os.path.getsize(os.path.join(path, "index.lmdb", "data.mdb"))
             samples.append((done, size))
     return samples
+
+
+def churn(root: str, total: int, samples: int = 20) -> list[dict[str, float]]:
+    """Send, receive and delete `total` messages in batches of 10 (sync="never").
+
+    Prints a line to stderr every total/samples messages as it goes: messages
+    passed through, data.mdb bytes, bytes of segment files left, the rate.
+    Size only: sync="never" keeps fsync out of a run of millions.
+    """
+    path = os.path.join(root, "churn")
+    out: list[dict[str, float]] = []
+    with tidelog.open(path, sync="never", segment_bytes_max=16 * 1024 * 1024) as store:
+        q = store.create_queue("churn")
+        step = max(total // samples // 10 * 10, 10)
+        done = 0
+        started = time.perf_counter()
+        print(
+            f"{'messages':>12} {'data.mdb bytes':>15} {'segment bytes':>14} {'msgs/s':>8}",
+            file=sys.stderr,
+            flush=True,
+        )
+        while done < total:
+            for _ in range(step // 10):
+                q.send_many([BODY] * 10)
+                q.delete_many([m.receipt for m in q.receive(max_messages=10)])
+            done += step
+            elapsed = time.perf_counter() - started
+            size = os.path.getsize(os.path.join(path, "index.lmdb", "data.mdb"))
+            segments = sum(
+                os.path.getsize(os.path.join(d, f))
+                for d, _, files in os.walk(os.path.join(path, "logs"))
+                for f in files
+            )
+            out.append(
+                {
+                    "messages": done,
+                    "data_mdb_bytes": size,
+                    "segment_bytes": segments,
+                    "seconds": round(elapsed, 1),
+                }
+            )
+            print(
+                f"{done:>12,} {size:>15,} {segments:>14,} {done / elapsed:>8,.0f}",
+                file=sys.stderr,
+                flush=True,
+            )
+        if len(q) != 0:
+            raise RuntimeError(f"churn: {len(q)} messages left in the queue")
+    return out
 
 
 # -- sqlite3 WAL queue with leases --------------------------------------------------------
@@ -249,8 +299,18 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--flat", type=int, default=None)
+    parser.add_argument("--churn", type=int, default=None)
     parser.add_argument("--data", default=None)
     args = parser.parse_args()
+    if args.churn:
+        root = tempfile.mkdtemp(prefix="tidelog-qchurn-", dir=args.data)
+        try:
+            samples = churn(root, args.churn)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        if args.json:
+            print(json.dumps({"churn": samples}, indent=2))
+        return 0
     n = 5_000 if args.quick else 50_000
     flat_total = args.flat or (20_000 if args.quick else 1_000_000)
     root = tempfile.mkdtemp(prefix="tidelog-qbench-", dir=args.data)

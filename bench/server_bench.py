@@ -1,6 +1,6 @@
-"""boto3 SQS request rates: tidelog's endpoint beside the client's own ceiling and moto_server.
+"""boto3 request rates: tidelog's endpoint beside the client's own ceiling and moto_server.
 
-One boto3 SQS client, one thread, keep-alive, 100-byte bodies. Each server
+One boto3 client, one thread, keep-alive, 100-byte bodies. Each server
 runs in its own process on 127.0.0.1 (a free port) and is stopped at the end:
 
 - `canned`: an asyncio server that answers every request at once with a
@@ -9,8 +9,10 @@ runs in its own process on 127.0.0.1 (a free port) and is stopped at the end:
 - `tidelog`: `tidelog.server.serve` on a fresh store, sync="always".
 - `moto`: moto_server (in memory), when `moto[server]` is installed.
 
-Operations: SendMessage; SendMessageBatch of 10; ReceiveMessage + DeleteMessage
-(each counted as a request, on a pre-filled queue).
+Operations: SQS SendMessage; SendMessageBatch of 10; ReceiveMessage +
+DeleteMessage (each counted as a request, on a pre-filled queue); SNS Publish
+to a topic with one SQS subscription; Kinesis PutRecords of 100 records to a
+4-shard stream.
 
     python bench/server_bench.py            # 3 runs of 1000 requests per operation
     python bench/server_bench.py --quick    # 1 run of 200
@@ -36,7 +38,8 @@ from typing import Any
 
 BODY = "x" * 100
 BODY_MD5 = hashlib.md5(BODY.encode()).hexdigest()
-OPERATIONS = ("send", "send_batch_10", "receive_delete")
+OPERATIONS = ("send", "send_batch_10", "receive_delete", "publish", "put_records_100")
+PUT_RECORDS_BATCH = 100
 
 
 # -- the canned-reply server -------------------------------------------------------------------
@@ -69,7 +72,39 @@ def _canned_replies() -> dict[bytes, bytes]:
                 ]
             }
         ).encode(),
+        b"AmazonSQS.GetQueueAttributes": json.dumps(
+            {"Attributes": {"QueueArn": "arn:aws:sqs:us-east-1:000000000000:q"}}
+        ).encode(),
+        b"Kinesis_20131202.CreateStream": b"{}",
+        b"Kinesis_20131202.PutRecords": json.dumps(
+            {
+                "FailedRecordCount": 0,
+                "Records": [
+                    {"SequenceNumber": str(i), "ShardId": "shardId-000000000000"}
+                    for i in range(PUT_RECORDS_BATCH)
+                ],
+            }
+        ).encode(),
     }
+
+
+_SNS = "http://sns.amazonaws.com/doc/2010-03-31/"
+# SNS speaks the query protocol: replies by Action, in XML.
+_CANNED_SNS = {
+    b"CreateTopic": "<TopicArn>arn:aws:sns:us-east-1:000000000000:t</TopicArn>",
+    b"Subscribe": "<SubscriptionArn>arn:aws:sns:us-east-1:000000000000:t:s</SubscriptionArn>",
+    b"Publish": "<MessageId>5fea7756-0ea4-451a-a703-a558b933e274</MessageId>",
+}
+
+
+def _canned_sns(body: bytes) -> bytes:
+    action = body.split(b"Action=", 1)[-1].split(b"&", 1)[0]
+    name = action.decode()
+    inner = _CANNED_SNS.get(action, "")
+    return (
+        f'<{name}Response xmlns="{_SNS}"><{name}Result>{inner}</{name}Result>'
+        f"<ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></{name}Response>"
+    ).encode()
 
 
 class _Canned(asyncio.Protocol):
@@ -92,9 +127,14 @@ class _Canned(asyncio.Protocol):
             if len(rest) < length:
                 return
             self.buffer = rest[length:]
-            body = self.replies.get(headers.get(b"x-amz-target", b""), b"{}")
+            target = headers.get(b"x-amz-target")
+            if target is None:
+                body, content_type = _canned_sns(rest[:length]), b"text/xml"
+            else:
+                body = self.replies.get(target, b"{}")
+                content_type = b"application/x-amz-json-1.0"
             self.transport.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\n"
+                b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type + b"\r\n"
                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
             )
 
@@ -151,18 +191,62 @@ def start(kind: str, port: int, data: str) -> subprocess.Popen[bytes]:
 MEASURE_SECONDS_MAX = 10.0
 
 
-def measure(url: str, operation: str, count: int) -> float:
+def _client(service: str, url: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    sqs = boto3.client(
-        "sqs",
+    return boto3.client(
+        service,
         endpoint_url=url,
         region_name="us-east-1",
         aws_access_key_id="bench",
         aws_secret_access_key="bench",
         config=Config(retries={"max_attempts": 1}),
     )
+
+
+def measure_publish(url: str, count: int) -> float:
+    """SNS Publish to a topic that one SQS queue subscribes to."""
+    sqs, sns = _client("sqs", url), _client("sns", url)
+    name = f"bench-publish-{time.monotonic_ns()}"
+    queue = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    topic = sns.create_topic(Name=name)["TopicArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    started = time.perf_counter()
+    deadline = started + MEASURE_SECONDS_MAX
+    requests = 0
+    while requests < count and time.perf_counter() < deadline:
+        sns.publish(TopicArn=topic, Message=BODY)
+        requests += 1
+    return requests / (time.perf_counter() - started)
+
+
+def measure_put_records(url: str, count: int) -> float:
+    """Kinesis PutRecords of PUT_RECORDS_BATCH records (one request each call)."""
+    kinesis = _client("kinesis", url)
+    name = f"bench-records-{time.monotonic_ns()}"
+    kinesis.create_stream(StreamName=name, ShardCount=4)
+    records = [{"Data": BODY.encode(), "PartitionKey": str(i)} for i in range(PUT_RECORDS_BATCH)]
+    started = time.perf_counter()
+    deadline = started + MEASURE_SECONDS_MAX
+    requests = 0
+    while requests < count and time.perf_counter() < deadline:
+        reply = kinesis.put_records(StreamName=name, Records=records)
+        if reply.get("FailedRecordCount"):
+            raise RuntimeError(f"PutRecords failed {reply['FailedRecordCount']} records")
+        requests += 1
+    return requests / (time.perf_counter() - started)
+
+
+def measure(url: str, operation: str, count: int) -> float:
+    if operation == "publish":
+        return measure_publish(url, count)
+    if operation == "put_records_100":
+        return measure_put_records(url, count)
+    sqs = _client("sqs", url)
     name = f"bench-{operation}-{time.monotonic_ns()}"
     queue = sqs.create_queue(QueueName=name)["QueueUrl"]
     entries = [{"Id": str(i), "MessageBody": BODY} for i in range(10)]
@@ -251,7 +335,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"boto3 SQS, one client thread, {count} requests x {runs} run(s), median requests/s")
+    print(f"boto3, one client thread, {count} requests x {runs} run(s), median requests/s")
     header = f"{'operation':<16}" + "".join(f"{k:>10}" for k in kinds)
     print(header + f"{'tl/canned':>11}" + (f"{'tl/moto':>9}" if "moto" in kinds else ""))
     for operation in OPERATIONS:

@@ -39,6 +39,7 @@ from .channels import (
     segments,
     stream_checkpoint_offsets,
 )
+from .deliver import deliver
 from .output import (
     EXIT_CORRUPTION,
     Output,
@@ -65,6 +66,7 @@ from .records import (
     record_text,
     start_offsets,
 )
+from .sql import apps, run_app, sql
 
 kind_option = click.option(
     "--kind",
@@ -1382,9 +1384,38 @@ def stats(follow: bool, interval: float, count: int | None, kind: str | None, ou
     default="always",
     show_default=True,
 )
+@click.option(
+    "--stomp-port",
+    type=click.IntRange(0, 65535),
+    default=61613,
+    show_default=True,
+    help="STOMP listener port (ActiveMQ conventions); --no-stomp turns it off.",
+)
+@click.option("--no-stomp", is_flag=True, help="Serve no STOMP listener.")
+@click.option(
+    "--stomp-users",
+    type=click.Path(exists=True, dir_okay=False),
+    help="File of login:passcode lines that STOMP CONNECT must match.",
+)
+@click.option(
+    "--auth",
+    "auth_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="File of 'ACCESS_KEY_ID SECRET' lines: AWS requests must be SigV4-signed by one.",
+)
 @common_options
-def serve(host: str, port: int, sync: str, out: Output) -> None:
-    """Serve the store over the wire: SQS, SNS and Kinesis for boto3 (AWS endpoint).
+def serve(
+    host: str,
+    port: int,
+    sync: str,
+    stomp_port: int,
+    no_stomp: bool,
+    stomp_users: str | None,
+    auth_file: str | None,
+    out: Output,
+) -> None:
+    """Serve the store over the wire: SQS, SNS and Kinesis for boto3 (AWS endpoint),
+    and STOMP for ActiveMQ clients (docs/stomp.md).
 
     Blocks until SIGINT or SIGTERM.
 
@@ -1405,9 +1436,14 @@ def serve(host: str, port: int, sync: str, out: Output) -> None:
         click.echo(
             f"serving {data_path(out.data)} on http://{host}:{port} (Ctrl-C stops)", err=True
         )
+    auth = {"auth_file": auth_file} if auth_file is not None else {}
     # uvicorn stops cleanly on SIGINT, then re-raises the signal it handled.
     with contextlib.suppress(KeyboardInterrupt):
-        serve_fn(out.data, host, port, sync)
+        if no_stomp or stomp_port != 61613 or stomp_users is not None:
+            stomp = {"stomp_port": None if no_stomp else stomp_port, "stomp_users": stomp_users}
+            serve_fn(out.data, host, port, sync, **stomp, **auth)
+        else:  # the defaults: the plain four-argument call
+            serve_fn(out.data, host, port, sync, **auth)
 
 
 # -- bench ---------------------------------------------------------------------------------------
@@ -1527,6 +1563,12 @@ def bench(records: int, size: int, seconds: float, out: Output) -> None:
         columns=["benchmark", "rate", "unit", "count", "seconds"],
         lines=[f"tidelog bench: {size}-byte records, sync=always, beside {data_path(out.data)}"],
     )
+
+
+main.add_command(deliver)  # cli/deliver.py
+main.add_command(sql)  # cli/sql.py
+main.add_command(apps)
+main.add_command(run_app)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,19 @@
 See docs/api.md for the whole contract.
 """
 
+from tidelog.delivery import (
+    DROPPED,
+    Deliverer,
+    DeliveryPutResult,
+    DeliveryStats,
+    DeliveryStream,
+    DirectoryDestination,
+    FlushResult,
+    Ok,
+    Processed,
+    ProcessingFailed,
+    S3Destination,
+)
 from tidelog.errors import (
     AlreadyExists,
     Corruption,
@@ -35,6 +48,13 @@ from tidelog.queues import (
 )
 from tidelog.segments.format import Record
 from tidelog.segments.recovery import LogRecovery, RecoveryReport
+from tidelog.sql import (
+    Application,
+    ApplicationDescription,
+    ScanLimitExceeded,
+    SqlError,
+    SqlResult,
+)
 from tidelog.store import Store, Transaction, open
 from tidelog.streams import (
     Consumer,
@@ -62,10 +82,23 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyExists",
+    "Application",
+    "ApplicationDescription",
     "AttributeValue",
     "BatchFailure",
     "BatchResult",
     "Consumer",
+    "DROPPED",
+    "Deliverer",
+    "DeliveryPutResult",
+    "DeliveryStats",
+    "DeliveryStream",
+    "DirectoryDestination",
+    "FlushResult",
+    "Ok",
+    "Processed",
+    "ProcessingFailed",
+    "S3Destination",
     "Corruption",
     "DeliveryWorker",
     "Error",
@@ -89,9 +122,12 @@ __all__ = [
     "ReadOnly",
     "Record",
     "RecoveryReport",
+    "ScanLimitExceeded",
     "SendEntry",
     "SendResult",
     "ShardDescription",
+    "SqlError",
+    "SqlResult",
     "StaleReceipt",
     "Store",
     "StoreFailed",

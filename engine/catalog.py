@@ -36,6 +36,9 @@ ENGINE_DATABASES: tuple[bytes, ...] = (
     b"topic_state",
     b"topic_dedup",
     b"topic_dedup_expiry",
+    b"sql_applications",  # sql.py: continuous queries and their checkpoints
+    b"delivery_streams",  # delivery streams
+    b"delivery_state",
 )
 Kind = Literal["stream", "queue", "topic"]
 

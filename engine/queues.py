@@ -14,7 +14,8 @@ LMDB is small and proportional to the messages *in flight*, never to history:
 - `queue_groups` (FIFO): per message group, the offsets handed out by the
   group's last receive; the group is locked while one of them is leased.
 - `queue_dedup`, `queue_dedup_expiry` (FIFO): deduplication ids for 5 minutes.
-- `queue_tasks`: message-move (redrive) tasks.
+- `queue_tasks`: message-move (redrive) tasks, one JSON row each, advanced
+  in the same commit as each batch they move (see "message move tasks").
 
 Deleting a message removes its entry; the head becomes the lowest remaining
 entry (or the frontier), and sealed segments wholly below the head are
@@ -24,6 +25,11 @@ All of this state is primary (it cannot be rebuilt from the log). Every
 operation is one `LogStore.submit` op, so each is atomic, group-committed
 with concurrent calls and durable as the store's sync mode promises. Times
 come from the store's clock (`tidelog.open(clock=...)`), so tests inject one.
+
+Work that no call drives (move tasks, dropping expired messages from an
+idle queue) runs in a queue worker: one daemon thread per writable Store
+handle (`_QueueWorker`), also callable directly (`run_message_move_tasks`,
+`enforce_retention`).
 """
 
 from __future__ import annotations
@@ -92,6 +98,11 @@ MESSAGE_BYTES_MAX = 1024 * 1024
 VISIBILITY_SECONDS_MAX = 12 * 3600
 DELAY_SECONDS_MAX = 15 * 60
 WAIT_SECONDS_MAX = 20
+# SQS's limits on queue tags and permission statements (stored, not enforced).
+TAGS_MAX = 50
+TAG_KEY_CHARS_MAX = 128
+TAG_VALUE_CHARS_MAX = 256
+PERMISSIONS_MAX = 100
 RETENTION_SECONDS_MIN = 60
 RETENTION_SECONDS_MAX = 14 * 24 * 3600
 RETENTION_SECONDS_DEFAULT = 4 * 24 * 3600
@@ -105,7 +116,7 @@ REPLAY_WINDOW_SECONDS_MAX = 14 * 24 * 3600
 # a FIFO queue whose backlog sits behind locked groups costs a bounded scan.
 SCAN_ENTRIES_MAX = 256
 SCAN_RECORDS_MAX = 1024
-COUNT_PEEK_MAX = 32  # due entries re-classified by approximate_counts()
+COUNT_PEEK_MAX = 1024  # due entries re-classified by approximate_counts() (exact up to this)
 DEDUP_EXPIRE_PER_SEND = 16
 CROSS_PROCESS_POLL_SECONDS = 0.05
 READ_CHUNK_BYTES_FIRST = 4096
@@ -1317,6 +1328,11 @@ def _advance_head(ctx: WriteContext, config: _Config, info: LogInfo, state: _Sta
     if head == state.head:
         return
     state.head = head
+    _reclaim(ctx, config, info, head)
+
+
+def _reclaim(ctx: WriteContext, config: _Config, info: LogInfo, head: int) -> None:
+    """Trim the sealed segments wholly below `head` that the replay window lets go."""
     sealed = ctx.sealed_segments(info)
     if not sealed or sealed[0][1].end_offset > head:
         return
@@ -1462,6 +1478,8 @@ class Queue:
         self.log_id: int = config["log_id"]
         self.fifo: bool = config["fifo"]
         self._info: LogInfo | None = None
+        # The handle's worker runs the retention pass in long-lived processes.
+        start_worker(store)
 
     def __repr__(self) -> str:
         return f"<tidelog.Queue {self.name!r}{' fifo' if self.fifo else ''}>"
@@ -1923,13 +1941,102 @@ class Queue:
 
         self._submit(fn)
 
+    # -- tags and permissions: kept in the queue's configuration, not enforced ---------
+
+    def tags(self) -> dict[str, str]:
+        """The queue's tags (SQS's ListQueueTags)."""
+        return dict(self._config().data.get("tags") or {})
+
+    def tag(self, tags: Mapping[str, str]) -> None:
+        """Add or replace tags (SQS's TagQueue). Atomic.
+
+        Raises InvalidArgument for a key or value that is not a str, a key
+        over 128 or a value over 256 characters, or more than 50 tags in all.
+        """
+        for key, value in tags.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise InvalidArgument("tag: keys and values must be str")
+            if not 1 <= len(key) <= TAG_KEY_CHARS_MAX or len(value) > TAG_VALUE_CHARS_MAX:
+                raise InvalidArgument(
+                    f"tag {key[:40]!r}: keys are 1-{TAG_KEY_CHARS_MAX} characters, "
+                    f"values up to {TAG_VALUE_CHARS_MAX}"
+                )
+
+        def change(data: dict[str, Any]) -> None:
+            merged = {**(data.get("tags") or {}), **tags}
+            if len(merged) > TAGS_MAX:
+                raise InvalidArgument(f"tag: a queue has at most {TAGS_MAX} tags")
+            data["tags"] = merged
+
+        self._change_metadata(change)
+
+    def untag(self, tag_keys: Sequence[str]) -> None:
+        """Remove tags by key (SQS's UntagQueue); missing keys are ignored. Atomic."""
+
+        def change(data: dict[str, Any]) -> None:
+            data["tags"] = {k: v for k, v in (data.get("tags") or {}).items() if k not in tag_keys}
+
+        self._change_metadata(change)
+
+    def permissions(self) -> dict[str, dict[str, list[str]]]:
+        """Stored permission statements by label: {"accounts": [...], "actions": [...]}."""
+        return {k: dict(v) for k, v in (self._config().data.get("permissions") or {}).items()}
+
+    def add_permission(self, label: str, accounts: Sequence[str], actions: Sequence[str]) -> None:
+        """Store a permission statement under `label` (SQS's AddPermission). Atomic.
+
+        Permissions are stored and listed, never enforced: the store has no
+        principals. Raises InvalidArgument for an empty or taken label, empty
+        lists, or more than PERMISSIONS_MAX statements.
+        """
+        if not isinstance(label, str) or not NAME_RE.match(label) or len(label) > 80:
+            raise InvalidArgument(f"permission label {label!r}: 1-80 of A-Z a-z 0-9 _ -")
+        if not accounts or not actions:
+            raise InvalidArgument("add_permission: accounts and actions must not be empty")
+
+        def change(data: dict[str, Any]) -> None:
+            held = dict(data.get("permissions") or {})
+            if label in held:
+                raise InvalidArgument(f"permission label {label!r}: already exists")
+            if len(held) >= PERMISSIONS_MAX:
+                raise InvalidArgument(f"add_permission: at most {PERMISSIONS_MAX} statements")
+            held[label] = {"accounts": list(accounts), "actions": list(actions)}
+            data["permissions"] = held
+
+        self._change_metadata(change)
+
+    def remove_permission(self, label: str) -> None:
+        """Remove the statement under `label`. Atomic. Raises InvalidArgument if none."""
+
+        def change(data: dict[str, Any]) -> None:
+            held = dict(data.get("permissions") or {})
+            if held.pop(label, None) is None:
+                raise InvalidArgument(f"permission label {label!r}: does not exist")
+            data["permissions"] = held
+
+        self._change_metadata(change)
+
+    def _change_metadata(self, change: Callable[[dict[str, Any]], None]) -> None:
+        """Apply `change` to the stored configuration inside one commit."""
+        name = self.name
+
+        def fn(ctx: WriteContext, config: _Config, info: LogInfo) -> None:
+            data = dict(config.data)
+            change(data)
+            data["modified_ms"] = ctx.now_ms
+            put_channel(ctx, "queue", name, data)
+
+        self._submit(fn)
+
     def approximate_counts(self) -> QueueCounts:
         """Visible, in-flight and delayed counts from O(1) counters.
 
-        Approximate as SQS's are: a lease that expired since the last
-        receive still counts as in flight, except for the first 32 such
-        entries, which are looked at; expired messages count until a
-        receive drops them.
+        The counters are corrected by a look at the due index: leases that
+        expired and delays that ended since the last receive count as
+        visible, exactly while there are at most COUNT_PEEK_MAX (1,024) of
+        them; beyond that the rest keep their old class (approximate, as
+        SQS's counts are). Messages past retention count until a receive or
+        the retention pass (`enforce_retention`) drops them. Read-only.
         """
         logs = self._logs
         now = logs.now_ms()
@@ -1963,6 +2070,26 @@ class Queue:
             in_flight=max(0, leased),
             delayed=max(0, delayed + max(0, min(state.pending_delayed, unscanned))),
         )
+
+    def enforce_retention(self, now_ms: int | None = None) -> int:
+        """Drop this queue's expired messages from the head (see queues.enforce_retention).
+
+        Returns segments reclaimed. Each step is one bounded commit.
+        """
+        reclaimed = 0
+        for _ in range(RETENTION_STEPS_MAX):
+            segments, more = self._retention_step(now_ms)
+            reclaimed += segments
+            if not more:
+                break
+        return reclaimed
+
+    def _retention_step(self, now_ms: int | None) -> tuple[int, bool]:
+        def fn(ctx: WriteContext, config: _Config, info: LogInfo) -> tuple[int, bool]:
+            return _retention_in(ctx, config, info, ctx.now_ms if now_ms is None else now_ms)
+
+        result: tuple[int, bool] = self._submit(fn)
+        return result
 
     def __len__(self) -> int:
         """Approximate number of undeleted messages (visible + in flight + delayed)."""
@@ -2185,16 +2312,37 @@ def dead_letter_source_queues(store: Store, name: str) -> list[Queue]:
 
 
 # -- message move tasks (redrive) -----------------------------------------------------------------
+#
+# A task is one row of `queue_tasks`, keyed by its handle, holding JSON:
+#   source, source_log_id, destination (None: each message's source queue),
+#   rate (messages per second or None), status, moved, to_move, started_ms,
+#   error, driver (the worker running it) and driver_until_ms (its lease).
+# Each batch takes up to MOVE_BATCH_MAX messages from the source, appends
+# them to their targets, deletes them from the source and adds their number
+# to the row's `moved`, all in one commit: a crash at any byte leaves every
+# message either moved (and counted) or still in the source, never both and
+# never neither. The batch reads the row in the same transaction, so a
+# cancel that commits is obeyed by the next batch in any process.
+
+MOVE_BATCH_MAX = 10
+MOVE_RATE_MAX = 500  # SQS's MaxNumberOfMessagesPerSecond limit
+MOVE_DRIVER_LEASE_MS = 15_000  # a task whose driver is silent this long is taken over
+MOVE_TASKS_KEPT = 10  # finished tasks listed per source (SQS lists the newest 10)
+WORKER_IDLE_SECONDS = 1.0  # the worker's look for tasks to run (read-only) when idle
+RETENTION_INTERVAL_SECONDS = 60.0  # the worker's retention pass, in long-lived processes
+RETENTION_STEP_MAX = 1024  # entries and records looked at per retention commit
+RETENTION_STEPS_MAX = 64  # commits per queue per retention pass
 
 
 @dataclass
 class MoveTask:
-    """A running redrive (SQS's StartMessageMoveTask). `handle` names it.
+    """A message move task (SQS's StartMessageMoveTask): a snapshot of its row.
 
-    Runs in a background thread of the process that started it. Each batch
-    moves messages atomically (appended to the destination and deleted from
-    the source in one commit), so a crash never loses or doubles a message
-    beyond at-least-once; a task stops with the process that ran it.
+    The task lives in the store (`queue_tasks`), not in the process: it
+    survives crashes and restarts, and `cancel`, `refresh` and `wait` work
+    from any process. `status` is RUNNING, COMPLETED, CANCELLED or FAILED
+    (with `error`); `moved` counts messages moved so far, `to_move` the
+    source's approximate size when the task started.
     """
 
     handle: str
@@ -2205,24 +2353,76 @@ class MoveTask:
     moved: int = 0
     to_move: int = 0
     error: str | None = None
-    _thread: threading.Thread | None = field(default=None, repr=False)
-    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    started_ms: int = 0
+    _store: Store | None = field(default=None, repr=False, compare=False)
+
+    def refresh(self) -> MoveTask:
+        """Re-read status and progress from the store; returns self."""
+        if self._store is not None:
+            fresh = _read_task(self._store, self.handle)
+            if fresh is not None:
+                self.status, self.moved, self.error = fresh.status, fresh.moved, fresh.error
+        return self
 
     def cancel(self) -> None:
-        """Stop after the current batch; status becomes CANCELLED."""
-        self._cancel.set()
+        """Cancel the task (one commit; no batch commits after it, in any process)."""
+        if self._store is None:
+            raise InvalidArgument(f"move task {self.handle!r}: not bound to a store")
+        fresh = cancel_message_move_task(self._store, self.handle)
+        self.status, self.moved, self.error = fresh.status, fresh.moved, fresh.error
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the task ends; True if it has."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
+        """Block until the task is no longer RUNNING; True if it ended within `timeout`.
+
+        Wakes on this process's commits and looks again every 50 ms for
+        other processes' (read-only looks, no spinning).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.refresh()
+            if self.status != "RUNNING" or self._store is None:
+                return True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            wait = CROSS_PROCESS_POLL_SECONDS if left is None else min(left, 0.05)
+            self._store._logs.wait_for_append(wait)
 
 
-_tasks: dict[str, MoveTask] = {}
-_tasks_lock = threading.Lock()
-MOVE_BATCH_MAX = 10
+def _task_from_row(store: Store, handle: bytes, row: Mapping[str, Any]) -> MoveTask:
+    return MoveTask(
+        bytes(handle).decode(),
+        row["source"],
+        row["destination"],
+        row["rate"],
+        row["status"],
+        row["moved"],
+        row["to_move"],
+        row.get("error"),
+        row["started_ms"],
+        store,
+    )
+
+
+def _task_rows(logs: LogStore, txn: Txn) -> list[tuple[bytes, dict[str, Any]]]:
+    db = logs.database(TASKS_DB)
+    if db is None:
+        return []
+    return [(bytes(key), json.loads(value)) for key, value in txn.cursor(db=db)]
+
+
+def _read_task(store: Store, handle: str) -> MoveTask | None:
+    logs = store._logs
+    db = logs.database(TASKS_DB)
+    if db is None:
+        return None
+    with logs.env.begin() as txn:
+        raw = txn.get(handle.encode(), db=db)
+    return None if raw is None else _task_from_row(store, handle.encode(), json.loads(raw))
+
+
+def _put_task(ctx: WriteContext, handle: bytes, row: Mapping[str, Any]) -> None:
+    ctx.txn.put(handle, json.dumps(row, separators=(",", ":")).encode(), db=ctx.db(TASKS_DB))
 
 
 def start_message_move_task(
@@ -2234,112 +2434,410 @@ def start_message_move_task(
 ) -> MoveTask:
     """Move messages out of a dead-letter queue (to their source queues, or `destination`).
 
-    Raises NotFound, InvalidArgument (rate outside 1-500 as SQS, a type
-    mismatch, the source not a DLQ of anything when no destination is
-    given), or AlreadyExists if a task is already running for the source.
+    Records the task in the store (one commit) and starts this handle's
+    queue worker, which moves MOVE_BATCH_MAX messages a commit at up to
+    `max_messages_per_second` (1-500, default as fast as it can) until the
+    source has none available. If this process dies, the next process that
+    opens the store (or any open handle's worker) resumes it once the
+    driver's lease (15 s) has lapsed. Raises NotFound, InvalidArgument
+    (a rate outside 1-500, a type mismatch, the source no queue's DLQ when
+    no destination is given), or AlreadyExists if a task for the source is
+    already running.
     """
     src = get_queue(store, source)
     if max_messages_per_second is not None:
-        _check_int("max_messages_per_second", max_messages_per_second, 1, 500)
+        _check_int("max_messages_per_second", max_messages_per_second, 1, MOVE_RATE_MAX)
     if destination is not None:
         dest = get_queue(store, destination)
         if dest.fifo != src.fifo:
             raise InvalidArgument("destination: must be of the same type as the source")
     elif not dead_letter_source_queues(store, source):
         raise InvalidArgument(f"source {source!r}: is no queue's dead-letter queue")
-    with _tasks_lock:
-        for task in _tasks.values():
-            if task.source == source and task.status == "RUNNING":
-                raise AlreadyExists(f"move task for {source!r}: already running ({task.handle})")
-        task = MoveTask(
-            base64.urlsafe_b64encode(os.urandom(12)).decode(),
-            source,
-            destination,
-            max_messages_per_second,
-            to_move=len(src),
-        )
-        _tasks[task.handle] = task
-    thread = threading.Thread(
-        target=_run_move, args=(store, src, task), name=f"tidelog-move-{source}", daemon=True
-    )
-    task._thread = thread
-    thread.start()
-    return task
+    worker = _worker(store)
+    handle = base64.urlsafe_b64encode(os.urandom(12)).decode().encode()
+    to_move = len(src)
+
+    def op(ctx: WriteContext) -> dict[str, Any]:
+        config = _config_in(ctx, source, src.log_id)
+        db = ctx.db(TASKS_DB)
+        finished: list[tuple[int, bytes]] = []
+        for key, other in _task_rows(ctx.store, ctx.txn):
+            if other["source"] != source:
+                continue
+            if other["status"] == "RUNNING":
+                raise AlreadyExists(f"move task for {source!r}: already running ({key.decode()})")
+            finished.append((other["started_ms"], key))
+        # Keep the newest MOVE_TASKS_KEPT - 1 finished ones, so the table stays bounded.
+        for _, key in sorted(finished)[: max(0, len(finished) - (MOVE_TASKS_KEPT - 1))]:
+            ctx.txn.delete(key, db=db)
+        row: dict[str, Any] = {
+            "source": source,
+            "source_log_id": config.log_id,
+            "destination": destination,
+            "rate": max_messages_per_second,
+            "status": "RUNNING",
+            "moved": 0,
+            "to_move": to_move,
+            "started_ms": ctx.now_ms,
+            "error": None,
+            "driver": worker.driver,
+            "driver_until_ms": ctx.now_ms + MOVE_DRIVER_LEASE_MS,
+        }
+        _put_task(ctx, handle, row)
+        return row
+
+    row = store._logs.submit(op)
+    worker.start()
+    worker.wake()
+    return _task_from_row(store, handle, row)
 
 
-def cancel_message_move_task(handle: str) -> MoveTask:
-    """Cancel a running move task; raises NotFound for an unknown handle."""
-    with _tasks_lock:
-        task = _tasks.get(handle)
-    if task is None:
-        raise NotFound(f"move task {handle!r}: not found")
-    task.cancel()
-    return task
+def cancel_message_move_task(store: Store, handle: str) -> MoveTask:
+    """Cancel a running move task (one commit). Raises NotFound for an unknown handle.
+
+    No batch commits after the cancel, in any process; messages moved
+    before it stay moved. Cancelling a finished task changes nothing.
+    """
+    key = handle.encode() if isinstance(handle, str) else b""
+
+    def op(ctx: WriteContext) -> dict[str, Any]:
+        raw = ctx.txn.get(key, db=ctx.db(TASKS_DB)) if key else None
+        if raw is None:
+            raise NotFound(f"move task {handle!r}: not found (ResourceNotFoundException)")
+        row: dict[str, Any] = json.loads(raw)
+        if row["status"] == "RUNNING":
+            row["status"] = "CANCELLED"
+            _put_task(ctx, key, row)
+        return row
+
+    return _task_from_row(store, key, store._logs.submit(op))
 
 
-def list_message_move_tasks(source: str) -> list[MoveTask]:
-    with _tasks_lock:
-        return [t for t in _tasks.values() if t.source == source]
+def list_message_move_tasks(store: Store, source: str) -> list[MoveTask]:
+    """The source's move tasks (running and the last finished ones), oldest first."""
+    logs = store._logs
+    with logs.env.begin() as txn:
+        rows = _task_rows(logs, txn)
+    tasks = [_task_from_row(store, key, row) for key, row in rows if row["source"] == source]
+    return sorted(tasks, key=lambda t: (t.started_ms, t.handle))
 
 
-def _run_move(store: Store, src: Queue, task: MoveTask) -> None:
-    rate = task.max_messages_per_second
-    batch = min(MOVE_BATCH_MAX, rate) if rate else MOVE_BATCH_MAX
-    try:
-        while not task._cancel.is_set():
-            started = time.monotonic()
-            moved = _move_batch(store, src, task.destination, batch)
-            if moved == 0:
-                break
-            task.moved += moved
-            if rate:
-                pause = moved / rate - (time.monotonic() - started)
-                if pause > 0 and task._cancel.wait(pause):
-                    break
-        task.status = "CANCELLED" if task._cancel.is_set() else "COMPLETED"
-    except Error as exc:
-        task.status, task.error = "FAILED", str(exc)
+def run_message_move_tasks(store: Store, driver: str | None = None) -> int:
+    """One batch of every running task this handle may drive, in the caller's thread.
 
-
-def _move_batch(store: Store, src: Queue, destination: str | None, count: int) -> int:
-    """Receive up to `count` from src, append them to their targets and delete, in one commit."""
-    info = src.info
-
-    def fn(ctx: WriteContext, config: _Config, _info: LogInfo) -> int:
-        deliveries = _receive_in(ctx, config, info, count, VISIBILITY_SECONDS_MAX * 1000)
-        state = _state(ctx, config.log_id)
-        for delivery in deliveries:
-            record = delivery.record
-            meta = _decode_meta(record.headers)
-            target_name = destination or meta.get("src")
-            if target_name is None:
-                raise InvalidArgument(
-                    f"move: message at offset {record.offset} has no source queue; "
-                    "give a destination"
-                )
-            target = _config_in(ctx, target_name)
-            message = _Outgoing(
-                record.value,
-                _meta_attributes(meta),
-                0,
-                meta.get("g"),
-                meta.get("dd"),
-                "0",
-                message_id=record.key,
-                sent_at_ms=delivery.sent_at,
-            )
-            ctx.append(_log_info(ctx, target), [message.body], [message.id], [message.meta])
-        errors = _delete_in(
-            ctx, config, info, [(d.record.offset, d.nonce) for d in deliveries], state
-        )
-        if any(errors):
-            raise Error("move: could not delete what it received")  # cannot happen in one txn
-        _advance_head(ctx, config, info, state)
-        _put_state(ctx, config.log_id, state)
-        return len(deliveries)
-
-    moved: int = src._submit(fn)
+    Ignores the tasks' rates (the worker paces them); for tests and scripts.
+    Returns the messages moved.
+    """
+    driver = driver or _worker(store).driver
+    logs = store._logs
+    with logs.env.begin() as txn:
+        rows = _task_rows(logs, txn)
+    moved = 0
+    for key, row in rows:
+        if row["status"] == "RUNNING":
+            moved += _move_step(store, key, driver) or 0
     return moved
+
+
+def _move_step(store: Store, handle: bytes, driver: str) -> int | None:
+    """Run one batch of a task in one commit with its progress.
+
+    Returns the messages moved, or None when the task is not this driver's
+    to run (finished, cancelled, or leased by a live driver elsewhere). A
+    batch that fails (a target queue deleted, a message with no source
+    queue and no destination) commits nothing, and the task is marked FAILED.
+    """
+    logs = store._logs
+
+    def op(ctx: WriteContext) -> int | None:
+        db = ctx.db(TASKS_DB)
+        raw = ctx.txn.get(handle, db=db)
+        if raw is None:
+            return None
+        row: dict[str, Any] = json.loads(raw)
+        if row["status"] != "RUNNING":
+            return None
+        if row["driver"] != driver and row["driver_until_ms"] > ctx.now_ms:
+            return None
+        config = _load_config(logs, ctx.txn, row["source"])
+        if config is None or config.log_id != row["source_log_id"]:
+            row.update(status="FAILED", error=f"source queue {row['source']!r} was deleted")
+            _put_task(ctx, handle, row)
+            return 0
+        rate = row["rate"]
+        count = min(MOVE_BATCH_MAX, rate) if rate else MOVE_BATCH_MAX
+        moved = _move_batch_in(ctx, config, row["destination"], count)
+        row["moved"] += moved
+        row["driver"] = driver
+        row["driver_until_ms"] = ctx.now_ms + MOVE_DRIVER_LEASE_MS
+        if moved == 0:
+            row["status"] = "COMPLETED"
+        _put_task(ctx, handle, row)
+        return moved
+
+    try:
+        result: int | None = logs.submit(op)
+        return result
+    except (NotFound, InvalidArgument) as exc:
+        reason = str(exc)
+
+    def fail(ctx: WriteContext) -> None:
+        raw = ctx.txn.get(handle, db=ctx.db(TASKS_DB))
+        if raw is not None:
+            row = json.loads(raw)
+            if row["status"] == "RUNNING":
+                row.update(status="FAILED", error=reason)
+                _put_task(ctx, handle, row)
+
+    logs.submit(fail)
+    return 0
+
+
+def _move_batch_in(ctx: WriteContext, config: _Config, destination: str | None, count: int) -> int:
+    """Receive up to `count` from a queue, append them to their targets and delete them."""
+    info = _log_info(ctx, config)
+    deliveries = _receive_in(ctx, config, info, count, VISIBILITY_SECONDS_MAX * 1000)
+    state = _state(ctx, config.log_id)
+    for delivery in deliveries:
+        record = delivery.record
+        meta = _decode_meta(record.headers)
+        target_name = destination or meta.get("src")
+        if target_name is None:
+            raise InvalidArgument(
+                f"move: message at offset {record.offset} has no source queue; give a destination"
+            )
+        target = _config_in(ctx, target_name)
+        if target.fifo != config.fifo:
+            raise InvalidArgument(f"move: {target_name!r} is not of the source's type")
+        message = _Outgoing(
+            record.value,
+            _meta_attributes(meta),
+            0,
+            meta.get("g"),
+            meta.get("dd"),
+            "0",
+            message_id=record.key,
+            sent_at_ms=delivery.sent_at,
+        )
+        # A moved message skips deduplication, as a dead-lettered one does.
+        ctx.append(_log_info(ctx, target), [message.body], [message.id], [message.meta])
+    errors = _delete_in(ctx, config, info, [(d.record.offset, d.nonce) for d in deliveries], state)
+    for error in errors:
+        if error is not None:
+            raise Corruption(f"move: could not delete what it received: {error}", log=info.name)
+    _advance_head(ctx, config, info, state)
+    _put_state(ctx, config.log_id, state)
+    return len(deliveries)
+
+
+# -- retention without receives -------------------------------------------------------------------
+
+
+def enforce_retention(store: Store, now_ms: int | None = None) -> int:
+    """Drop every queue's expired messages from its head; returns segments reclaimed.
+
+    For each queue, in commits of at most RETENTION_STEP_MAX entries and
+    records (and at most RETENTION_STEPS_MAX commits a queue a call): drops
+    the entries at the head whose message is past the queue's retention
+    (leased or not, as SQS does), moves the frontier past never-received
+    expired records, advances the head and reclaims the sealed segments
+    below it (unless a replay window keeps them). It stops at the first
+    message still within retention, so an expired message behind a live one
+    is dropped when a receive reaches it. Counts stay right. `now_ms`
+    defaults to the store's clock. Store.enforce_retention calls this, and
+    each Store handle's queue worker runs it every 60 s.
+    """
+    reclaimed = 0
+    for name, data in list_channels(store._logs, "queue"):
+        queue = Queue(store, name, data)
+        for _ in range(RETENTION_STEPS_MAX):
+            try:
+                segments, more = queue._retention_step(now_ms)
+            except NotFound:
+                break  # deleted meanwhile
+            reclaimed += segments
+            if not more:
+                break
+    return reclaimed
+
+
+def _retention_in(ctx: WriteContext, config: _Config, info: LogInfo, now: int) -> tuple[int, bool]:
+    """One bounded retention step in a commit: (segments reclaimed, more to do?)."""
+    txn = ctx.txn
+    log_id = config.log_id
+    prefix = U64.pack(log_id)
+    retention = config.retention_ms
+    state = _state(ctx, log_id)
+    before = (state.head, state.frontier)
+    more = False
+    # 1. Entries in offset order from the head.
+    victims: list[tuple[int, _Entry]] = []
+    cursor = txn.cursor(db=ctx.db(ENTRIES_DB))
+    if cursor.set_range(prefix):
+        for key, raw in cursor:
+            if key[:8] != prefix:
+                break
+            if len(victims) >= RETENTION_STEP_MAX:
+                more = True
+                break
+            entry = _Entry.unpack(raw)
+            if entry.sent_at + retention > now:
+                break
+            victims.append((KEY2.unpack(key)[1], entry))
+    for offset, entry in victims:
+        _drop_entry(ctx, log_id, offset, entry, state)
+    # 2. Records never received, from the frontier.
+    end = ctx.store.ends(info).next_offset
+    if state.frontier < end:
+        for scanned, record in enumerate(
+            _read_records(ctx.store, info, state.frontier, end), start=1
+        ):
+            meta = _decode_meta(record.headers)
+            if _record_sent_at(record, meta) + retention > now:
+                break
+            if meta.get("d", 0):
+                state.pending_delayed -= 1
+            state.frontier = record.offset + 1
+            if scanned >= RETENTION_STEP_MAX:
+                more = True
+                break
+    sealed_before = len(ctx.sealed_segments(info))
+    if not victims and (state.head, state.frontier) == before:
+        if config.replay_window_ms is not None:
+            _reclaim(ctx, config, info, state.head)  # the window may have passed since
+        return sealed_before - len(ctx.sealed_segments(info)), False
+    _advance_head(ctx, config, info, state)
+    _put_state(ctx, log_id, state)
+    return sealed_before - len(ctx.sealed_segments(info)), more
+
+
+# -- the queue worker (one per Store handle) ------------------------------------------------------
+
+
+class _QueueWorker:
+    """Drives move tasks and runs the retention pass for one writable Store handle.
+
+    A daemon thread, started by the first queue handle or move task of the
+    Store, or by opening a store with a running task; Store.close stops it.
+    Idle, it makes one read-only look at `queue_tasks` a second. A task is
+    driven by one worker at a time: the batch commit renews the worker's
+    15 s lease on the task, and another worker takes a task over only once
+    that lease has lapsed (its process died), by the store's clock.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.driver = f"{os.getpid()}-{os.urandom(6).hex()}"
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._next_batch: dict[bytes, float] = {}
+        self._next_retention = time.monotonic() + RETENTION_INTERVAL_SECONDS
+
+    def start(self) -> None:
+        with self._lock:
+            if self._stop.is_set() or (self._thread is not None and self._thread.is_alive()):
+                return
+            self._thread = threading.Thread(
+                target=self._loop, name="tidelog-queue-worker", daemon=True
+            )
+            self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        with self._lock:
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                delay = self.step()
+            except Exception as exc:
+                # The store closed under us (its LMDB environment with it), or
+                # a commit failed: a later look retries; a bug surfaces.
+                if self.store._logs._closed:
+                    return
+                if not isinstance(exc, Error):
+                    raise
+                delay = WORKER_IDLE_SECONDS
+            self._wake.wait(delay)
+            self._wake.clear()
+
+    def step(self) -> float:
+        """Run what is due; returns seconds until something may be due again."""
+        logs = self.store._logs
+        now = time.monotonic()
+        if now >= self._next_retention:
+            self._next_retention = now + RETENTION_INTERVAL_SECONDS
+            enforce_retention(self.store)
+        wait = min(WORKER_IDLE_SECONDS, max(0.0, self._next_retention - now))
+        with logs.env.begin() as txn:
+            rows = _task_rows(logs, txn)
+        now_ms = logs.now_ms()
+        for key, row in rows:
+            if self._stop.is_set():
+                break
+            if row["status"] != "RUNNING":
+                self._next_batch.pop(key, None)
+                continue
+            if row["driver"] != self.driver and row["driver_until_ms"] > now_ms:
+                continue  # driven elsewhere: look again when idle
+            due = self._next_batch.get(key, 0.0)
+            now = time.monotonic()
+            if due > now:
+                wait = min(wait, due - now)
+                continue
+            moved = _move_step(self.store, key, self.driver)
+            rate = row["rate"]
+            pause = (moved or 0) / rate if rate else 0.0
+            self._next_batch[key] = now + pause
+            wait = min(wait, pause)
+        return wait
+
+
+_workers: dict[int, _QueueWorker] = {}
+_workers_lock = threading.Lock()
+
+
+def _worker(store: Store) -> _QueueWorker:
+    worker = _workers.get(id(store))
+    if worker is None or worker.store is not store:
+        with _workers_lock:
+            worker = _workers.get(id(store))
+            if worker is None or worker.store is not store:
+                worker = _workers[id(store)] = _QueueWorker(store)
+    return worker
+
+
+def start_worker(store: Store) -> None:
+    """Start the handle's queue worker (retention timer, move tasks) if writable."""
+    if not store._logs.readonly and not store._logs._closed:
+        _worker(store).start()
+
+
+def resume_move_tasks(store: Store) -> None:
+    """At open: start the worker if the store holds a running move task."""
+    if store._logs.readonly:
+        return
+    with store._logs.env.begin() as txn:
+        running = any(row["status"] == "RUNNING" for _, row in _task_rows(store._logs, txn))
+    if running:
+        start_worker(store)
+
+
+def stop_worker(store: Store) -> None:
+    """Stop the handle's queue worker, if any (Store.close calls this first)."""
+    with _workers_lock:
+        worker = _workers.pop(id(store), None)
+    if worker is not None and worker.store is store:
+        worker.stop()
 
 
 __all__ = [
@@ -2354,7 +2852,9 @@ __all__ = [
     "SendResult",
     "md5_of_attributes",
     "md5_of_body",
+    "enforce_retention",
     "prepare_in",
+    "run_message_move_tasks",
     "send_in",
     "typed_attributes",
 ]

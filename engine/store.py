@@ -19,6 +19,8 @@ from tidelog.segments.recovery import RecoveryReport
 from tidelog.segments.writer import WriteContext
 
 if TYPE_CHECKING:
+    from tidelog.delivery import DeliveryStream
+    from tidelog.sql import Application, SqlResult
     from tidelog.streams import Stream
     from tidelog.topics import DeliveryWorker, Topic
 
@@ -52,6 +54,7 @@ class Store:
         )
         self.path = self._logs.path
         self._logs.open_databases(ENGINE_DATABASES)
+        queues.resume_move_tasks(self)  # a move task left running by a dead process
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -60,6 +63,7 @@ class Store:
         from tidelog.topics import stop_delivery  # a topic delivery worker must not outlive us
 
         stop_delivery(self)
+        queues.stop_worker(self)
         self._logs.close()
 
     def __enter__(self) -> Store:
@@ -246,12 +250,12 @@ class Store:
         )
 
     def cancel_message_move_task(self, handle: str) -> MoveTask:
-        """Cancel a move task started in this process. Raises NotFound."""
-        return queues.cancel_message_move_task(handle)
+        """Cancel a move task (from any process; tasks are stored). Raises NotFound."""
+        return queues.cancel_message_move_task(self, handle)
 
     def list_message_move_tasks(self, source: str) -> list[MoveTask]:
-        """Move tasks started in this process for `source`."""
-        return queues.list_message_move_tasks(source)
+        """`source`'s move tasks, running and the last finished, oldest first."""
+        return queues.list_message_move_tasks(self, source)
 
     # -- topics (engine/topics.py) -----------------------------------------------
 
@@ -310,6 +314,86 @@ class Store:
 
         return topics.start_delivery(self, poll_interval=poll_interval, http_timeout=http_timeout)
 
+    # -- delivery streams (engine/delivery.py) ------------------------------------------
+
+    def create_delivery_stream(
+        self, name: str, *, destination: Any, source: str = "direct", **settings: Any
+    ) -> DeliveryStream:
+        """Create a delivery stream (Firehose's CreateDeliveryStream). Atomic.
+
+        `source` is "direct" (put_record feeds it) or a stream's name;
+        `destination` a directory path, DirectoryDestination or S3Destination;
+        settings as delivery.create_delivery_stream. Raises InvalidArgument,
+        AlreadyExists (unless exist_ok=True), NotFound (no such stream).
+        """
+        from tidelog import delivery
+
+        return delivery.create_delivery_stream(
+            self, name, source=source, destination=destination, **settings
+        )
+
+    def delivery_stream(self, name: str) -> DeliveryStream:
+        """Look a delivery stream up by name. Raises NotFound."""
+        from tidelog import delivery
+
+        return delivery.get_delivery_stream(self, name)
+
+    def delivery_streams(self) -> list[DeliveryStream]:
+        """Every delivery stream, by name."""
+        from tidelog import delivery
+
+        return delivery.list_delivery_streams(self)
+
+    def delete_delivery_stream(self, name: str) -> None:
+        """Delete a delivery stream, its state and its direct log (atomic). Raises NotFound."""
+        from tidelog import delivery
+
+        delivery.delete_delivery_stream(self, name)
+
+    # -- SQL (engine/sql.py) ------------------------------------------------------------
+
+    def sql(self, query: str, *, scan_bytes_max: int | None = None) -> SqlResult:
+        """Run a SQL query (DuckDB) over the store's streams, queues and topics.
+
+        Each channel is a table (see docs/api.md, "SQL"); filters on
+        arrival_time, shard_id and sequence_number read only the matching
+        segments. Raises SqlError, ScanLimitExceeded (over `scan_bytes_max`).
+        """
+        from tidelog import sql
+
+        return sql.run_sql(self, query, scan_bytes_max=scan_bytes_max)
+
+    def create_application(
+        self, name: str, source: str, sql: str, *, destination: Any, **window: Any
+    ) -> Application:
+        """Create a continuous query (window=tumbling|sliding|session, size=seconds, ...).
+
+        Atomic. Raises InvalidArgument, SqlError (bad SQL), NotFound, AlreadyExists.
+        """
+        from tidelog import sql as sql_module
+
+        return sql_module.create_application(
+            self, name, source, sql, destination=destination, **window
+        )
+
+    def application(self, name: str) -> Application:
+        """Look an application up by name. Raises NotFound."""
+        from tidelog.sql import Application
+
+        return Application(self, name)
+
+    def applications(self) -> list[Application]:
+        """Every application, by name."""
+        from tidelog import sql
+
+        return sql.list_applications(self)
+
+    def delete_application(self, name: str) -> None:
+        """Delete an application and its checkpoints (not its output). Raises NotFound."""
+        from tidelog import sql
+
+        sql.delete_application(self, name)
+
     # -- store-wide -----------------------------------------------------------------
 
     def transaction(self) -> Transaction:
@@ -323,7 +407,11 @@ class Store:
         return Transaction(self)
 
     def enforce_retention(self, now_ms: int | None = None) -> int:
-        """Apply every log's retention; returns the number of segments deleted."""
+        """Apply every log's retention; returns the number of segments deleted.
+
+        Queues: drops expired messages from each queue's head and reclaims
+        the segments behind it (queues.enforce_retention).
+        """
         infos = self._logs.list_logs()
 
         def op(ctx: WriteContext) -> int:
@@ -332,7 +420,8 @@ class Store:
         deleted = self._logs.submit(op)
         from tidelog.streams import enforce_all_retention  # streams keep their own period
 
-        return deleted + enforce_all_retention(self, now_ms)
+        queue_segments = queues.enforce_retention(self, now_ms)  # expired messages at heads
+        return deleted + enforce_all_retention(self, now_ms) + queue_segments
 
     def verify(self) -> dict[str, list[Corruption]]:
         """Check every record of every log; returns the problems by log name."""

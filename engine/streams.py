@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 STREAM_NAME_RE = re.compile(r"[a-zA-Z0-9_.-]{1,128}")
 CONSUMER_NAME_RE = STREAM_NAME_RE
 SHARDS_MAX = 500  # open shards per stream (Kinesis's default shard quota)
+STREAM_TAGS_MAX = 50
 PARTITION_KEY_CHARS_MAX = 256
 RECORD_BYTES_DEFAULT = 1024 * 1024
 RECORD_BYTES_MAX = 10 * 1024 * 1024
@@ -1173,6 +1174,47 @@ class Stream:
                         break
                     names.add(key[len(uid) :].split(b"\0", 1)[0].decode())
         return sorted(names)
+
+    def consumer_registered_ms(self, name: str) -> int:
+        """When the consumer was registered (ms since the epoch). Raises NotFound."""
+        key = self._view().uid + name.encode() + b"\0"
+        with self._logs.env.begin() as txn:
+            raw = txn.get(key, db=self._logs.database(CHECKPOINTS_DB))
+        if raw is None:
+            raise NotFound(f"consumer {name!r} of stream {self.name!r}: not found")
+        registered: int = _U64.unpack(raw)[0]
+        return registered
+
+    # -- tags: kept in the stream's configuration ------------------------------------
+
+    def tags(self) -> dict[str, str]:
+        """The stream's tags (Kinesis' ListTagsForStream)."""
+        return dict(self._view().cfg.get("tags") or {})
+
+    def tag(self, tags: Mapping[str, str]) -> None:
+        """Add or replace tags. Atomic. Raises InvalidArgument past Kinesis' limits
+        (keys 1-128 and values up to 256 characters, 50 tags a stream)."""
+        for key, value in tags.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise InvalidArgument("tag: keys and values must be str")
+            if not 1 <= len(key) <= 128 or len(value) > 256:
+                raise InvalidArgument(f"tag {key[:40]!r}: keys 1-128 characters, values to 256")
+
+        def change(ctx: WriteContext, view: _View, cfg: dict[str, Any]) -> None:
+            merged = {**(cfg.get("tags") or {}), **tags}
+            if len(merged) > STREAM_TAGS_MAX:
+                raise InvalidArgument(f"tag: a stream has at most {STREAM_TAGS_MAX} tags")
+            cfg["tags"] = merged
+
+        self._update_config(change)
+
+    def untag(self, tag_keys: Sequence[str]) -> None:
+        """Remove tags by key; missing keys are ignored. Atomic."""
+
+        def change(ctx: WriteContext, view: _View, cfg: dict[str, Any]) -> None:
+            cfg["tags"] = {k: v for k, v in (cfg.get("tags") or {}).items() if k not in tag_keys}
+
+        self._update_config(change)
 
     def delete_consumer(self, name: str) -> None:
         """Forget a consumer and its checkpoints. Atomic. Raises NotFound."""

@@ -100,6 +100,7 @@ SUBJECT_CHARS_MAX = 100
 BATCH_ENTRIES_MAX = 10
 RETENTION_SECONDS_DEFAULT = 24 * 3600
 RETENTION_SECONDS_MAX = 365 * 24 * 3600
+TOPIC_TAGS_MAX = 50  # SNS's tag limit per topic
 DEDUP_WINDOW_MS = 5 * 60 * 1000
 DEDUP_EXPIRE_PER_PUBLISH = 16
 REPLAY_BATCH = 100
@@ -899,6 +900,52 @@ class Topic:
                     json.dumps(doc, sort_keys=True).encode(),
                     db=ctx.store.dbs[keys.DB_LOGS],
                 )
+            config["modified_ms"] = ctx.now_ms
+            put_channel(ctx, "topic", name, config)
+
+        self._logs.submit(op)
+
+    # -- tags: kept in the topic's configuration ---------------------------------------
+
+    def tags(self) -> dict[str, str]:
+        """The topic's tags (SNS's ListTagsForResource)."""
+        return dict(self._config().get("tags") or {})
+
+    def tag(self, tags: Mapping[str, str]) -> None:
+        """Add or replace tags. Atomic. Raises InvalidArgument past SNS's limits
+        (keys 1-128 and values up to 256 characters, 50 tags a topic)."""
+        for key, value in tags.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise InvalidArgument("tag: keys and values must be str")
+            if not 1 <= len(key) <= 128 or len(value) > 256:
+                raise InvalidArgument(f"tag {key[:40]!r}: keys 1-128 characters, values to 256")
+
+        def change(config: dict[str, Any]) -> None:
+            merged = {**(config.get("tags") or {}), **tags}
+            if len(merged) > TOPIC_TAGS_MAX:
+                raise InvalidArgument(
+                    f"tag: at most {TOPIC_TAGS_MAX} tags a topic (TagLimitExceeded)"
+                )
+            config["tags"] = merged
+
+        self._change_config(change)
+
+    def untag(self, tag_keys: Sequence[str]) -> None:
+        """Remove tags by key; missing keys are ignored. Atomic."""
+
+        def change(config: dict[str, Any]) -> None:
+            config["tags"] = {
+                k: v for k, v in (config.get("tags") or {}).items() if k not in tag_keys
+            }
+
+        self._change_config(change)
+
+    def _change_config(self, change: Callable[[dict[str, Any]], None]) -> None:
+        name = self.name
+
+        def op(ctx: WriteContext) -> None:
+            config = dict(self._config_in(ctx))
+            change(config)
             config["modified_ms"] = ctx.now_ms
             put_channel(ctx, "topic", name, config)
 

@@ -4,9 +4,11 @@ Routing follows the wire protocols botocore speaks:
 
 - `X-Amz-Target: AmazonSQS.<Op>` (AWS JSON 1.0) -> server/sqs.py
 - `X-Amz-Target: Kinesis_20131202.<Op>` (AWS JSON 1.1) -> server/kinesis.py
+- `X-Amz-Target: Firehose_20150804.<Op>` (AWS JSON 1.1) -> server/firehose.py
 - a form body with `Action=<Op>` (query protocol, XML replies) -> server/sns.py
 
-Request signatures are not verified: any credentials work. Handlers call the
+Request signatures are verified only when the app is given access keys
+(server/auth.py); otherwise any credentials work. Handlers call the
 blocking engine, so they run in a thread pool; the event loop only parses and
 writes. A long-polling ReceiveMessage holds one pool thread for its wait.
 """
@@ -24,7 +26,8 @@ from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
 import tidelog
-from tidelog.server import kinesis, model, sns, sqs
+from tidelog.server import firehose, kinesis, model, sns, sqs, sqs_query
+from tidelog.server.auth import Authenticator
 from tidelog.server.context import Context
 from tidelog.server.errors import (
     AwsError,
@@ -51,6 +54,7 @@ WORKER_THREADS = 256
 
 _SQS_PREFIX = "AmazonSQS."
 _KINESIS_PREFIX = "Kinesis_20131202."
+_FIREHOSE_PREFIX = "Firehose_20150804."
 _SNS_NAMESPACE = "http://sns.amazonaws.com/doc/2010-03-31/"
 
 
@@ -175,13 +179,27 @@ KINESIS = Service(
     _kinesis_invalid,
 )
 
+FIREHOSE = Service(
+    "firehose",
+    b"application/x-amz-json-1.1",
+    "com.amazonaws.firehose.v20150804",
+    firehose.HANDLERS,
+    firehose.from_library,
+    firehose.invalid,
+)
 
-def call_query(ctx: Context, body: bytes) -> Reply:
-    """A query-protocol request (SNS): form fields in, XML out."""
+
+def call_query(ctx: Context, body: bytes, path: str = "/") -> Reply:
+    """A query-protocol request (SNS; SQS's legacy API by its Version): form in, XML out."""
     try:
         form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
     except UnicodeDecodeError:
         return _xml_error(AwsError("MalformedQueryString", "Request body is not UTF-8"))
+    if sqs_query.is_sqs(form):
+        request_id = uuid.uuid4().hex
+        status, text = sqs_query.call(ctx, form, path, request_id)
+        headers = [(b"content-type", b"text/xml"), (b"x-amzn-requestid", request_id.encode())]
+        return Reply(status, headers, text.encode())
     action = form.get("Action", "")
     handler = sns.HANDLERS.get(action)
     op_model = model.operation("sns", action)
@@ -216,13 +234,23 @@ def call_query(ctx: Context, body: bytes) -> Reply:
 class App:
     """The ASGI 3 application over an open store.
 
-    `base_url` is what queue URLs start with (http://HOST:PORT). Closing the
-    app shuts its thread pool down; the store belongs to the caller.
+    `base_url` is what queue URLs start with (http://HOST:PORT). With `auth`,
+    every request must carry a SigV4 signature by one of its keys
+    (server/auth.py). Closing the app shuts its thread pool down; the store
+    belongs to the caller.
     """
 
-    def __init__(self, store: tidelog.Store, base_url: str, *, workers: int = WORKER_THREADS):
+    def __init__(
+        self,
+        store: tidelog.Store,
+        base_url: str,
+        *,
+        workers: int = WORKER_THREADS,
+        auth: Authenticator | None = None,
+    ):
         self.store = store
         self.base_url = base_url
+        self.auth = auth
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tidelog-http")
 
     def close(self) -> None:
@@ -244,6 +272,25 @@ class App:
             }
         )
         await send({"type": "http.response.body", "body": reply.body})
+
+    def _refusal(
+        self, scope: Scope, headers: Mapping[bytes, bytes], body: bytes, json_protocol: bool
+    ) -> AwsError | None:
+        """Why the request's signature is refused, or None when it is good."""
+        if self.auth is None:
+            return None
+        try:
+            self.auth.check(
+                scope["method"],
+                scope.get("raw_path", scope["path"].encode()).decode("latin-1"),
+                scope.get("query_string", b"").decode("latin-1"),
+                {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()},
+                body,
+                json_protocol=json_protocol,
+            )
+        except AwsError as error:
+            return error
+        return None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -287,6 +334,8 @@ class App:
             if target.startswith(_SQS_PREFIX)
             else KINESIS
             if target.startswith(_KINESIS_PREFIX)
+            else FIREHOSE
+            if target.startswith(_FIREHOSE_PREFIX)
             else None
         )
         if body is None:
@@ -297,10 +346,19 @@ class App:
             return _json_error(error, service.content_type, service.namespace)
         ctx = Context(self.store, self.base_url)
         loop = asyncio.get_running_loop()
+        if self.auth is not None:
+            # Hashing a large body takes milliseconds: off the event loop.
+            refusal = await loop.run_in_executor(
+                self.executor, self._refusal, scope, headers, body, service is not None
+            )
+            if refusal is not None:
+                if service is None:
+                    return _xml_error(refusal)
+                return _json_error(refusal, service.content_type, "com.amazon.coral.service")
         if service is not None:
             operation = target.split(".", 1)[1]
             return await loop.run_in_executor(self.executor, service.call, ctx, operation, body)
         if target:
             error = AwsError("UnknownOperationException", f"Unknown target {target!r}")
             return _json_error(error, b"application/x-amz-json-1.0", "com.amazon.coral.service")
-        return await loop.run_in_executor(self.executor, call_query, ctx, body)
+        return await loop.run_in_executor(self.executor, call_query, ctx, body, scope["path"])

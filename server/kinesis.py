@@ -71,7 +71,9 @@ def create_stream(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if size_kib is not None:
         options["max_record_bytes"] = size_kib * 1024
-    ctx.store.create_stream(request["StreamName"], shards, **options)
+    stream = ctx.store.create_stream(request["StreamName"], shards, **options)
+    if request.get("Tags"):
+        stream.tag(request["Tags"])
     return {}
 
 
@@ -115,7 +117,7 @@ def describe_stream_summary(ctx: Context, request: dict[str, Any]) -> dict[str, 
             "EnhancedMonitoring": _MONITORING,
             "EncryptionType": "NONE",
             "OpenShardCount": description.open_shard_count,
-            "ConsumerCount": 0,
+            "ConsumerCount": len(stream.consumers()),
             "MaxRecordSizeInKiB": description.max_record_bytes // 1024,
         }
     }
@@ -324,7 +326,147 @@ def update_shard_count(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# -- consumers: the library's named consumers (checkpoints in the store) --------------------------
+
+CONSUMERS_PAGE_MAX = 10_000
+
+
+def _consumer_arn(ctx: Context, stream: str, consumer: str, registered_ms: int) -> str:
+    return f"{ctx.stream_arn(stream)}/consumer/{consumer}:{registered_ms // 1000}"
+
+
+def _consumer_of(ctx: Context, request: Mapping[str, Any]) -> tuple[tidelog.Stream, str]:
+    """The stream and consumer name a request names, by ConsumerARN or StreamARN + name."""
+    arn = request.get("ConsumerARN")
+    if arn:
+        if not isinstance(arn, str) or ":stream/" not in arn or "/consumer/" not in arn:
+            raise AwsError("InvalidArgumentException", f"ConsumerARN: {arn!r} is not one")
+        stream_part, consumer_part = arn.split(":stream/", 1)[1].split("/consumer/", 1)
+        return ctx.store.stream(stream_part), consumer_part.rsplit(":", 1)[0]
+    if not request.get("StreamARN") or not request.get("ConsumerName"):
+        raise AwsError(
+            "InvalidArgumentException", "Give ConsumerARN, or StreamARN and ConsumerName"
+        )
+    return _stream(ctx, request), request["ConsumerName"]
+
+
+def _consumer_description(ctx: Context, stream: tidelog.Stream, name: str) -> dict[str, Any]:
+    registered_ms = stream.consumer_registered_ms(name)
+    return {
+        "ConsumerName": name,
+        "ConsumerARN": _consumer_arn(ctx, stream.name, name, registered_ms),
+        "ConsumerStatus": "ACTIVE",
+        "ConsumerCreationTimestamp": registered_ms / 1000,
+    }
+
+
+def register_stream_consumer(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    stream = _stream(ctx, request)
+    name = request["ConsumerName"]
+    if name in stream.consumers():
+        raise AwsError("ResourceInUseException", f"Consumer {name} of {stream.name} exists")
+    stream.consumer(name)
+    return {"Consumer": _consumer_description(ctx, stream, name)}
+
+
+def describe_stream_consumer(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    stream, name = _consumer_of(ctx, request)
+    description = _consumer_description(ctx, stream, name)
+    description["StreamARN"] = ctx.stream_arn(stream.name)
+    return {"ConsumerDescription": description}
+
+
+def deregister_stream_consumer(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    stream, name = _consumer_of(ctx, request)
+    stream.delete_consumer(name)
+    return {}
+
+
+def list_stream_consumers(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    stream = _stream(ctx, request)
+    names = stream.consumers()
+    token = request.get("NextToken")
+    if token:
+        after = _decode_token(token)
+        names = [n for n in names if n > after]
+    limit = request.get("MaxResults") or 100
+    if not 1 <= limit <= CONSUMERS_PAGE_MAX:
+        raise AwsError("InvalidArgumentException", f"MaxResults: 1-{CONSUMERS_PAGE_MAX}")
+    page = names[:limit]
+    out: dict[str, Any] = {"Consumers": [_consumer_description(ctx, stream, n) for n in page]}
+    if len(names) > len(page):
+        out["NextToken"] = _encode_token(page[-1])
+    return out
+
+
+def subscribe_to_shard(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    raise AwsError(
+        "InvalidArgumentException",
+        "SubscribeToShard is not served: it needs HTTP/2 event streams; read with "
+        "GetShardIterator and GetRecords (see docs/server.md)",
+    )
+
+
+# -- tags: kept in the stream's configuration ------------------------------------------------------
+
+
+def _stream_of_arn(ctx: Context, request: Mapping[str, Any]) -> tidelog.Stream:
+    arn = request["ResourceARN"]
+    if ":stream/" not in arn or "/consumer/" in arn:
+        raise AwsError("InvalidArgumentException", f"ResourceARN: {arn!r} is not a stream ARN")
+    return ctx.store.stream(arn.split(":stream/", 1)[1])
+
+
+def add_tags_to_stream(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    _stream(ctx, request).tag(request["Tags"])
+    return {}
+
+
+def remove_tags_from_stream(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    _stream(ctx, request).untag(list(request["TagKeys"]))
+    return {}
+
+
+def list_tags_for_stream(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    tags = sorted(_stream(ctx, request).tags().items())
+    after = request.get("ExclusiveStartTagKey")
+    if after:
+        tags = [(k, v) for k, v in tags if k > after]
+    limit = request.get("Limit") or 50
+    page = tags[:limit]
+    return {
+        "Tags": [{"Key": k, "Value": v} for k, v in page],
+        "HasMoreTags": len(tags) > len(page),
+    }
+
+
+def tag_resource(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    _stream_of_arn(ctx, request).tag(request["Tags"])
+    return {}
+
+
+def untag_resource(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    _stream_of_arn(ctx, request).untag(list(request["TagKeys"]))
+    return {}
+
+
+def list_tags_for_resource(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    tags = sorted(_stream_of_arn(ctx, request).tags().items())
+    return {"Tags": [{"Key": k, "Value": v} for k, v in tags]}
+
+
 HANDLERS: dict[str, Handler] = {
+    "RegisterStreamConsumer": register_stream_consumer,
+    "DescribeStreamConsumer": describe_stream_consumer,
+    "DeregisterStreamConsumer": deregister_stream_consumer,
+    "ListStreamConsumers": list_stream_consumers,
+    "SubscribeToShard": subscribe_to_shard,
+    "AddTagsToStream": add_tags_to_stream,
+    "RemoveTagsFromStream": remove_tags_from_stream,
+    "ListTagsForStream": list_tags_for_stream,
+    "TagResource": tag_resource,
+    "UntagResource": untag_resource,
+    "ListTagsForResource": list_tags_for_resource,
     "CreateStream": create_stream,
     "DeleteStream": delete_stream,
     "DescribeStream": describe_stream,

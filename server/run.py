@@ -20,6 +20,7 @@ import uvicorn
 import tidelog
 from tidelog.segments.logstore import SyncMode
 from tidelog.server.app import App
+from tidelog.server.auth import Authenticator
 
 HOST_DEFAULT = "127.0.0.1"
 PORT_DEFAULT = 4566
@@ -89,28 +90,57 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _authenticator(auth_file: str | None) -> Authenticator | None:
+    if auth_file is None:
+        return None
+    try:
+        return Authenticator.from_file(auth_file)
+    except (OSError, ValueError) as exc:
+        raise tidelog.InvalidArgument(f"auth file: {exc}") from None
+
+
 def serve(
-    data: str, host: str = HOST_DEFAULT, port: int = PORT_DEFAULT, sync: str = "always"
+    data: str,
+    host: str = HOST_DEFAULT,
+    port: int = PORT_DEFAULT,
+    sync: str = "always",
+    stomp_port: int | None = 61613,
+    stomp_users: str | None = None,
+    auth_file: str | None = None,
 ) -> None:
-    """Open the store at `data` and serve SQS, SNS and Kinesis on host:port.
+    """Open the store at `data` and serve SQS, SNS and Kinesis on host:port,
+    and STOMP on host:stomp_port (None: no STOMP listener).
 
     Blocks until SIGINT or SIGTERM; then stops accepting, lets in-flight
-    requests finish (up to 25 s) and closes the store. Request signatures are
-    not verified: any credentials work. Raises InvalidArgument for a bad
-    sync mode, OSError if the port cannot be bound.
+    requests finish (up to 25 s) and closes the store. With `auth_file` (one
+    `ACCESS_KEY_ID SECRET` pair a line) every AWS request must be SigV4-signed
+    by one of its keys; without it any credentials work. STOMP logins are checked against
+    `stomp_users` (a file of login:passcode lines) when given. Raises
+    InvalidArgument for a bad sync mode or key file, OSError if a port cannot
+    be bound.
     """
     if sync not in ("always", "interval", "never"):
         raise tidelog.InvalidArgument(f"sync: {sync!r} is not always, interval or never")
     mode: SyncMode = sync  # type: ignore[assignment]
+    auth = _authenticator(auth_file)
     with tidelog.open(data, sync=mode) as store:
+        from tidelog.server.stomp import BrokerConfig, StompServerThread, load_users
+
+        stomp_server = None
+        if stomp_port is not None:
+            users = load_users(stomp_users) if stomp_users is not None else None
+            stomp_server = StompServerThread(store, host, stomp_port, BrokerConfig(users=users))
+            stomp_server.start()
         sock = bind(host, port)
         bound = sock.getsockname()[1]
-        app = App(store, f"http://{_url_host(host)}:{bound}")
+        app = App(store, f"http://{_url_host(host)}:{bound}", auth=auth)
         try:
             _Server(_config(app, host, bound)).run(sockets=[sock])
         finally:
             app.close()
             sock.close()
+            if stomp_server is not None:
+                stomp_server.stop()
 
 
 class ServerThread:
@@ -120,15 +150,24 @@ class ServerThread:
         boto3.client("sqs", endpoint_url=server.url, ...)
 
     The caller owns the store (so tests may open it with an injected clock).
+    With `auth` (server/auth.py) every request must be SigV4-signed by one of
+    its keys.
     `stop()` finishes in-flight requests and joins the thread.
     """
 
-    def __init__(self, store: tidelog.Store, host: str = HOST_DEFAULT, port: int = 0) -> None:
+    def __init__(
+        self,
+        store: tidelog.Store,
+        host: str = HOST_DEFAULT,
+        port: int = 0,
+        *,
+        auth: Authenticator | None = None,
+    ) -> None:
         self._socket = bind(host, port)
         self.host = host
         self.port: int = self._socket.getsockname()[1]
         self.url = f"http://{_url_host(host)}:{self.port}"
-        self.app = App(store, self.url)
+        self.app = App(store, self.url, auth=auth)
         self._server = _Server(_config(self.app, host, self.port))
         self._thread = threading.Thread(
             target=self._server.run,

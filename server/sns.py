@@ -89,6 +89,8 @@ def create_topic(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
         elif name not in ("Policy", "DeliveryPolicy", "KmsMasterKeyId", "SignatureVersion"):
             raise _invalid(f"Attributes: unknown attribute {name}")
     topic = ctx.store.create_topic(request["Name"], exist_ok=True, **options)
+    if request.get("Tags"):
+        topic.tag({t["Key"]: t["Value"] for t in request["Tags"]})
     return {"TopicArn": topic.arn}
 
 
@@ -327,13 +329,23 @@ def publish_batch(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _no_tags(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    raise _invalid("tags are not kept by tidelog")
+def _topic_of_resource(ctx: Context, request: dict[str, Any]) -> Topic:
+    return ctx.store.topic(_arn_name(request["ResourceArn"], "ResourceArn"))
+
+
+def tag_resource(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    _topic_of_resource(ctx, request).tag({t["Key"]: t["Value"] for t in request["Tags"]})
+    return {}
+
+
+def untag_resource(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    _topic_of_resource(ctx, request).untag(list(request["TagKeys"]))
+    return {}
 
 
 def list_tags_for_resource(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    ctx.store.topic(_arn_name(request["ResourceArn"], "ResourceArn"))
-    return {"Tags": []}
+    tags = sorted(_topic_of_resource(ctx, request).tags().items())
+    return {"Tags": [{"Key": k, "Value": v} for k, v in tags]}
 
 
 HANDLERS: dict[str, Handler] = {
@@ -352,8 +364,8 @@ HANDLERS: dict[str, Handler] = {
     "Publish": publish,
     "PublishBatch": publish_batch,
     "ListTagsForResource": list_tags_for_resource,
-    "TagResource": _no_tags,
-    "UntagResource": _no_tags,
+    "TagResource": tag_resource,
+    "UntagResource": untag_resource,
 }
 
 __all__ = ["HANDLERS"]

@@ -119,7 +119,9 @@ def _library_attributes(attributes: Mapping[str, str], *, creating: bool) -> dic
 def create_queue(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     name = request["QueueName"]
     options = _library_attributes(request.get("Attributes") or {}, creating=True)
-    ctx.store.create_queue(name, exist_ok=True, **options)
+    queue = ctx.store.create_queue(name, exist_ok=True, **options)
+    if request.get("tags"):
+        queue.tag(request["tags"])
     return {"QueueUrl": ctx.queue_url(name)}
 
 
@@ -175,6 +177,8 @@ def _queue_attributes(ctx: Context, queue: tidelog.Queue) -> dict[str, str]:
             {"deadLetterTargetArn": ctx.queue_arn(target), "maxReceiveCount": count},
             separators=(",", ":"),
         )
+    if data.get("permissions"):
+        out["Policy"] = _policy(ctx, queue.name, data["permissions"])
     if data["fifo"]:
         out["FifoQueue"] = "true"
         out["ContentBasedDeduplication"] = "true" if data["content_based_dedup"] else "false"
@@ -417,16 +421,52 @@ def list_message_move_tasks(ctx: Context, request: dict[str, Any]) -> dict[str, 
     return {"Results": results}
 
 
-def _unsupported(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    raise sqs_error(
-        "UnsupportedOperation",
-        "tidelog keeps no queue tags or permissions (see docs/server.md)",
-    )
+# -- tags and permissions: stored in the queue's configuration, not enforced ----------------------
+
+
+def tag_queue(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    _queue(ctx, request).tag(request["Tags"])
+    return {}
+
+
+def untag_queue(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    _queue(ctx, request).untag(list(request["TagKeys"]))
+    return {}
 
 
 def list_queue_tags(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    _queue(ctx, request)
+    tags = _queue(ctx, request).tags()
+    return {"Tags": tags} if tags else {}
+
+
+def add_permission(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    actions = [a if a.startswith("SQS:") else f"SQS:{a}" for a in request["Actions"]]
+    _queue(ctx, request).add_permission(request["Label"], request["AWSAccountIds"], actions)
     return {}
+
+
+def remove_permission(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    _queue(ctx, request).remove_permission(request["Label"])
+    return {}
+
+
+def _policy(ctx: Context, name: str, permissions: Mapping[str, Any]) -> str:
+    """The stored permissions as the Policy document SQS shows for AddPermission."""
+    arn = ctx.queue_arn(name)
+    statements = [
+        {
+            "Sid": label,
+            "Effect": "Allow",
+            "Principal": {"AWS": [f"arn:aws:iam::{a}:root" for a in entry["accounts"]]},
+            "Action": entry["actions"],
+            "Resource": arn,
+        }
+        for label, entry in sorted(permissions.items())
+    ]
+    return json.dumps(
+        {"Version": "2012-10-17", "Id": f"{arn}/SQSDefaultPolicy", "Statement": statements},
+        separators=(",", ":"),
+    )
 
 
 HANDLERS: dict[str, Handler] = {
@@ -449,10 +489,10 @@ HANDLERS: dict[str, Handler] = {
     "CancelMessageMoveTask": cancel_message_move_task,
     "ListMessageMoveTasks": list_message_move_tasks,
     "ListQueueTags": list_queue_tags,
-    "TagQueue": _unsupported,
-    "UntagQueue": _unsupported,
-    "AddPermission": _unsupported,
-    "RemovePermission": _unsupported,
+    "TagQueue": tag_queue,
+    "UntagQueue": untag_queue,
+    "AddPermission": add_permission,
+    "RemovePermission": remove_permission,
 }
 
 __all__ = ["HANDLERS"]

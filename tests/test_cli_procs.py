@@ -132,7 +132,10 @@ def test_serve_runs_the_wire_server_until_ctrl_c(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    proc = start("serve", "--port", str(port), "--sync", "never", "--data", str(tmp_path / "d"))
+    # --no-stomp: the default STOMP port (61613) may be taken on the machine.
+    proc = start(
+        "serve", "--port", str(port), "--no-stomp", "--sync", "never", "--data", str(tmp_path / "d")
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

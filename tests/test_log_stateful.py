@@ -52,7 +52,8 @@ START_MS = 1_700_000_000_000
 CLOCK_STEP_MS = 125
 NAMES = ("a", "b", "c", "ü/../x")  # names never reach paths, so any name is safe
 MODES = ("always", "interval", "never")
-SIZES = st.one_of(st.integers(0, 40), st.integers(0, 3000))
+# Small and large, leaning large so that 4 KiB segments fill and roll.
+SIZES = st.one_of(st.integers(0, 40), st.integers(0, 3000), st.integers(1500, 3000))
 
 
 class Clock:
@@ -296,7 +297,7 @@ class LogMachine(RuleBasedStateMachine):
             segment_bytes_max or SEGMENT_BYTES, retention_ms, retention_bytes
         )
 
-    @precondition(lambda self: self.model)
+    @precondition(lambda self: len(self.model) > 1)  # keep one: most rules need a log
     @rule(data=st.data())
     def delete_log(self, data: st.DataObject) -> None:
         name = self._pick(data)
@@ -506,26 +507,47 @@ class LogMachine(RuleBasedStateMachine):
             m.start = new_start
         assert total == counted
 
+    def _retention_at(self, store: tidelog.Store, name: str, now_ms: int) -> int:
+        """Run one log's retention at `now_ms`, check it, move the model; returns deletions."""
+        m = self.model[name]
+        before = self._segments(name)
+        deleted = store.log(name).enforce_retention(now_ms)
+        new_start = self.store.log(name).start_offset
+        self._check_retention(name, before, new_start, now_ms, deleted)
+        m.start = new_start
+        return deleted
+
     @precondition(
         lambda self: any(m.retention_ms is not None and m.retained() for m in self.model.values())
     )
-    @rule(data=st.data(), past=st.integers(0, 1))
-    def enforce_retention_at_a_record(self, data: st.DataObject, past: int) -> None:
+    @rule(data=st.data(), past=st.integers(0, 1), sweep=st.booleans())
+    def enforce_retention_at_a_record(self, data: st.DataObject, past: int, sweep: bool) -> None:
         """Retention whose cutoff is a record's own timestamp, or 1 ms past it.
 
-        The record is mostly one on either side of a segment boundary: a segment's
-        stored last timestamp that is off either way shows there.
+        With `sweep`, the cutoff walks over every segment boundary in turn: the
+        oldest sealed segment's last timestamp (it must stay), then 1 ms past it
+        (it must go). A segment whose stored last timestamp is off either way shows.
+        Otherwise the cutoff sits at one record, mostly one beside a boundary.
         """
-        name = data.draw(
-            st.sampled_from(
-                sorted(
-                    n for n, m in self.model.items() if m.retention_ms is not None and m.retained()
-                )
-            ),
-            label="log",
+        candidates = sorted(
+            n for n, m in self.model.items() if m.retention_ms is not None and m.retained()
         )
+        # Prefer a log with sealed segments: only those can go.
+        candidates = [n for n in candidates if len(self._segments(n)) > 1] or candidates
+        name = data.draw(st.sampled_from(candidates), label="log")
         m = self.model[name]
         assert m.retention_ms is not None
+        store = self._writer(data)
+        if sweep:
+            for _ in range(len(self._segments(name)) - 1):
+                sealed = self._segments(name)[:-1]
+                if not sealed:
+                    break
+                last_ts = m.records[sealed[0][1] - 1].timestamp_ms
+                self._retention_at(store, name, last_ts + m.retention_ms)
+                if self._retention_at(store, name, last_ts + 1 + m.retention_ms):
+                    event("retention sweep deleted segments")
+            return
         boundaries = [
             m.records[offset]
             for _, end, _ in self._segments(name)[:-1]
@@ -536,14 +558,46 @@ class LogMachine(RuleBasedStateMachine):
             record = data.draw(st.sampled_from(boundaries), label="record")
         else:
             record = data.draw(st.sampled_from(m.retained()), label="record")
-        now_ms = record.timestamp_ms + past + m.retention_ms
-        before = self._segments(name)
-        deleted = self._writer(data).log(name).enforce_retention(now_ms)
-        new_start = self.store.log(name).start_offset
-        self._check_retention(name, before, new_start, now_ms, deleted)
-        if deleted:
+        if self._retention_at(store, name, record.timestamp_ms + past + m.retention_ms):
             event("retention at a record deleted segments")
-        m.start = new_start
+
+    @precondition(lambda self: any(m.retention_bytes for m in self.model.values()))
+    @rule(data=st.data())
+    def fill_to_retention_bytes(self, data: st.DataObject) -> None:
+        """Bring a log to exactly retention_bytes, then apply retention: nothing may go."""
+        name = data.draw(
+            st.sampled_from(sorted(n for n, m in self.model.items() if m.retention_bytes)),
+            label="log",
+        )
+        m = self.model[name]
+        assert m.retention_bytes is not None
+        store = self._writer(data)
+
+        def neutral_now() -> int:
+            """A time at which the age rule, if any, keeps every record."""
+            retained = m.retained()
+            first = retained[0].timestamp_ms if retained else self.clock.ms
+            return first + (m.retention_ms or 0)
+
+        self._retention_at(store, name, neutral_now())  # get under the limit first
+        segments = self._segments(name)
+        room = m.retention_bytes - sum(size for _, _, size in segments)
+        active = segments[-1][2]
+        value_size = room - FRAME_BYTES
+        if active + FRAME_BYTES + value_size > m.segment_bytes_max:
+            value_size -= HEADER_BYTES  # the record rolls: a new segment, a new header
+            if active == HEADER_BYTES or active + FRAME_BYTES + value_size <= m.segment_bytes_max:
+                return  # no single record lands on the limit exactly
+        if value_size < 0:
+            return
+        value = self._payload(b"v", value_size)
+        ts = self._default_ts(m)
+        assert store.log(name).append(value) == m.end
+        self._appended(m, b"", b"", value, ts)
+        assert sum(size for _, _, size in self._segments(name)) == m.retention_bytes
+        if self._retention_at(store, name, neutral_now()):
+            raise AssertionError(f"{name}: retention deleted at exactly retention_bytes")
+        event("log filled to exactly retention_bytes")
 
     @precondition(lambda self: self.model)
     @rule(data=st.data())
@@ -628,9 +682,15 @@ class LogMachine(RuleBasedStateMachine):
 
     # -- restarts ----------------------------------------------------------------------
 
-    @rule(kind=st.sampled_from(["clean", "power_cut", "dead_writer"]), mode=st.sampled_from(MODES))
-    def crash_and_reopen(self, kind: str, mode: str) -> None:
+    @rule(
+        kind=st.sampled_from(["clean", "power_cut", "dead_writer"]),
+        mode=st.sampled_from(MODES),
+        sync_first=st.booleans(),
+    )
+    def crash_and_reopen(self, kind: str, mode: str, sync_first: bool) -> None:
         self._close_other()
+        if sync_first:
+            self.sync()
         active = {name: self._files(name)[-1][0] for name in self.model}
         directories = {name: self._log_dir(name) for name in self.model}
         self.store.close()

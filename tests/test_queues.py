@@ -241,7 +241,9 @@ def test_redrive_and_cancel(cstore: tidelog.Store, clock: FakeClock) -> None:
     for i in range(30):
         dlq.send(f"x{i}".encode())
     slow = cstore.start_message_move_task("r-dlq", "r-src", max_messages_per_second=20)
-    time.sleep(0.1)
+    deadline = time.monotonic() + 10
+    while slow.refresh().moved == 0 and time.monotonic() < deadline:
+        cstore._logs.wait_for_append(0.05)  # the worker's first batch (10), then 0.5 s pause
     cstore.cancel_message_move_task(slow.handle)
     assert slow.wait(5) and slow.status == "CANCELLED"
     assert 0 < slow.moved < 30

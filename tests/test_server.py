@@ -121,7 +121,7 @@ def _free_port() -> int:
 def _start_serve(data: Path, port: int) -> subprocess.Popen[bytes]:
     code = (
         "import sys; from tidelog.server import serve; "
-        "serve(sys.argv[1], '127.0.0.1', int(sys.argv[2]), 'always')"
+        "serve(sys.argv[1], '127.0.0.1', int(sys.argv[2]), 'always', stomp_port=None)"
     )
     process = subprocess.Popen([sys.executable, "-c", code, str(data), str(port)])
     deadline = time.monotonic() + 20

@@ -444,5 +444,3 @@ def test_error_shapes(sqs: Any, server: ServerThread) -> None:
     with pytest.raises(ClientError) as too_long:
         sqs.receive_message(QueueUrl=url, WaitTimeSeconds=21)
     assert too_long.value.response["Error"]["Code"] == "InvalidParameterValue"
-    with pytest.raises(sqs.exceptions.UnsupportedOperation):
-        sqs.tag_queue(QueueUrl=url, Tags={"a": "b"})

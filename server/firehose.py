@@ -1,0 +1,220 @@
+"""Kinesis Data Firehose over AWS JSON 1.1 (X-Amz-Target: Firehose_20150804.<Op>).
+
+Maps onto tidelog.DeliveryStream. Destinations are S3 buckets
+(ExtendedS3DestinationConfiguration or S3DestinationConfiguration), reached
+through boto3's usual configuration of the server's process (for another
+S3 endpoint: AWS_ENDPOINT_URL_S3). Sources are DirectPut or a tidelog stream
+(KinesisStreamAsSource, by ARN). Lambda processors and format conversion
+have no counterpart here and are refused; the AppendDelimiterToRecord
+processor maps to `newline_delimiter`.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import tidelog
+from tidelog.server.context import ACCOUNT_ID, Context
+from tidelog.server.errors import AwsError
+
+Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
+
+LIST_LIMIT_DEFAULT = 10
+DESTINATION_ID = "destinationId-000000000001"
+
+
+def from_library(exc: tidelog.Error) -> AwsError:
+    """A library error as Firehose reports it."""
+    if isinstance(exc, tidelog.NotFound):
+        return AwsError("ResourceNotFoundException", str(exc))
+    if isinstance(exc, tidelog.AlreadyExists):
+        return AwsError("ResourceInUseException", str(exc))
+    if isinstance(exc, tidelog.InvalidArgument):
+        return AwsError("InvalidArgumentException", str(exc))
+    return AwsError("ServiceUnavailableException", str(exc), 500, sender_fault=False)
+
+
+def invalid(message: str, missing: bool) -> AwsError:
+    return AwsError("InvalidArgumentException", message)
+
+
+def _arn(ctx: Context, name: str) -> str:
+    return f"arn:aws:firehose:{ctx.region}:{ACCOUNT_ID}:deliverystream/{name}"
+
+
+def _bucket(arn: str) -> str:
+    if not arn.startswith("arn:aws:s3:::") or len(arn) == len("arn:aws:s3:::"):
+        raise AwsError("InvalidArgumentException", f"BucketARN {arn!r} is not arn:aws:s3:::BUCKET")
+    return arn[len("arn:aws:s3:::") :]
+
+
+def _settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Library settings from an S3 destination configuration or update."""
+    out: dict[str, Any] = {}
+    if "BucketARN" in config:
+        out["destination"] = tidelog.S3Destination(_bucket(config["BucketARN"]))
+    if "Prefix" in config:
+        out["prefix"] = config["Prefix"]
+    if "ErrorOutputPrefix" in config:
+        out["error_output_prefix"] = config["ErrorOutputPrefix"]
+    hints = config.get("BufferingHints") or {}
+    if "SizeInMBs" in hints:
+        out["buffering_size_mib"] = hints["SizeInMBs"]
+    if "IntervalInSeconds" in hints:
+        out["buffering_interval"] = hints["IntervalInSeconds"]
+    if "CompressionFormat" in config:
+        out["compression"] = config["CompressionFormat"]
+    processing = config.get("ProcessingConfiguration") or {}
+    if processing.get("Enabled"):
+        kinds = {p.get("Type") for p in processing.get("Processors", [])}
+        if kinds - {"AppendDelimiterToRecord"}:
+            raise AwsError("InvalidArgumentException", f"processors {sorted(kinds)}: unsupported")
+        out["newline_delimiter"] = True
+    if (config.get("DataFormatConversionConfiguration") or {}).get("Enabled"):
+        raise AwsError("InvalidArgumentException", "DataFormatConversionConfiguration: unsupported")
+    return out
+
+
+def _destination_config(request: Mapping[str, Any]) -> Mapping[str, Any]:
+    for key in ("ExtendedS3DestinationConfiguration", "S3DestinationConfiguration"):
+        if key in request:
+            config: Mapping[str, Any] = request[key]
+            return config
+    raise AwsError("InvalidArgumentException", "an S3 destination configuration is required")
+
+
+def create_delivery_stream(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    name = request["DeliveryStreamName"]
+    kind = request.get("DeliveryStreamType", "DirectPut")
+    source = "direct"
+    if kind == "KinesisStreamAsSource":
+        arn = request.get("KinesisStreamSourceConfiguration", {}).get("KinesisStreamARN", "")
+        if ":stream/" not in arn:
+            raise AwsError("InvalidArgumentException", "KinesisStreamARN is required")
+        source = arn.split(":stream/", 1)[1]
+    elif kind != "DirectPut":
+        raise AwsError("InvalidArgumentException", f"DeliveryStreamType {kind!r}: unsupported")
+    settings = _settings(_destination_config(request))
+    ctx.store.create_delivery_stream(name, source=source, **settings)
+    return {"DeliveryStreamARN": _arn(ctx, name)}
+
+
+def delete_delivery_stream(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    ctx.store.delete_delivery_stream(request["DeliveryStreamName"])
+    return {}
+
+
+def describe_delivery_stream(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    ds = ctx.store.delivery_stream(request["DeliveryStreamName"])
+    d = ds.describe()
+    destination: dict[str, Any] = {
+        "RoleARN": f"arn:aws:iam::{ACCOUNT_ID}:role/tidelog",
+        "BucketARN": f"arn:aws:s3:::{d.destination.get('bucket', '')}",
+        "Prefix": d.prefix,
+        "ErrorOutputPrefix": d.error_output_prefix,
+        "BufferingHints": {
+            "SizeInMBs": d.buffering_size_mib,
+            "IntervalInSeconds": d.buffering_interval,
+        },
+        "CompressionFormat": d.compression,
+        "EncryptionConfiguration": {"NoEncryptionConfig": "NoEncryption"},
+    }
+    if d.newline_delimiter:
+        destination["ProcessingConfiguration"] = {
+            "Enabled": True,
+            "Processors": [{"Type": "AppendDelimiterToRecord"}],
+        }
+    description: dict[str, Any] = {
+        "DeliveryStreamName": d.name,
+        "DeliveryStreamARN": _arn(ctx, d.name),
+        "DeliveryStreamStatus": "ACTIVE",
+        "DeliveryStreamType": "DirectPut" if d.source == "direct" else "KinesisStreamAsSource",
+        "VersionId": str(d.version),
+        "CreateTimestamp": d.created_ms / 1000,
+        "Destinations": [
+            {
+                "DestinationId": DESTINATION_ID,
+                "S3DestinationDescription": destination,
+                "ExtendedS3DestinationDescription": destination,
+            }
+        ],
+        "HasMoreDestinations": False,
+    }
+    if d.source != "direct":
+        description["Source"] = {
+            "KinesisStreamSourceDescription": {
+                "KinesisStreamARN": ctx.stream_arn(d.source),
+                "RoleARN": f"arn:aws:iam::{ACCOUNT_ID}:role/tidelog",
+            }
+        }
+    return {"DeliveryStreamDescription": description}
+
+
+def list_delivery_streams(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    limit = request.get("Limit") or LIST_LIMIT_DEFAULT
+    after = request.get("ExclusiveStartDeliveryStreamName")
+    kind = request.get("DeliveryStreamType")
+    names = []
+    for ds in ctx.store.delivery_streams():
+        if after is not None and ds.name <= after:
+            continue
+        if kind is not None:
+            direct = ds.describe().source == "direct"
+            if direct != (kind == "DirectPut"):
+                continue
+        names.append(ds.name)
+    return {"DeliveryStreamNames": names[:limit], "HasMoreDeliveryStreams": len(names) > limit}
+
+
+def put_record(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    ds = ctx.store.delivery_stream(request["DeliveryStreamName"])
+    result = ds.put_record(base64.b64decode(request["Record"]["Data"]))
+    return {"RecordId": result.record_id, "Encrypted": False}
+
+
+def put_record_batch(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    ds = ctx.store.delivery_stream(request["DeliveryStreamName"])
+    results = ds.put_record_batch([base64.b64decode(r["Data"]) for r in request["Records"]])
+    responses = [
+        {"RecordId": r.record_id}
+        if r.error_code is None
+        else {"ErrorCode": r.error_code, "ErrorMessage": r.error_message or ""}
+        for r in results
+    ]
+    failed = sum(r.error_code is not None for r in results)
+    return {"FailedPutCount": failed, "Encrypted": False, "RequestResponses": responses}
+
+
+def update_destination(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    ds = ctx.store.delivery_stream(request["DeliveryStreamName"])
+    if request.get("DestinationId") != DESTINATION_ID:
+        raise AwsError("InvalidArgumentException", f"DestinationId: not {DESTINATION_ID}")
+    update = request.get("ExtendedS3DestinationUpdate") or request.get("S3DestinationUpdate")
+    if update is None:
+        raise AwsError("InvalidArgumentException", "an S3 destination update is required")
+    version = request["CurrentDeliveryStreamVersionId"]
+    if not str(version).isdigit() or int(version) != ds.describe().version:
+        raise AwsError(
+            "ConcurrentModificationException",
+            f"CurrentDeliveryStreamVersionId {version!r} is not the current version",
+        )
+    try:
+        ds.update_destination(current_version=int(version), **_settings(update))
+    except tidelog.InvalidArgument as exc:
+        if "version" in str(exc):
+            raise AwsError("ConcurrentModificationException", str(exc)) from None
+        raise
+    return {}
+
+
+HANDLERS: dict[str, Handler] = {
+    "CreateDeliveryStream": create_delivery_stream,
+    "DeleteDeliveryStream": delete_delivery_stream,
+    "DescribeDeliveryStream": describe_delivery_stream,
+    "ListDeliveryStreams": list_delivery_streams,
+    "PutRecord": put_record,
+    "PutRecordBatch": put_record_batch,
+    "UpdateDestination": update_destination,
+}

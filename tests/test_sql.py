@@ -1,0 +1,252 @@
+"""SQL over streams, queues and topics (engine/sql.py): one-off queries and pushdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import FakeClock
+
+pytest.importorskip("duckdb")
+pytest.importorskip("pyarrow")
+
+import tidelog  # noqa: E402
+from tidelog.segments.fs import OsFileSystem  # noqa: E402
+
+
+class CountingFileSystem(OsFileSystem):
+    """Counts segment opens and preads, by file, to prove what a query read."""
+
+    def __init__(self) -> None:
+        self.opened: list[str] = []
+        self.preads = 0
+
+    def open_read(self, path: str) -> int:
+        self.opened.append(path)
+        return super().open_read(path)
+
+    def pread(self, fd: int, size: int, position: int) -> bytes:
+        self.preads += 1
+        return super().pread(fd, size, position)
+
+
+def test_stream_json_group_by(store: tidelog.Store) -> None:
+    stream = store.create_stream("clicks", shards=3)
+    stream.put_many([(json.dumps({"user": f"u{i % 4}", "n": i}), f"key-{i}") for i in range(200)])
+    result = store.sql(
+        "SELECT data->>'user' AS user, count(*) AS c, sum((data->>'n')::INT) AS total "
+        "FROM clicks GROUP BY 1 ORDER BY 1"
+    )
+    assert result.columns == ["user", "c", "total"]
+    expected = [(f"u{k}", 50, sum(i for i in range(200) if i % 4 == k)) for k in range(4)]
+    assert result.rows == expected
+    rows = store.sql(
+        "SELECT shard_id, sequence_number, partition_key, arrival_time FROM clicks "
+        "WHERE partition_key = 'key-7'"
+    ).dicts()
+    assert len(rows) == 1
+    put = stream.put("{}", "key-7")
+    shard = rows[0]["shard_id"]
+    assert shard == put.shard_id  # the same key routes to the same shard
+    assert rows[0]["sequence_number"] < put.sequence_number
+    assert rows[0]["arrival_time"].tzinfo is not None
+    records = list(stream.read(shard))
+    assert rows[0]["sequence_number"] in {r.sequence_number for r in records}
+
+
+def test_queue_and_topic_tables(store: tidelog.Store) -> None:
+    queue = store.create_queue("jobs")
+    queue.send(json.dumps({"kind": "video", "size": 3}), attributes={"prio": "high", "n": 2})
+    queue.send(json.dumps({"kind": "audio", "size": 5}))
+    topic = store.create_topic("orders")
+    topic.publish(json.dumps({"total": 7}), attributes={"region": "eu"}, subject="new order")
+    topic.publish(json.dumps({"total": 5}), attributes={"region": "us"})
+    jobs = store.sql(
+        "SELECT data->>'kind' AS kind, attributes->>'prio' AS prio, sequence_number, message_id "
+        "FROM jobs ORDER BY sequence_number"
+    ).rows
+    assert [(k, p, s) for k, p, s, _ in jobs] == [("video", "high", 0), ("audio", None, 1)]
+    assert len(jobs[0][3]) == 36  # a UUID, as Message.message_id
+    orders = store.sql(
+        "SELECT sum((data->>'total')::INT), max(subject) FROM orders "
+        "WHERE attributes->>'region' IN ('eu', 'us')"
+    ).rows
+    assert orders == [(12, "new order")]
+    # A query may join channels; a stream and a queue may share a name (schema-qualified).
+    store.create_stream("jobs")
+    store.stream("jobs").put(json.dumps({"kind": "video"}), "k")
+    with pytest.raises(tidelog.SqlError, match="ambiguous"):
+        store.sql("SELECT * FROM jobs")
+    joined = store.sql(
+        "SELECT count(*) FROM queue.jobs q JOIN stream.jobs s ON q.data->>'kind' = s.data->>'kind'"
+    ).rows
+    assert joined == [(1,)]
+
+
+def test_errors(store: tidelog.Store) -> None:
+    store.create_stream("s")
+    with pytest.raises(tidelog.SqlError, match="unknown channel 'nope'"):
+        store.sql("SELECT * FROM nope")
+    with pytest.raises(tidelog.SqlError, match="Parser Error"):
+        store.sql("SELEC 1 FROM s")
+    with pytest.raises(tidelog.SqlError, match='"nope" not found'):
+        store.sql("SELECT nope FROM s")
+    with pytest.raises(tidelog.SqlError, match="empty"):
+        store.sql("  ")
+    assert isinstance(tidelog.SqlError("x"), tidelog.InvalidArgument)
+
+
+def test_scan_bound(store: tidelog.Store) -> None:
+    stream = store.create_stream("s")
+    stream.put_many([("x" * 1000, "k")] * 100)
+    with pytest.raises(tidelog.ScanLimitExceeded, match="scan_bytes_max=10000"):
+        store.sql("SELECT count(*) FROM s", scan_bytes_max=10_000)
+    assert store.sql("SELECT count(*) FROM s", scan_bytes_max=1 << 20).rows == [(100,)]
+
+
+def _hourly_store(path: Path, fs: OsFileSystem, clock: FakeClock) -> tidelog.Store:
+    store = tidelog.open(path, sync="never", clock=clock, fs=fs, segment_bytes_max=8192)
+    stream = store.create_stream("events", shards=2)
+    for hour in range(24):
+        for minute in range(0, 60, 2):
+            body = {"hour": hour, "minute": minute, "pad": "x" * 400}
+            stream.put(json.dumps(body), f"k{minute % 7}")
+            clock.advance(120)
+    return store
+
+
+def test_time_range_reads_only_that_hours_segments(tmp_path: Path) -> None:
+    fs = CountingFileSystem()
+    clock = FakeClock(1_700_000_000.0)
+    store = _hourly_store(tmp_path / "data", fs, clock)
+    try:
+        fs.opened.clear()
+        everything = store.sql("SELECT count(*) FROM events").rows
+        all_segments = set(fs.opened)
+        assert everything == [(24 * 30,)]
+        assert len(all_segments) >= 40  # a day of records over many small segments
+
+        fs.opened.clear()
+        fs.preads = 0
+        last_hour = store.sql(
+            "SELECT count(*), min((data->>'hour')::INT) FROM events "
+            "WHERE arrival_time >= to_timestamp(?) - INTERVAL 1 HOUR".replace("?", str(clock.now))
+        ).rows
+        assert last_hour == [(30, 23)]
+        # Two shards: the hour's segment(s) per shard, plus the time index's landing segment.
+        assert 1 <= len(set(fs.opened)) <= 8, sorted(set(fs.opened))
+        assert set(fs.opened) < all_segments
+
+        # BETWEEN, and a shard filter, push down too; results match a full scan.
+        start = clock.now - 10 * 3600
+        fs.opened.clear()
+        window = store.sql(
+            f"SELECT count(*) FROM events WHERE shard_id = 'shardId-000000000001' AND "
+            f"arrival_time BETWEEN to_timestamp({start}) AND to_timestamp({start + 3599.999})"
+        ).rows
+        assert all("/" in p for p in fs.opened) and len(set(fs.opened)) <= 4
+        full = store.sql(
+            "SELECT count(*) FROM (SELECT * FROM events) e WHERE "
+            f"shard_id = 'shardId-000000000001' AND arrival_time >= to_timestamp({start}) "
+            f"AND arrival_time < to_timestamp({start + 3600})"
+        ).rows
+        assert window == full and window[0][0] > 0
+    finally:
+        store.close()
+
+
+def test_sequence_number_pushdown(tmp_path: Path) -> None:
+    fs = CountingFileSystem()
+    with tidelog.open(tmp_path / "d", sync="never", fs=fs, segment_bytes_max=4096) as store:
+        stream = store.create_stream("s")
+        results = stream.put_many([(f'{{"i": {i}}}', "k") for i in range(400)])
+        middle = results[200].sequence_number
+        fs.opened.clear()
+        rows = store.sql(
+            f"SELECT (data->>'i')::INT FROM s WHERE sequence_number >= '{middle}' "
+            "ORDER BY 1 LIMIT 3"
+        ).rows
+        assert rows == [(200,), (201,), (202,)]
+        opened_after = len(set(fs.opened))
+        fs.opened.clear()
+        store.sql("SELECT count(*) FROM s")
+        assert opened_after < len(set(fs.opened))
+        queue = store.create_queue("q")
+        for i in range(10):
+            queue.send(str(i))
+        assert store.sql("SELECT data FROM q WHERE sequence_number > 7").rows == [("8",), ("9",)]
+
+
+def test_binary_payloads_are_decoded_with_replacement(store: tidelog.Store) -> None:
+    store.create_stream("bin").put(b"\xff\xfe{}", "k")
+    (value,) = store.sql("SELECT data FROM bin").rows[0]
+    assert value.endswith("{}") and "\ufffd" in value
+
+
+_RSS_CHILD = """
+import json, resource, sys, tidelog
+with tidelog.open(sys.argv[1], sync="never") as store:
+    s = store.create_stream("big", shards=2)
+    body = json.dumps({"user": "u", "pad": "x" * 4000})
+    for i in range(int(sys.argv[2]) // 500):
+        s.put_many([(body, f"k{j}") for j in range(500)])
+    from tidelog import sql
+    sql.run_sql(store, "SELECT count(*) FROM big WHERE sequence_number < ''")  # imports, warm-up
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rows = sql.run_sql(store, "SELECT data->>'user', count(*) FROM big GROUP BY 1", threads=1).rows
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"rows": rows, "before_kib": before, "after_kib": after}))
+"""
+
+
+def test_memory_stays_bounded_over_a_large_stream(tmp_path: Path) -> None:
+    """A GROUP BY over ~240 MiB of log grows the process by far less than that.
+
+    (Peak RSS over a multi-GiB stream is in bench/sql_bench.py.)
+    """
+    records = 60_000  # x ~4 KiB = ~240 MiB
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_CHILD, str(tmp_path / "d"), str(records)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert figures["rows"] == [["u", records]]
+    log_mib = sum(
+        os.path.getsize(os.path.join(root, f))
+        for root, _dirs, files in os.walk(tmp_path / "d" / "logs")
+        for f in files
+    ) / (1 << 20)
+    growth_mib = (figures["after_kib"] - figures["before_kib"]) / 1024
+    assert log_mib > 200
+    assert growth_mib < log_mib / 3, (growth_mib, log_mib)
+
+
+def test_self_join_reads_the_table_for_each_reference(store: tidelog.Store) -> None:
+    stream = store.create_stream("s")
+    stream.put_many([(json.dumps({"i": i}), "k") for i in range(5)])
+    rows = store.sql(
+        "SELECT count(*) FROM s a JOIN s b ON (a.data->>'i')::INT + 1 = (b.data->>'i')::INT"
+    ).rows
+    assert rows == [(4,)]
+
+
+def test_time_bounds_with_sub_millisecond_constants(tmp_path: Path) -> None:
+    clock = FakeClock(1_700_000_000.25)
+    with tidelog.open(tmp_path / "d", sync="never", clock=clock) as store:
+        stream = store.create_stream("s")
+        stream.put("a", "k")
+        clock.advance(0.001)
+        stream.put("b", "k")
+        at = "TIMESTAMPTZ '2023-11-14 22:13:20.2505+00'"  # between the two records
+        assert store.sql(f"SELECT data FROM s WHERE arrival_time < {at}").rows == [("a",)]
+        assert store.sql(f"SELECT data FROM s WHERE arrival_time > {at}").rows == [("b",)]
+        exact = "TIMESTAMP '2023-11-14 22:13:20.250'"  # naive: UTC
+        assert store.sql(f"SELECT data FROM s WHERE arrival_time = {exact}").rows == [("a",)]
+        assert store.sql(f"SELECT data FROM s WHERE arrival_time <= {exact}").rows == [("a",)]
