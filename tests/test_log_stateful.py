@@ -779,9 +779,13 @@ class LogMachine(RuleBasedStateMachine):
                     assert self.other.check() == []
                     self._read_all_agrees(self.other)
         finally:
-            self._close_other()
-            self.store.close()
-            shutil.rmtree(self.path, ignore_errors=True)
+            try:
+                self._close_other()
+            finally:
+                try:
+                    self.store.close()
+                finally:
+                    shutil.rmtree(self.path, ignore_errors=True)
 
 
 LogMachine.TestCase.settings = settings(
@@ -903,9 +907,11 @@ class TwoHandlesMachine(RuleBasedStateMachine):
             for store in self.handles:
                 assert store.check() == []
         finally:
-            for store in self.handles:
-                store.close()
-            shutil.rmtree(self.path, ignore_errors=True)
+            try:
+                for store in self.handles:
+                    store.close()
+            finally:
+                shutil.rmtree(self.path, ignore_errors=True)
 
 
 TwoHandlesMachine.TestCase.settings = settings(
