@@ -12,8 +12,10 @@ All functions take a WriteContext (inside a commit) or a read transaction.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal
 
+from tidelog.segments.errors import InvalidArgument
 from tidelog.segments.keys import Txn
 from tidelog.segments.logstore import LogStore
 from tidelog.segments.writer import WriteContext
@@ -41,6 +43,28 @@ ENGINE_DATABASES: tuple[bytes, ...] = (
     b"delivery_state",
 )
 Kind = Literal["stream", "queue", "topic"]
+
+
+FIFO_SUFFIX = ".fifo"
+_NAME_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def check_fifo_name(kind: Kind, name: object, fifo: bool, length_max: int) -> str:
+    """AWS's rule for queue and topic names: 1-length_max of [A-Za-z0-9_-],
+    with ".fifo" at the end exactly when the channel is FIFO."""
+    if not isinstance(name, str):
+        raise InvalidArgument(f"{kind} name: must be a str")
+    stem = name[: -len(FIFO_SUFFIX)] if name.endswith(FIFO_SUFFIX) else name
+    if not _NAME_CHARS.match(stem) or len(name) > length_max:
+        raise InvalidArgument(
+            f"{kind} name {name!r}: must be 1-{length_max} characters of A-Z a-z 0-9 _ - "
+            f"(with .fifo for FIFO {kind}s)"
+        )
+    if fifo != name.endswith(FIFO_SUFFIX):
+        raise InvalidArgument(
+            f"{kind} name {name!r}: FIFO {kind} names must end in .fifo and others must not"
+        )
+    return name
 
 
 def channel_key(kind: Kind, name: str) -> bytes:

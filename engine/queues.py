@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from tidelog.catalog import (
     CHANNELS_DB,
     channel_key,
+    check_fifo_name,
     delete_channel,
     get_channel,
     list_channels,
@@ -602,19 +603,7 @@ MUTABLE_ATTRIBUTES = (
 
 def check_queue_name(name: object, fifo: bool) -> str:
     """SQS's rule: 1-80 of [A-Za-z0-9_-], plus ".fifo" exactly for FIFO queues."""
-    if not isinstance(name, str):
-        raise InvalidArgument("queue name: must be a str")
-    stem = name[: -len(FIFO_SUFFIX)] if name.endswith(FIFO_SUFFIX) else name
-    if not NAME_RE.match(stem) or len(name) > 80:
-        raise InvalidArgument(
-            f"queue name {name!r}: must be 1-80 characters of A-Z a-z 0-9 _ - "
-            "(with .fifo for FIFO queues)"
-        )
-    if fifo != name.endswith(FIFO_SUFFIX):
-        raise InvalidArgument(
-            f"queue name {name!r}: FIFO queue names must end in .fifo and others must not"
-        )
-    return name
+    return check_fifo_name("queue", name, fifo, 80)
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> int:

@@ -58,6 +58,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from tidelog.catalog import (
+    check_fifo_name,
     delete_channel,
     get_channel,
     list_channels,
@@ -144,19 +145,7 @@ def queue_arn(name: str) -> str:
 
 def check_topic_name(name: object, fifo: bool) -> str:
     """SNS's rule: 1-256 of [A-Za-z0-9_-], ending in ".fifo" exactly for FIFO topics."""
-    if not isinstance(name, str):
-        raise InvalidArgument("topic name: must be a str")
-    stem = name[: -len(FIFO_SUFFIX)] if name.endswith(FIFO_SUFFIX) else name
-    if not NAME_RE.match(stem) or len(name) > 256:
-        raise InvalidArgument(
-            f"topic name {name!r}: must be 1-256 characters of A-Z a-z 0-9 _ - "
-            "(with .fifo for FIFO topics)"
-        )
-    if fifo != name.endswith(FIFO_SUFFIX):
-        raise InvalidArgument(
-            f"topic name {name!r}: FIFO topic names must end in .fifo and others must not"
-        )
-    return name
+    return check_fifo_name("topic", name, fifo, 256)
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> int:
