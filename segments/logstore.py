@@ -10,6 +10,7 @@ Do not use a LogStore in a child after fork(): open a new one there.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import threading
@@ -77,16 +78,23 @@ class LogInfo:
 
     @classmethod
     def from_json(cls, log_id: int, data: bytes) -> LogInfo:
-        raw = json.loads(data)
-        return cls(
-            id=log_id,
-            name=raw["name"],
-            segment_bytes_max=raw["segment_bytes_max"],
-            retention_ms=raw["retention_ms"],
-            retention_bytes=raw["retention_bytes"],
-            created_ms=raw["created_ms"],
-            meta=raw.get("meta", {}),
-        )
+        """Parse a catalog row; parsed once per distinct row (a fan-out reads
+        the same rows on every publish). The result is shared: never mutate it."""
+        return _parse_log_info(log_id, bytes(data))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_log_info(log_id: int, data: bytes) -> LogInfo:
+    raw = json.loads(data)
+    return LogInfo(
+        id=log_id,
+        name=raw["name"],
+        segment_bytes_max=raw["segment_bytes_max"],
+        retention_ms=raw["retention_ms"],
+        retention_bytes=raw["retention_bytes"],
+        created_ms=raw["created_ms"],
+        meta=raw.get("meta", {}),
+    )
 
 
 class _Request:
