@@ -1086,14 +1086,23 @@ def _append(
 
 def _expire_dedup(ctx: WriteContext, log_id: int, now: int) -> None:
     """Forget up to DEDUP_EXPIRE_PER_SEND deduplication ids past their window."""
+    expire_dedup_ids(ctx, DEDUP_DB, DEDUP_EXPIRY_DB, log_id, now, DEDUP_EXPIRE_PER_SEND)
+
+
+def expire_dedup_ids(
+    ctx: WriteContext, dedup_name: bytes, expiry_name: bytes, log_id: int, now: int, limit: int
+) -> None:
+    """Forget up to `limit` ids of a dedup table (DEDUP rows keyed by log id + id,
+    with an expiry index keyed by log id + expiry + id) whose window has passed.
+    Queues and FIFO topics keep their dedup tables in this one layout."""
     txn = ctx.txn
-    expiry_db = ctx.db(DEDUP_EXPIRY_DB)
-    dedup_db = ctx.db(DEDUP_DB)
+    expiry_db = ctx.db(expiry_name)
+    dedup_db = ctx.db(dedup_name)
     prefix = U64.pack(log_id)
     cursor = txn.cursor(db=expiry_db)
     if not cursor.set_range(prefix):
         return
-    for _ in range(DEDUP_EXPIRE_PER_SEND):
+    for _ in range(limit):
         key = cursor.key()
         if not key.startswith(prefix) or U64.unpack_from(key, 8)[0] > now:
             return

@@ -71,6 +71,7 @@ from tidelog.queues import (
     AttributeInput,
     AttributeValue,
     Queue,
+    expire_dedup_ids,
     prepare_in,
     send_in,
     typed_attributes,
@@ -1549,23 +1550,7 @@ def _dead_letter_name(store: Store, dead_letter: Queue | str | None) -> str | No
 
 def _expire_dedup(ctx: WriteContext, log_id: int, now: int) -> None:
     """Forget up to DEDUP_EXPIRE_PER_PUBLISH deduplication ids past their window."""
-    txn = ctx.txn
-    expiry_db = ctx.db(DEDUP_EXPIRY_DB)
-    dedup_db = ctx.db(DEDUP_DB)
-    prefix = U64.pack(log_id)
-    cursor = txn.cursor(db=expiry_db)
-    if not cursor.set_range(prefix):
-        return
-    for _ in range(DEDUP_EXPIRE_PER_PUBLISH):
-        key = cursor.key()
-        if not key.startswith(prefix) or U64.unpack_from(key, 8)[0] > now:
-            return
-        dkey = prefix + key[16:]
-        raw = txn.get(dkey, db=dedup_db)
-        if raw is not None and DEDUP.unpack(raw)[0] <= now:
-            txn.delete(dkey, db=dedup_db)
-        if not cursor.delete():
-            return
+    expire_dedup_ids(ctx, DEDUP_DB, DEDUP_EXPIRY_DB, log_id, now, DEDUP_EXPIRE_PER_PUBLISH)
 
 
 # -- store-level calls (Store's "topics" section delegates here) ----------------------------------
