@@ -70,6 +70,7 @@ from tidelog.errors import AlreadyExists, Error, InvalidArgument, NotFound
 from tidelog.queues import (
     AttributeInput,
     AttributeValue,
+    BatchFailure,
     Queue,
     expire_dedup_ids,
     prepare_in,
@@ -301,12 +302,8 @@ class PublishEntry:
     id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PublishFailure:
-    entry_id: str
-    code: str
-    message: str
-    sender_fault: bool = True
+# A failed entry of publish_many: the same shape as a queue batch's failure.
+PublishFailure = BatchFailure
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ Skipped when awscli is not installed.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -18,13 +17,12 @@ from typing import Any
 
 import pytest
 
+# awscli is in the `test` extra: these tests always run, never skip.
+from awscli.clidriver import create_clidriver
+
 import tidelog
 from tidelog.server import ServerThread
 from tidelog.server.auth import Authenticator
-
-if importlib.util.find_spec("awscli") is None:
-    pytest.skip("awscli is not installed", allow_module_level=True)
-from awscli.clidriver import create_clidriver  # noqa: E402
 
 KEY, SECRET = "AKIDCLI", "cli-secret"
 
