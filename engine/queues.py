@@ -46,7 +46,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 from tidelog.catalog import (
     CHANNELS_DB,
@@ -66,6 +66,7 @@ from tidelog.errors import (
     NotFound,
     StaleReceipt,
 )
+from tidelog.log import as_bytes
 from tidelog.segments import format as fmt
 from tidelog.segments import keys
 from tidelog.segments.format import FrameError, Record, decode_records, frame_length
@@ -886,16 +887,6 @@ class _Outgoing:
         self.meta = _encode_meta(attributes, delay_ms, group, dedup, sent_at_ms, source)
 
 
-def _as_body(body: object) -> bytes:
-    if isinstance(body, bytes):
-        return body
-    if isinstance(body, str):
-        return body.encode()
-    if isinstance(body, bytearray | memoryview):
-        return bytes(body)
-    raise InvalidArgument(f"body: expected bytes or str, got {type(body).__name__}")
-
-
 def _check_id(what: str, value: object) -> str:
     if not isinstance(value, str) or not _ID_RE.match(value):
         raise InvalidArgument(
@@ -914,7 +905,7 @@ def _prepare(
     entry_id: str = "0",
 ) -> _Outgoing:
     """Validate one send against the queue's configuration (SQS's rules)."""
-    data = _as_body(body)
+    data = as_bytes(body, "body")
     if not data:
         raise InvalidArgument("body: must not be empty (SQS needs at least one character)")
     typed = typed_attributes(attributes)
@@ -1350,8 +1341,19 @@ def _dead_letter(ctx: WriteContext, config: _Config, record: Record, entry: _Ent
     dlq = _load_config(ctx.store, ctx.txn, config.dead_letter[0])
     if dlq is None:
         return False
-    meta = _decode_meta(record.headers)
-    message = _Outgoing(
+    _append_moved(ctx, dlq, record, _decode_meta(record.headers), entry.sent_at, config.name)
+    return True
+
+
+def _outgoing_from_record(
+    record: Record,
+    meta: Mapping[str, Any],
+    sent_at_ms: int | None = None,
+    source: str | None = None,
+) -> _Outgoing:
+    """A stored message to append again as itself: same id, body, attributes,
+    group and dedup id, no delay (replay, dead-letter moves, move tasks)."""
+    return _Outgoing(
         record.value,
         _meta_attributes(meta),
         0,
@@ -1359,13 +1361,35 @@ def _dead_letter(ctx: WriteContext, config: _Config, record: Record, entry: _Ent
         meta.get("dd"),
         "0",
         message_id=record.key,
-        sent_at_ms=entry.sent_at,
-        source=config.name,
+        sent_at_ms=sent_at_ms,
+        source=source,
     )
-    dlq_info = _log_info(ctx, dlq)
+
+
+def _append_moved(
+    ctx: WriteContext,
+    target: _Config,
+    record: Record,
+    meta: Mapping[str, Any],
+    sent_at_ms: int,
+    source: str | None = None,
+) -> None:
+    """Append a received message to `target` keeping its first send time
+    (dead-letter moves and message move tasks). `source` names the queue it
+    is moved from, for a move task's return trip."""
+    message = _outgoing_from_record(record, meta, sent_at_ms, source)
     # A moved message skips deduplication: SQS moves it whatever its id.
-    ctx.append(dlq_info, [message.body], [message.id], [message.meta])
-    return True
+    ctx.append(_log_info(ctx, target), [message.body], [message.id], [message.meta])
+
+
+def _stale_receipt(config: _Config, offset: int, nonce: int, entry: _Entry) -> StaleReceipt | None:
+    """StaleReceipt unless `nonce` names the entry's current lease (delete, change_visibility)."""
+    if entry.nonce == nonce and entry.receive_count != 0:
+        return None
+    return StaleReceipt(
+        f"receipt for offset {offset} of queue {config.name!r}: the message was "
+        "received again since (use the newest receipt)"
+    )
 
 
 def _delete_in(
@@ -1385,22 +1409,32 @@ def _delete_in(
             results.append(None)  # already deleted: deleting again succeeds, as in SQS
             continue
         entry = _Entry.unpack(raw)
-        if entry.nonce != nonce or entry.receive_count == 0:
-            results.append(
-                StaleReceipt(
-                    f"receipt for offset {offset} of queue {config.name!r}: the message was "
-                    "received again since (use the newest receipt)"
-                )
-            )
+        stale = _stale_receipt(config, offset, nonce, entry)
+        if stale is not None:
+            results.append(stale)
             continue
         _drop_entry(ctx, log_id, offset, entry, state)
         results.append(None)
     return results
 
 
+def _delete_and_advance_in(
+    ctx: WriteContext,
+    config: _Config,
+    info: LogInfo,
+    receipts: Sequence[tuple[int, int]],
+    state: _State,
+) -> list[Error | None]:
+    """_delete_in, then move the head past what it deleted (delete and delete_many)."""
+    errors = _delete_in(ctx, config, info, receipts, state)
+    _advance_head(ctx, config, info, state)
+    return errors
+
+
 def _change_visibility_in(
     ctx: WriteContext,
     config: _Config,
+    info: LogInfo,
     items: Sequence[tuple[int, int, int]],
     state: _State,
 ) -> list[Error | None]:
@@ -1420,13 +1454,9 @@ def _change_visibility_in(
             )
             continue
         entry = _Entry.unpack(raw)
-        if entry.nonce != nonce or entry.receive_count == 0:
-            results.append(
-                StaleReceipt(
-                    f"receipt for offset {offset} of queue {config.name!r}: the message was "
-                    "received again since (use the newest receipt)"
-                )
-            )
+        stale = _stale_receipt(config, offset, nonce, entry)
+        if stale is not None:
+            results.append(stale)
             continue
         txn.delete(_due_key(log_id, entry.visible_at, offset), db=due_db)
         state.count(entry.kind, -1)
@@ -1457,6 +1487,12 @@ def _purge_in(ctx: WriteContext, config: _Config, info: LogInfo) -> None:
 
 def _check_visibility(value: object) -> int:
     return _check_int("visibility_timeout", value, 0, VISIBILITY_SECONDS_MAX)
+
+
+# What Queue._acknowledge applies in its commit: _delete_and_advance_in or
+# _change_visibility_in, each given the parsed receipts (of type _Ack).
+_Ack = TypeVar("_Ack")
+_AckApply = Callable[[WriteContext, _Config, LogInfo, list[_Ack], _State], list[Error | None]]
 
 
 class Queue:
@@ -1569,20 +1605,8 @@ class Queue:
         InvalidArgument for an empty batch, over 10 entries, over 1 MiB in
         total, or repeated entry ids (SQS's batch-level errors).
         """
-        items = list(entries)
-        if not items:
-            raise InvalidArgument("send_many: no entries (EmptyBatchRequest)")
-        if len(items) > BATCH_ENTRIES_MAX:
-            raise InvalidArgument(
-                f"send_many: {len(items)} entries, over the batch limit of {BATCH_ENTRIES_MAX} "
-                "(TooManyEntriesInBatchRequest)"
-            )
-        config = self._config()
-        prepared: list[_Outgoing] = []
-        failed: list[BatchFailure] = []
-        seen: set[str] = set()
-        total = 0
-        for index, item in enumerate(items):
+
+        def split(index: int, item: Any) -> tuple[str, SendEntry]:
             if isinstance(item, bytes | str | bytearray | memoryview):
                 entry = SendEntry(body=bytes(item) if not isinstance(item, str) else item)
             elif isinstance(item, SendEntry):
@@ -1597,11 +1621,14 @@ class Queue:
                     f"send_many: entry id {entry_id!r} must be 1-80 of A-Z a-z 0-9 _ - "
                     "(InvalidBatchEntryId)"
                 )
-            if entry_id in seen:
-                raise InvalidArgument(
-                    f"send_many: entry id {entry_id!r} repeated (BatchEntryIdsNotDistinct)"
-                )
-            seen.add(entry_id)
+            return entry_id, entry
+
+        batch = batch_entries(list(entries), "send_many", split)
+        config = self._config()
+        prepared: list[_Outgoing] = []
+        failed: list[BatchFailure] = []
+        total = 0
+        for entry_id, entry in batch:
             try:
                 message = _prepare(
                     config,
@@ -1781,16 +1808,7 @@ class Queue:
         not delete; tidelog says so). Raises InvalidArgument for a malformed
         receipt or one of another queue.
         """
-        item = self._parse(receipt)
-
-        def fn(ctx: WriteContext, config: _Config, info: LogInfo) -> list[Error | None]:
-            state = _state(ctx, config.log_id)
-            errors = _delete_in(ctx, config, info, [item], state)
-            _advance_head(ctx, config, info, state)
-            _put_state(ctx, config.log_id, state)
-            return errors
-
-        error = self._submit(fn)[0]
+        error = self._acknowledge([self._parse(receipt)], _delete_and_advance_in)[0]
         if error is not None:
             raise error
 
@@ -1801,30 +1819,10 @@ class Queue:
         pairs. Failures (stale or malformed receipts) are listed in
         `failed` with SQS's codes; the others are deleted atomically.
         """
-        pairs = _batch_pairs(receipts, "delete_many")
-        parsed: list[tuple[str, tuple[int, int]]] = []
-        failed: list[BatchFailure] = []
-        for entry_id, receipt in pairs:
-            try:
-                parsed.append((entry_id, self._parse(receipt)))
-            except InvalidArgument as exc:
-                failed.append(BatchFailure(entry_id, "ReceiptHandleIsInvalid", str(exc)))
-
-        def fn(ctx: WriteContext, config: _Config, info: LogInfo) -> list[Error | None]:
-            state = _state(ctx, config.log_id)
-            errors = _delete_in(ctx, config, info, [p for _, p in parsed], state)
-            _advance_head(ctx, config, info, state)
-            _put_state(ctx, config.log_id, state)
-            return errors
-
-        errors = self._submit(fn) if parsed else []
-        successful: list[tuple[str, Any]] = []
-        for (entry_id, _), error in zip(parsed, errors, strict=True):
-            if error is None:
-                successful.append((entry_id, None))
-            else:
-                failed.append(BatchFailure(entry_id, "ReceiptHandleIsInvalid", str(error)))
-        return BatchResult(successful, failed)
+        entries = batch_entries(receipts, "delete_many", _split_receipt_entry)
+        return self._acknowledge_many(
+            entries, self._parse, _delete_and_advance_in, "ReceiptHandleIsInvalid"
+        )
 
     def change_visibility(self, receipt: str | Message, visibility_timeout: int) -> None:
         """Set a leased message's remaining lease to `visibility_timeout` s from now.
@@ -1836,14 +1834,7 @@ class Queue:
         """
         seconds = _check_visibility(visibility_timeout)
         offset, nonce = self._parse(receipt)
-
-        def fn(ctx: WriteContext, config: _Config, info: LogInfo) -> list[Error | None]:
-            state = _state(ctx, config.log_id)
-            errors = _change_visibility_in(ctx, config, [(offset, nonce, seconds)], state)
-            _put_state(ctx, config.log_id, state)
-            return errors
-
-        error = self._submit(fn)[0]
+        error = self._acknowledge([(offset, nonce, seconds)], _change_visibility_in)[0]
         if error is not None:
             raise error
 
@@ -1851,42 +1842,58 @@ class Queue:
         self, items: Sequence[tuple[str | Message, int] | tuple[str, str | Message, int]]
     ) -> BatchResult:
         """change_visibility for up to 10 (receipt, seconds) or (entry_id, receipt, seconds)."""
-        if len(items) > BATCH_ENTRIES_MAX:
-            raise InvalidArgument(
-                f"change_visibility_many: {len(items)} entries, over {BATCH_ENTRIES_MAX}"
-            )
-        if not items:
-            raise InvalidArgument("change_visibility_many: no entries (EmptyBatchRequest)")
-        parsed: list[tuple[str, tuple[int, int, int]]] = []
-        failed: list[BatchFailure] = []
-        seen: set[str] = set()
-        for index, item in enumerate(items):
-            if len(item) == 3:
-                entry_id, receipt, seconds = item
-            else:
-                entry_id, (receipt, seconds) = str(index), item
-            if entry_id in seen:
-                raise InvalidArgument(f"change_visibility_many: entry id {entry_id!r} repeated")
-            seen.add(str(entry_id))
-            try:
-                offset, nonce = self._parse(receipt)
-                parsed.append((str(entry_id), (offset, nonce, _check_visibility(seconds))))
-            except InvalidArgument as exc:
-                failed.append(BatchFailure(str(entry_id), "ReceiptHandleIsInvalid", str(exc)))
+        entries = batch_entries(items, "change_visibility_many", _split_visibility_entry)
+
+        def parse(entry: tuple[object, object]) -> tuple[int, int, int]:
+            # A bad timeout fails its entry as a bad receipt does.
+            receipt, seconds = entry
+            offset, nonce = self._parse(receipt)
+            return offset, nonce, _check_visibility(seconds)
+
+        return self._acknowledge_many(entries, parse, _change_visibility_in, "MessageNotInflight")
+
+    def _acknowledge(self, items: list[_Ack], apply: _AckApply[_Ack]) -> list[Error | None]:
+        """`apply` to `items` in one commit, between reading and writing the queue's state.
+
+        Returns one result per item: None where it was applied, else the error.
+        """
 
         def fn(ctx: WriteContext, config: _Config, info: LogInfo) -> list[Error | None]:
             state = _state(ctx, config.log_id)
-            errors = _change_visibility_in(ctx, config, [p for _, p in parsed], state)
+            errors = apply(ctx, config, info, items, state)
             _put_state(ctx, config.log_id, state)
             return errors
 
-        errors = self._submit(fn) if parsed else []
+        errors: list[Error | None] = self._submit(fn)
+        return errors
+
+    def _acknowledge_many(
+        self,
+        entries: list[tuple[str, Any]],
+        parse: Callable[[Any], _Ack],
+        apply: _AckApply[_Ack],
+        failure_code: str,
+    ) -> BatchResult:
+        """The batch form of `_acknowledge`, for entries checked by `batch_entries`.
+
+        An entry that `parse` rejects (InvalidArgument) fails as
+        ReceiptHandleIsInvalid, one that `apply` rejects fails with
+        `failure_code`; the others are applied together in one commit.
+        """
+        parsed: list[tuple[str, _Ack]] = []
+        failed: list[BatchFailure] = []
+        for entry_id, entry in entries:
+            try:
+                parsed.append((entry_id, parse(entry)))
+            except InvalidArgument as exc:
+                failed.append(BatchFailure(entry_id, "ReceiptHandleIsInvalid", str(exc)))
+        errors = self._acknowledge([item for _, item in parsed], apply) if parsed else []
         successful: list[tuple[str, Any]] = []
         for (entry_id, _), error in zip(parsed, errors, strict=True):
             if error is None:
                 successful.append((entry_id, None))
             else:
-                failed.append(BatchFailure(entry_id, "MessageNotInflight", str(error)))
+                failed.append(BatchFailure(entry_id, failure_code, str(error)))
         return BatchResult(successful, failed)
 
     # -- management --------------------------------------------------------------------
@@ -2129,18 +2136,7 @@ class Queue:
         sent = 0
         batch: list[_Outgoing] = []
         for record in _read_records(self._logs, info, max(0, start), end):
-            meta = _decode_meta(record.headers)
-            batch.append(
-                _Outgoing(
-                    record.value,
-                    _meta_attributes(meta),
-                    0,
-                    meta.get("g"),
-                    meta.get("dd"),
-                    "0",
-                    message_id=record.key,
-                )
-            )
+            batch.append(_outgoing_from_record(record, _decode_meta(record.headers)))
             if len(batch) >= batch_size:
                 sent += target._append_raw(batch)
                 batch = []
@@ -2162,27 +2158,52 @@ class Queue:
         return count
 
 
-def _batch_pairs(items: Sequence[Any], what: str) -> list[tuple[str, Any]]:
+def batch_entries(
+    items: Sequence[Any],
+    what: str,
+    split: Callable[[int, Any], tuple[str, Any]],
+) -> list[tuple[str, Any]]:
+    """A batch's entries as (entry_id, rest), `split` taking apart the one at each index.
+
+    Raises InvalidArgument for an empty batch, over BATCH_ENTRIES_MAX
+    entries or a repeated entry id, each naming its SQS error code
+    (server/errors.py answers with it).
+    """
     if not items:
         raise InvalidArgument(f"{what}: no entries (EmptyBatchRequest)")
     if len(items) > BATCH_ENTRIES_MAX:
         raise InvalidArgument(
-            f"{what}: {len(items)} entries, over the batch limit of {BATCH_ENTRIES_MAX}"
+            f"{what}: {len(items)} entries, over the batch limit of {BATCH_ENTRIES_MAX} "
+            "(TooManyEntriesInBatchRequest)"
         )
-    pairs: list[tuple[str, Any]] = []
+    entries: list[tuple[str, Any]] = []
     seen: set[str] = set()
     for index, item in enumerate(items):
-        if isinstance(item, tuple):
-            entry_id, receipt = item
-        else:
-            entry_id, receipt = str(index), item
+        entry_id, rest = split(index, item)
         if entry_id in seen:
             raise InvalidArgument(
                 f"{what}: entry id {entry_id!r} repeated (BatchEntryIdsNotDistinct)"
             )
         seen.add(entry_id)
-        pairs.append((entry_id, receipt))
-    return pairs
+        entries.append((entry_id, rest))
+    return entries
+
+
+def _split_receipt_entry(index: int, item: Any) -> tuple[str, Any]:
+    """delete_many's entry: a receipt, or (entry_id, receipt)."""
+    if isinstance(item, tuple):
+        entry_id, receipt = item
+        return entry_id, receipt
+    return str(index), item
+
+
+def _split_visibility_entry(index: int, item: Any) -> tuple[str, Any]:
+    """change_visibility_many's entry: (receipt, seconds), or (entry_id, receipt, seconds)."""
+    if len(item) == 3:
+        entry_id, receipt, seconds = item
+        return str(entry_id), (receipt, seconds)
+    receipt, seconds = item
+    return str(index), (receipt, seconds)
 
 
 def _check_dead_letter_target(ctx: WriteContext, name: str, data: dict[str, Any]) -> None:
@@ -2607,18 +2628,7 @@ def _move_batch_in(ctx: WriteContext, config: _Config, destination: str | None, 
         target = _config_in(ctx, target_name)
         if target.fifo != config.fifo:
             raise InvalidArgument(f"move: {target_name!r} is not of the source's type")
-        message = _Outgoing(
-            record.value,
-            _meta_attributes(meta),
-            0,
-            meta.get("g"),
-            meta.get("dd"),
-            "0",
-            message_id=record.key,
-            sent_at_ms=delivery.sent_at,
-        )
-        # A moved message skips deduplication, as a dead-lettered one does.
-        ctx.append(_log_info(ctx, target), [message.body], [message.id], [message.meta])
+        _append_moved(ctx, target, record, meta, delivery.sent_at)
     errors = _delete_in(ctx, config, info, [(d.record.offset, d.nonce) for d in deliveries], state)
     for error in errors:
         if error is not None:

@@ -55,6 +55,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from tidelog.catalog import (
@@ -72,6 +73,7 @@ from tidelog.queues import (
     AttributeValue,
     BatchFailure,
     Queue,
+    batch_entries,
     expire_dedup_ids,
     prepare_in,
     send_in,
@@ -1309,20 +1311,8 @@ class Topic:
         `failed`; the rest commit atomically together. Raises
         InvalidArgument for an empty batch, over 10 entries, repeated ids,
         or over 256 KiB in total (SNS's batch-level errors)."""
-        items = list(entries)
-        if not items:
-            raise InvalidArgument("publish_many: no entries (EmptyBatchRequest)")
-        if len(items) > BATCH_ENTRIES_MAX:
-            raise InvalidArgument(
-                f"publish_many: {len(items)} entries, over {BATCH_ENTRIES_MAX} "
-                "(TooManyEntriesInBatchRequest)"
-            )
-        config = self._config()
-        prepared: list[_Outgoing] = []
-        failed: list[PublishFailure] = []
-        seen: set[str] = set()
-        total = 0
-        for index, item in enumerate(items):
+
+        def split(index: int, item: Any) -> tuple[str, PublishEntry]:
             if isinstance(item, bytes | str | bytearray | memoryview):
                 entry = PublishEntry(body=item if isinstance(item, str) else bytes(item))
             elif isinstance(item, PublishEntry):
@@ -1331,12 +1321,14 @@ class Topic:
                 entry = PublishEntry(**item)
             else:
                 raise InvalidArgument(f"publish_many: entry {index} is a {type(item).__name__}")
-            entry_id = entry.id if entry.id is not None else str(index)
-            if entry_id in seen:
-                raise InvalidArgument(
-                    f"publish_many: entry id {entry_id!r} repeated (BatchEntryIdsNotDistinct)"
-                )
-            seen.add(entry_id)
+            return (entry.id if entry.id is not None else str(index)), entry
+
+        batch = batch_entries(list(entries), "publish_many", split)
+        config = self._config()
+        prepared: list[_Outgoing] = []
+        failed: list[PublishFailure] = []
+        total = 0
+        for entry_id, entry in batch:
             try:
                 message = _prepare(
                     self.fifo,
@@ -1365,59 +1357,77 @@ class Topic:
         return PublishBatchResult(successful, failed)
 
     def _publish(self, messages: list[_Outgoing]) -> list[PublishResult]:
-        info, name, arn, fifo, log_id = self.info, self.name, self.arn, self.fifo, self.log_id
-
-        def op(ctx: WriteContext) -> list[PublishResult]:
-            self._config_in(ctx)
-            targets = _targets(ctx, name, log_id)
-            results: list[PublishResult] = []
-            now = ctx.now_ms
-            if fifo:
-                _expire_dedup(ctx, log_id, now)
-            for message in messages:
-                dkey = b""
-                if fifo:
-                    assert message.dedup is not None
-                    dkey = U64.pack(log_id) + message.dedup.encode()
-                    raw = ctx.txn.get(dkey, db=ctx.db(DEDUP_DB))
-                    if raw is not None:
-                        expires, offset, original = DEDUP.unpack(raw)
-                        if expires > now:
-                            results.append(
-                                PublishResult(
-                                    str(uuid.UUID(bytes=original)),
-                                    f"{offset:020d}",
-                                    0,
-                                    duplicate=True,
-                                    offset=offset,
-                                )
-                            )
-                            continue
-                offset = ctx.append(info, [message.body], [message.id], [message.meta])
-                timestamp = ctx.ends(info).last_timestamp_ms
-                sequence = f"{offset:020d}" if fifo else None
-                if fifo:
-                    expires = now + DEDUP_WINDOW_MS
-                    ctx.txn.put(dkey, DEDUP.pack(expires, offset, message.id), db=ctx.db(DEDUP_DB))
-                    ctx.txn.put(
-                        U64.pack(log_id) + U64.pack(expires) + dkey[8:],
-                        b"",
-                        db=ctx.db(DEDUP_EXPIRY_DB),
-                    )
-                delivered = 0
-                template: list[str | None] = [None]
-                for target in targets:
-                    if not target.active:
-                        continue
-                    policy = target.policy
-                    if policy is not None and not policy.matches(message.view(policy.scope)):
-                        continue
-                    if _deliver_in(ctx, arn, target, message, timestamp, sequence, template):
-                        delivered += 1
-                results.append(PublishResult(message.id_text, sequence, delivered, offset=offset))
-            return results
-
+        _ = self.info  # cached now, so publish_in does not look it up inside the commit
+        op = partial(self.publish_in, messages=messages)
         results: list[PublishResult] = self._logs.submit(op)
+        return results
+
+    def prepare_in(
+        self, ctx: WriteContext, body: bytes | str, group_id: str | None, dedup_id: str | None
+    ) -> _Outgoing:
+        """`publish`'s checks of a message without attributes or subject,
+        inside a commit, against the topic's configuration as this
+        transaction sees it. Pure: writes nothing. Raises InvalidArgument,
+        NotFound."""
+        dedup_by_content = self._config_in(ctx)["content_based_dedup"]
+        return _prepare(self.fifo, dedup_by_content, body, None, None, group_id, dedup_id)
+
+    def publish_in(self, ctx: WriteContext, messages: Sequence[_Outgoing]) -> list[PublishResult]:
+        """Publish prepared messages (`prepare_in`) and their fan-out inside
+        another operation's commit, exactly as `publish_many` does in its own.
+
+        For engine code that must land a publish with other writes in one
+        commit (a continuous query's window output and its checkpoint).
+        Raises NotFound if the topic was deleted.
+        """
+        info, name, arn, fifo, log_id = self.info, self.name, self.arn, self.fifo, self.log_id
+        self._config_in(ctx)
+        targets = _targets(ctx, name, log_id)
+        results: list[PublishResult] = []
+        now = ctx.now_ms
+        if fifo:
+            _expire_dedup(ctx, log_id, now)
+        for message in messages:
+            dkey = b""
+            if fifo:
+                assert message.dedup is not None
+                dkey = U64.pack(log_id) + message.dedup.encode()
+                raw = ctx.txn.get(dkey, db=ctx.db(DEDUP_DB))
+                if raw is not None:
+                    expires, offset, original = DEDUP.unpack(raw)
+                    if expires > now:
+                        results.append(
+                            PublishResult(
+                                str(uuid.UUID(bytes=original)),
+                                f"{offset:020d}",
+                                0,
+                                duplicate=True,
+                                offset=offset,
+                            )
+                        )
+                        continue
+            offset = ctx.append(info, [message.body], [message.id], [message.meta])
+            timestamp = ctx.ends(info).last_timestamp_ms
+            sequence = f"{offset:020d}" if fifo else None
+            if fifo:
+                expires = now + DEDUP_WINDOW_MS
+                ctx.txn.put(dkey, DEDUP.pack(expires, offset, message.id), db=ctx.db(DEDUP_DB))
+                ctx.txn.put(
+                    U64.pack(log_id) + U64.pack(expires) + dkey[8:],
+                    b"",
+                    db=ctx.db(DEDUP_EXPIRY_DB),
+                )
+            delivered = 0
+            template: list[str | None] = [None]
+            for target in targets:
+                if not target.active:
+                    continue
+                policy = target.policy
+                if policy is not None and not policy.matches(message.view(policy.scope)):
+                    continue
+                if _deliver_in(ctx, arn, target, message, timestamp, sequence, template):
+                    delivered += 1
+            results.append(PublishResult(message.id_text, sequence, delivered, offset=offset))
         return results
 
     # -- replay ---------------------------------------------------------------------------------

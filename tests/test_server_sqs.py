@@ -441,6 +441,22 @@ def test_error_shapes(sqs: Any, server: ServerThread) -> None:
         sqs.send_message_batch(
             QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": "x"} for i in range(11)]
         )
+    # The other batch calls answer with the same codes.
+    handles = [{"Id": str(i), "ReceiptHandle": "garbage"} for i in range(11)]
+    with pytest.raises(sqs.exceptions.TooManyEntriesInBatchRequest):
+        sqs.delete_message_batch(QueueUrl=url, Entries=handles)
+    with pytest.raises(sqs.exceptions.TooManyEntriesInBatchRequest):
+        sqs.change_message_visibility_batch(
+            QueueUrl=url, Entries=[{**h, "VisibilityTimeout": 1} for h in handles]
+        )
+    with pytest.raises(sqs.exceptions.BatchEntryIdsNotDistinct):
+        sqs.delete_message_batch(QueueUrl=url, Entries=[handles[0], handles[0]])
+    with pytest.raises(sqs.exceptions.BatchEntryIdsNotDistinct):
+        sqs.change_message_visibility_batch(
+            QueueUrl=url, Entries=[{**handles[0], "VisibilityTimeout": 1}] * 2
+        )
+    with pytest.raises(sqs.exceptions.EmptyBatchRequest):
+        sqs.delete_message_batch(QueueUrl=url, Entries=[])
     with pytest.raises(ClientError) as too_long:
         sqs.receive_message(QueueUrl=url, WaitTimeSeconds=21)
     assert too_long.value.response["Error"]["Code"] == "InvalidParameterValue"

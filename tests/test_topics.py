@@ -164,7 +164,7 @@ def test_publish_limits(cstore: tidelog.Store) -> None:
         topic.publish(b"x", subject="s" * 101)
     with pytest.raises(tidelog.InvalidArgument, match="FIFO topics only"):
         topic.publish(b"x", group_id="g")
-    with pytest.raises(tidelog.InvalidArgument, match="over 10"):
+    with pytest.raises(tidelog.InvalidArgument, match="over the batch limit of 10"):
         topic.publish_many([b"x"] * 11)
 
 

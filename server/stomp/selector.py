@@ -150,6 +150,14 @@ def _truth(value: Value) -> bool | None:
     return value if isinstance(value, bool) or value is None else None
 
 
+def _kleene(a: bool | None, b: bool | None, decisive: bool) -> bool | None:
+    """JMS's three-valued OR (`decisive` True) or AND (`decisive` False): either
+    side being `decisive` decides; otherwise an unknown side makes it unknown."""
+    if a is decisive or b is decisive:
+        return decisive
+    return None if a is None or b is None else not decisive
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
@@ -187,31 +195,21 @@ class _Parser:
         return node
 
     def or_(self) -> Node:
-        node = self.and_()
-        while self.accept("keyword", "OR"):
-            left, right = node, self.and_()
-
-            def either(h: Headers, left: Node = left, right: Node = right) -> Value:
-                a, b = _truth(left(h)), _truth(right(h))
-                if a is True or b is True:
-                    return True
-                return None if a is None or b is None else False
-
-            node = either
-        return node
+        return self.logical_chain("OR", self.and_, decisive=True)
 
     def and_(self) -> Node:
-        node = self.not_()
-        while self.accept("keyword", "AND"):
-            left, right = node, self.not_()
+        return self.logical_chain("AND", self.not_, decisive=False)
 
-            def both(h: Headers, left: Node = left, right: Node = right) -> Value:
-                a, b = _truth(left(h)), _truth(right(h))
-                if a is False or b is False:
-                    return False
-                return None if a is None or b is None else True
+    def logical_chain(self, keyword: str, operand: Callable[[], Node], decisive: bool) -> Node:
+        """operand (keyword operand)*, combined left to right by `_kleene`."""
+        node = operand()
+        while self.accept("keyword", keyword):
+            left, right = node, operand()
 
-            node = both
+            def combined(h: Headers, left: Node = left, right: Node = right) -> Value:
+                return _kleene(_truth(left(h)), _truth(right(h)), decisive)
+
+            node = combined
         return node
 
     def not_(self) -> Node:
@@ -242,11 +240,8 @@ class _Parser:
 
             def between(h: Headers) -> Value:
                 v = left(h)
-                a, b = _compare(">=", v, low(h)), _compare("<=", v, high(h))
-                if a is False or b is False:
-                    result: bool | None = False
-                else:
-                    result = None if a is None or b is None else True
+                # low <= v AND v <= high, in three values.
+                result = _kleene(_compare(">=", v, low(h)), _compare("<=", v, high(h)), False)
                 return _not(result) if negate else result
 
             return between
@@ -291,22 +286,20 @@ class _Parser:
         return left
 
     def sum(self) -> Node:
-        node = self.product()
-        while True:
-            kind, value, _ = self.peek()
-            if kind != "op" or value not in "+-":
-                return node
-            self.index += 1
-            node = _arithmetic(value, node, self.product())
+        return self.arithmetic_chain("+-", self.product)
 
     def product(self) -> Node:
-        node = self.unary()
+        return self.arithmetic_chain("*/", self.unary)
+
+    def arithmetic_chain(self, ops: str, operand: Callable[[], Node]) -> Node:
+        """operand (op operand)* for the one-character operators in `ops`, left to right."""
+        node = operand()
         while True:
             kind, value, _ = self.peek()
-            if kind != "op" or value not in "*/":
+            if kind != "op" or value not in ops:
                 return node
             self.index += 1
-            node = _arithmetic(value, node, self.unary())
+            node = _arithmetic(value, node, operand())
 
     def unary(self) -> Node:
         if self.accept("op", "-"):
