@@ -25,30 +25,36 @@ import base64
 import datetime as _dt
 import hashlib
 import json
+import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 from tidelog.catalog import Kind, read_channel
 from tidelog.segments import keys
 from tidelog.segments.errors import Error, InvalidArgument, NotFound
 from tidelog.segments.format import Record
+from tidelog.segments.fs import OsFileSystem
 from tidelog.segments.logstore import LogInfo, LogStore
-from tidelog.segments.reader import offset_for_time, read_records
+from tidelog.segments.reader import offset_for_time, read_chunks, read_records
 from tidelog.segments.writer import WriteContext
 
 if TYPE_CHECKING:
     import duckdb
 
+    from tidelog.queues import Queue
     from tidelog.store import Store
+    from tidelog.streams import Stream
+    from tidelog.topics import Topic
 
 APPLICATIONS_DB = b"sql_applications"
 BATCH_ROWS_DEFAULT = 65_536  # rows per Arrow batch handed to DuckDB
-BATCH_BYTES_MAX = 4 * 1024 * 1024  # payload bytes per batch, whatever the record size
+BATCH_BYTES_MAX = 1024 * 1024  # payload bytes per batch, whatever the record size
 SCAN_BYTES_MAX_DEFAULT: int | None = None  # no bound unless asked for
 WINDOW_RECORDS_MAX = 1_000_000  # rows one window may hold in memory
 OUTPUT_ROWS_MAX = 10_000  # result rows one window may write
@@ -180,6 +186,12 @@ def _message_id(raw: bytes) -> str:
     return str(uuid.UUID(bytes=raw)) if len(raw) == 16 else raw.decode("utf-8", "replace")
 
 
+_values = itemgetter(5)  # Record.value
+_keys = itemgetter(3)  # Record.key
+_stamps = itemgetter(1)  # Record.timestamp_ms
+_offsets = itemgetter(0)  # Record.offset
+
+
 def _batch(
     pa: Any,
     kind: Kind,
@@ -188,26 +200,30 @@ def _batch(
     columns: Sequence[str],
     extra: dict[str, Any] | None = None,
 ) -> Any:
-    """One Arrow record batch of `columns` for records of one log."""
+    """One Arrow record batch of `columns` for records of one log.
+
+    Columns are pulled out with itemgetter maps (C loops); only the columns
+    a query names are built.
+    """
     arrays: list[Any] = []
     metas: list[dict[str, Any]] | None = None
+    count = len(records)
     for column in columns:
         if column == "data":
-            arrays.append(_utf8([r.value for r in records], pa))
+            arrays.append(_utf8(list(map(_values, records)), pa))
         elif column == "arrival_time":
-            stamps = pa.array([r.timestamp_ms for r in records], pa.int64())
+            stamps = pa.array(list(map(_stamps, records)), pa.int64())
             arrays.append(stamps.cast(pa.timestamp("ms", tz="UTC")))
         elif column == "shard_id":
-            arrays.append(
-                pa.array([f"shardId-{part.shard_index or 0:012d}"] * len(records), pa.string())
-            )
+            shard = f"shardId-{part.shard_index or 0:012d}"
+            arrays.append(pa.array([shard], pa.string()).take(pa.array([0] * count, pa.int32())))
         elif column == "sequence_number" and kind == "stream":
             base = _SEQUENCE_TOP | (part.shard_index or 0) << 64
-            arrays.append(pa.array([str(base | r.offset) for r in records], pa.string()))
+            arrays.append(pa.array(list(map(str, map(base.__or__, map(_offsets, records))))))
         elif column == "sequence_number":
-            arrays.append(pa.array([r.offset for r in records], pa.int64()))
+            arrays.append(pa.array(list(map(_offsets, records)), pa.int64()))
         elif column == "partition_key":
-            arrays.append(_utf8([r.key for r in records], pa))
+            arrays.append(_utf8(list(map(_keys, records)), pa))
         elif column == "message_id":
             arrays.append(pa.array([_message_id(r.key) for r in records], pa.string()))
         else:  # attributes, group_id, subject: from the JSON headers
@@ -220,7 +236,7 @@ def _batch(
                 arrays.append(pa.array([m.get(short) for m in metas], pa.string()))
     names = list(columns)
     for name, value in (extra or {}).items():
-        arrays.append(pa.array([value] * len(records), pa.timestamp("ms", tz="UTC")))
+        arrays.append(pa.array([value] * count, pa.timestamp("ms", tz="UTC")))
         names.append(name)
     return pa.RecordBatch.from_arrays(arrays, names=names)
 
@@ -239,16 +255,21 @@ def _batches(
     logs: LogStore, channel: _Channel, columns: Sequence[str], batch_rows: int, pa: Any
 ) -> Iterator[Any]:
     for part in channel.parts:
-        chunk: list[Record] = []
+        pending: list[Record] = []
         size = 0
-        for record in read_records(logs, part.info, part.start, part.stop):
-            chunk.append(record)
-            size += len(record.value)
-            if len(chunk) >= batch_rows or size >= BATCH_BYTES_MAX:
-                yield _batch(pa, channel.kind, part, chunk, columns)
-                chunk, size = [], 0
-        if chunk:
-            yield _batch(pa, channel.kind, part, chunk, columns)
+        for chunk in read_chunks(logs, part.info, part.start, part.stop):
+            # A chunk is at most one pread (1 MiB) of records, or one record.
+            pending += chunk
+            size += sum(map(len, map(_values, chunk)))
+            while len(pending) >= batch_rows:
+                yield _batch(pa, channel.kind, part, pending[:batch_rows], columns)
+                del pending[:batch_rows]
+                size = sum(map(len, map(_values, pending)))
+            if size >= BATCH_BYTES_MAX:
+                yield _batch(pa, channel.kind, part, pending, columns)
+                pending, size = [], 0
+        if pending:
+            yield _batch(pa, channel.kind, part, pending, columns)
 
 
 # -- pushdown -------------------------------------------------------------------------------------
@@ -522,8 +543,13 @@ def run_sql(
     scan_bytes_max: int | None = SCAN_BYTES_MAX_DEFAULT,
     batch_rows: int = BATCH_ROWS_DEFAULT,
     threads: int | None = None,
+    scan_workers: int | None = None,
 ) -> SqlResult:
     """Run one SQL query (DuckDB's dialect) over the store's channels; see the module doc.
+
+    A table whose scan reads over PARALLEL_SCAN_BYTES_MIN bytes of segments
+    is read by up to one worker process a core, each reading some of its
+    logs (sql_scan.py); `scan_workers` sets how many (1: read in this process).
 
     Reads a snapshot: records committed after the query starts are not seen.
     Memory is bounded by `batch_rows` per table plus what DuckDB's operators
@@ -537,15 +563,47 @@ def run_sql(
         raise SqlError("sql: the query is empty")
     if not isinstance(batch_rows, int) or not 1 <= batch_rows <= 1_000_000:
         raise InvalidArgument(f"batch_rows: {batch_rows!r} is outside 1-1000000")
+    if scan_workers is not None and (not isinstance(scan_workers, int) or scan_workers < 1):
+        raise InvalidArgument(f"scan_workers: {scan_workers!r} is not a positive integer")
     try:
-        return _run(store, query, scan_bytes_max, batch_rows, threads, prune=True)
+        return _run(store, query, scan_bytes_max, batch_rows, threads, scan_workers, prune=True)
     except _Pruned:
         # A column the parse-tree walk missed (COLUMNS(...), USING, ...): build them all.
-        return _run(store, query, scan_bytes_max, batch_rows, threads, prune=False)
+        return _run(store, query, scan_bytes_max, batch_rows, threads, scan_workers, prune=False)
+
+
+class _Failures:
+    """The first tidelog error raised while DuckDB pulled batches (a Corruption).
+
+    DuckDB wraps what a batch iterator raises in its own error; the query
+    raises the original instead.
+    """
+
+    def __init__(self) -> None:
+        self.error: Error | None = None
+
+    def watch(self, batches: Iterator[Any]) -> Iterator[Any]:
+        try:
+            yield from batches
+        except Error as exc:
+            if self.error is None:
+                self.error = exc
+            raise
 
 
 class _Pruned(Exception):
     """DuckDB could not bind a column that pruning left out."""
+
+
+def _scan_workers(logs: LogStore, channel: _Channel, sizes: list[int], asked: int | None) -> int:
+    """How many worker processes read this table (1: this process does)."""
+    from tidelog import sql_scan  # not at the top: `python -m tidelog.sql_scan` imports us
+
+    if asked is not None:
+        return min(asked, len(channel.parts))
+    if sum(sizes) < sql_scan.PARALLEL_SCAN_BYTES_MIN or type(logs.fs) is not OsFileSystem:
+        return 1  # small, or a test's file system the workers would not see
+    return min(os.cpu_count() or 1, len(channel.parts))
 
 
 def _run(
@@ -554,6 +612,7 @@ def _run(
     scan_bytes_max: int | None,
     batch_rows: int,
     threads: int | None,
+    scan_workers: int | None,
     *,
     prune: bool,
 ) -> SqlResult:
@@ -570,6 +629,7 @@ def _run(
         names = {n for n in names if n.rpartition(".")[2] in bare_names} or set(bare_names)
         logs = store._logs
         total = 0
+        failures = _Failures()
         for index, table in enumerate(sorted(names)):
             channel = _resolve(store, table)
             aliases = [
@@ -581,7 +641,8 @@ def _run(
                 analyzer.bounds(table, aliases[0], channel.kind) if len(aliases) == 1 else _Bounds()
             )
             _narrow(logs, channel, bounds)
-            total += sum(_scan_bytes(logs, part) for part in channel.parts)
+            sizes = [_scan_bytes(logs, part) for part in channel.parts]
+            total += sum(sizes)
             if scan_bytes_max is not None and total > scan_bytes_max:
                 raise ScanLimitExceeded(
                     f"sql: the query would read {total} bytes of segments, over "
@@ -592,9 +653,18 @@ def _run(
             columns = [
                 c for c in all_columns if not prune or analyzer.star or c in analyzer.columns
             ] or list(all_columns[:1])
+            workers = _scan_workers(logs, channel, sizes, scan_workers)
+            if workers > 1:
+                from tidelog import sql_scan
+
+                groups = sql_scan.split_parts(channel.parts, sizes, workers)
+                batches = sql_scan.parallel_batches(
+                    logs.path, channel.kind, groups, columns, batch_rows
+                )
+            else:
+                batches = _batches(logs, channel, columns, batch_rows, pa)
             reader = pa.RecordBatchReader.from_batches(
-                _schema(pa, channel.kind, columns),
-                _batches(logs, channel, columns, batch_rows, pa),
+                _schema(pa, channel.kind, columns), failures.watch(batches)
             )
             hidden = f"__tidelog_{index}"
             con.register(hidden, reader)
@@ -616,6 +686,8 @@ def _run(
                 raise _Pruned() from None
             raise SqlError(str(exc)) from None
         except duckdb.Error as exc:
+            if failures.error is not None:  # reading the log failed: raise that, not DuckDB's
+                raise failures.error from None
             raise SqlError(str(exc)) from None
         return SqlResult([d[0] for d in description], [str(d[1]) for d in description], rows, total)
     finally:
@@ -689,12 +761,21 @@ def _parse_destination(destination: str | tuple[str, str]) -> tuple[str, str]:
             kind, _, name = destination.partition(".")
     else:
         kind, name = destination
-    if kind not in ("stream", "queue") or not name:
+    if kind not in ("stream", "queue", "topic") or not name:
         raise InvalidArgument(
-            f"destination: {destination!r} must be 'stream:NAME' or 'queue:NAME' "
-            "(or a (kind, name) pair)"
+            f"destination: {destination!r} must be 'stream:NAME', 'queue:NAME' or "
+            "'topic:NAME' (or a (kind, name) pair)"
         )
     return kind, name
+
+
+def _destination(store: Store, kind: str, name: str) -> Stream | Queue | Topic:
+    """The destination's handle. Raises NotFound."""
+    if kind == "stream":
+        return store.stream(name)
+    if kind == "queue":
+        return store.queue(name)
+    return store.topic(name)
 
 
 def _validate_sql(store: Store, name: str, kind: Kind, table: str, query: str) -> None:
@@ -747,10 +828,7 @@ def create_application(
     lateness_ms = _seconds_ms(allowed_lateness, "allowed_lateness")
     channel = _resolve(store, source)
     dest_kind, dest_name = _parse_destination(destination)
-    if dest_kind == "stream":
-        store.stream(dest_name)
-    else:
-        store.queue(dest_name)
+    _destination(store, dest_kind, dest_name)
     table = source.rpartition(".")[2]
     _validate_sql(store, name, channel.kind, table, sql)
     doc = {
@@ -818,12 +896,18 @@ class Application:
     """A continuous query: `sql` over windows of `source`, results into `destination`.
 
     Windows are of arrival time (the store's commit time, by the store's
-    clock). A window [start, end) is computed once the clock passes
-    end + allowed_lateness; its result rows (as JSON objects) are written to
-    the destination and the source checkpoint advanced in one commit, so
-    each window is written exactly once even across kill -9. Any number of
-    processes may run the same application: the commit checks the
-    checkpoint it started from, so only one of them writes each window.
+    clock). The watermark is that clock minus allowed_lateness: a window
+    [start, end) is computed once the watermark passes end (a session once
+    it passes the session's last arrival + gap), so every record stamped
+    inside the window that is readable by then is in it. Its result rows (as
+    JSON objects) are written to the destination (a stream, a queue, or a
+    topic's publish with its fan-out) and the source checkpoint advanced in
+    one commit, so each window is written exactly once even across kill -9.
+    A window is computed once and never revised: a record that becomes
+    readable only after every window holding it was written is late; it is
+    counted in `late_records` and dropped. Any number of processes may run
+    the same application: the commit checks the progress it started from,
+    so only one of them writes each window.
     """
 
     def __init__(self, store: Store, name: str) -> None:
@@ -898,8 +982,10 @@ class Application:
         """Compute every window that is due by the store's clock; returns how many.
 
         Each window is one commit. Raises SqlError (with this application's
-        name) if DuckDB rejects the query on real data; the error is also
-        recorded in `describe().error` and the application stops.
+        name) if DuckDB rejects the query on real data, NotFound if the
+        source or destination was deleted, InvalidArgument if the
+        destination refuses a result row (too large for it); the error is
+        also recorded in `describe().error` and the application stops.
         """
         emitted = 0
         while True:
@@ -907,15 +993,19 @@ class Application:
             if not doc["running"]:
                 return emitted
             try:
-                done = self._step(doc)
+                windows = self._step(doc)
             except _Conflict:
                 continue
             except SqlError as exc:
                 self._set(partial(_record_error, message=str(exc)))
                 raise
-            if not done:
+            except (InvalidArgument, NotFound) as exc:
+                message = f"application {self.name!r}: {exc}"
+                self._set(partial(_record_error, message=message))
+                raise (NotFound if isinstance(exc, NotFound) else InvalidArgument)(message) from exc
+            if windows is None:
                 return emitted
-            emitted += 1
+            emitted += windows
 
     def run(
         self,
@@ -970,34 +1060,46 @@ class Application:
                 break
         return first
 
-    def _step(self, doc: dict[str, Any]) -> bool:
-        """Compute and commit the next due window; False if none is due."""
+    def _step(self, doc: dict[str, Any]) -> int | None:
+        """Compute and commit the next due window: 1, or 0 if it held only
+        late records (committed to count them and pass them); None if no
+        window is due."""
         now = self._logs.now_ms()
         watermark = now - doc["allowed_lateness_ms"]
         channel = _resolve(self._store, doc["source"])
         checkpoints: dict[str, int] = doc["checkpoints"]
         first = self._first_pending_ms(channel, checkpoints)
         if first is None:
-            return False
+            return None
         late = 0
+        next_offsets = dict(checkpoints)
         if doc["window"] == "session":
             gap = doc["gap_ms"]
-            pending = self._take(channel, checkpoints, watermark)
-            rows = pending.records
+            # For sessions next_end_ms is the last emitted session's last
+            # arrival + gap: a record before it would have joined a session
+            # already written, so it is late.
+            floor = doc["next_end_ms"]
+            rows = self._take(channel, checkpoints, watermark).records
+            while floor is not None and late < len(rows) and rows[late][0] < floor:
+                next_offsets[str(rows[late][1])] = rows[late][2].offset + 1
+                late += 1
+            rows = rows[late:]  # sorted by arrival, so the late ones were a prefix
             if not rows:
-                return False
+                if not late:
+                    return None
+                self._commit(doc, checkpoints, next_offsets, floor, [], late, None)
+                return 0
             end_index = 0
             while end_index + 1 < len(rows) and rows[end_index + 1][0] - rows[end_index][0] < gap:
                 end_index += 1
             last_ts = rows[end_index][0]
             if end_index + 1 == len(rows) and last_ts + gap > watermark:
-                return False  # the session may still grow
+                return None  # the session may still grow
             window_rows = rows[: end_index + 1]
             start_ms, end_ms = rows[0][0], last_ts + 1
-            next_offsets = dict(checkpoints)
             for _ts, index, record in window_rows:
                 next_offsets[str(index)] = record.offset + 1
-            next_end = None
+            next_end = last_ts + gap
         else:
             size, slide = doc["size_ms"], doc["slide_ms"]
             next_end = doc["next_end_ms"]
@@ -1005,12 +1107,11 @@ class Application:
             if next_end is None or next_end < earliest_end:
                 next_end = earliest_end
             if next_end > watermark:
-                return False
+                return None
             start_ms, end_ms = next_end - size, next_end
             pending = self._take(channel, checkpoints, end_ms)
             window_rows = []
             next_start = start_ms + slide  # records before this are needed by no later window
-            next_offsets = dict(checkpoints)
             for ts, index, record in pending.records:
                 if ts < start_ms:
                     late += 1  # its windows were all computed before it was read
@@ -1021,9 +1122,12 @@ class Application:
                 if ts < next_start:
                     next_offsets[str(index)] = record.offset + 1
             next_end = next_end + slide
+        if not window_rows:  # only late records: pass them, but write no window
+            self._commit(doc, checkpoints, next_offsets, next_end, [], late, None)
+            return 0
         output = self._compute(doc, channel, window_rows, start_ms, end_ms)
         self._commit(doc, checkpoints, next_offsets, next_end, output, late, (start_ms, end_ms))
-        return True
+        return 1
 
     def _compute(
         self,
@@ -1084,51 +1188,98 @@ class Application:
         next_end: int | None,
         output: list[dict[str, Any]],
         late: int,
-        window: tuple[int, int],
+        window: tuple[int, int] | None,
     ) -> None:
-        dest_kind, dest_name = doc["destination"]
         bodies = [
             json.dumps(row, default=_json_default, sort_keys=False).encode() for row in output
         ]
         keys_ = [str(row.get("partition_key") or self.name) for row in output]
+        # Ids for FIFO queues and topics: each row's own, so content-based
+        # deduplication never drops a row that equals one of an earlier window.
+        dedup_ids = [
+            hashlib.sha256(f"{self.name}\0{window}\0{i}".encode()).hexdigest()
+            for i in range(len(bodies))
+        ]
         name = self.name
-        store = self._store
+        destination = _destination(self._store, *doc["destination"]) if bodies else None
+        # Compared in the commit: any runner's commit changes at least one of these.
+        progress = (checkpoints, doc["next_end_ms"], doc["windows_emitted"])
 
         def op(ctx: WriteContext) -> None:
             current = _get_in(ctx, name)
-            if current["checkpoints"] != checkpoints or not current["running"]:
+            if not current["running"] or progress != (
+                current["checkpoints"],
+                current["next_end_ms"],
+                current["windows_emitted"],
+            ):
                 raise _Conflict()
-            if bodies:
-                if dest_kind == "stream":
-                    stream = store.stream(dest_name)
-                    view = stream._view_in(ctx)
-                    groups: dict[int, list[int]] = {}
-                    shards: dict[int, Any] = {}
-                    for i, key in enumerate(keys_):
-                        hash_key = int.from_bytes(hashlib.md5(key.encode()).digest(), "big")
-                        shard = view.route(hash_key)
-                        shards[shard.index] = shard
-                        groups.setdefault(shard.index, []).append(i)
-                    for shard_index, members in groups.items():
-                        ctx.append(
-                            shards[shard_index].info,
-                            [bodies[i] for i in members],
-                            [keys_[i].encode() for i in members],
-                        )
-                else:
-                    from tidelog.queues import prepare_in, send_in
-
-                    messages = [prepare_in(ctx, dest_name, body) for body in bodies]
-                    send_in(ctx, dest_name, messages)
+            if destination is not None:
+                _write_in(ctx, destination, bodies, keys_, name, dedup_ids)
             current["checkpoints"] = next_offsets
             current["next_end_ms"] = next_end
-            current["windows_emitted"] += 1
             current["rows_emitted"] += len(bodies)
             current["late_records"] += late
-            current["last_window"] = list(window)
+            if window is not None:
+                current["windows_emitted"] += 1
+                current["last_window"] = list(window)
             _put(ctx, current)
 
         self._logs.submit(op)
+
+
+def _write_in(
+    ctx: WriteContext,
+    destination: Stream | Queue | Topic,
+    bodies: list[bytes],
+    keys_: list[str],
+    group: str,
+    dedup_ids: list[str],
+) -> None:
+    """Append one window's result rows to the destination inside the commit.
+
+    Stream records are keyed by each row's `partition_key` column (else
+    `group`, the application's name); FIFO queues and topics get all rows in
+    one message group, `group`, so windows keep their order."""
+    from tidelog.queues import Queue, prepare_in, send_in
+    from tidelog.topics import Topic
+
+    if isinstance(destination, Queue):
+        fifo = destination.fifo
+        messages = [
+            prepare_in(
+                ctx,
+                destination.name,
+                body,
+                group_id=group if fifo else None,
+                dedup_id=dedup if fifo else None,
+            )
+            for body, dedup in zip(bodies, dedup_ids, strict=True)
+        ]
+        send_in(ctx, destination, messages)
+    elif isinstance(destination, Topic):
+        # The topic's own publish path: its log, then every matching
+        # subscription, all in this commit.
+        fifo = destination.fifo
+        published = [
+            destination.prepare_in(ctx, body, group if fifo else None, dedup if fifo else None)
+            for body, dedup in zip(bodies, dedup_ids, strict=True)
+        ]
+        destination.publish_in(ctx, published)
+    else:
+        view = destination._view_in(ctx)
+        groups: dict[int, list[int]] = {}
+        shards: dict[int, Any] = {}
+        for i, key in enumerate(keys_):
+            hash_key = int.from_bytes(hashlib.md5(key.encode()).digest(), "big")
+            shard = view.route(hash_key)
+            shards[shard.index] = shard
+            groups.setdefault(shard.index, []).append(i)
+        for shard_index, members in groups.items():
+            ctx.append(
+                shards[shard_index].info,
+                [bodies[i] for i in members],
+                [keys_[i].encode() for i in members],
+            )
 
 
 def _record_error(doc: dict[str, Any], *, message: str) -> None:

@@ -197,9 +197,20 @@ with tidelog.open(sys.argv[1], sync="never") as store:
     from tidelog import sql
     sql.run_sql(store, "SELECT count(*) FROM big WHERE sequence_number < ''")  # imports, warm-up
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rows = sql.run_sql(store, "SELECT data->>'user', count(*) FROM big GROUP BY 1", threads=1).rows
+    query = "SELECT data->>'user', count(*) FROM big GROUP BY 1"
+    rows = sql.run_sql(store, query, threads=1, scan_workers=1).rows
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"rows": rows, "before_kib": before, "after_kib": after}))
+    # The same scan in two worker processes: each must stay bounded too.
+    parallel = sql.run_sql(store, query, threads=1, scan_workers=2).rows
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"rows": rows, "parallel_rows": parallel, "before_kib": before,
+                  "after_kib": after, "worker_kib": workers}))
+"""
+
+
+_IDLE_WORKER = """
+import resource, pyarrow, tidelog.sql, tidelog.sql_scan
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
@@ -217,7 +228,7 @@ def test_memory_stays_bounded_over_a_large_stream(tmp_path: Path) -> None:
         timeout=120,
     )
     figures = json.loads(out.stdout.strip().splitlines()[-1])
-    assert figures["rows"] == [["u", records]]
+    assert figures["rows"] == figures["parallel_rows"] == [["u", records]]
     log_mib = sum(
         os.path.getsize(os.path.join(root, f))
         for root, _dirs, files in os.walk(tmp_path / "d" / "logs")
@@ -226,6 +237,13 @@ def test_memory_stays_bounded_over_a_large_stream(tmp_path: Path) -> None:
     growth_mib = (figures["after_kib"] - figures["before_kib"]) / 1024
     assert log_mib > 200
     assert growth_mib < log_mib / 3, (growth_mib, log_mib)
+    # A scan worker grows from an interpreter with tidelog and pyarrow loaded
+    # by far less than the ~116 MiB of log it read.
+    idle = subprocess.run(
+        [sys.executable, "-c", _IDLE_WORKER], check=True, capture_output=True, text=True
+    )
+    worker_growth_mib = (figures["worker_kib"] - int(idle.stdout)) / 1024
+    assert worker_growth_mib < log_mib / 6, (worker_growth_mib, log_mib)
 
 
 def test_self_join_reads_the_table_for_each_reference(store: tidelog.Store) -> None:
@@ -250,3 +268,67 @@ def test_time_bounds_with_sub_millisecond_constants(tmp_path: Path) -> None:
         exact = "TIMESTAMP '2023-11-14 22:13:20.250'"  # naive: UTC
         assert store.sql(f"SELECT data FROM s WHERE arrival_time = {exact}").rows == [("a",)]
         assert store.sql(f"SELECT data FROM s WHERE arrival_time <= {exact}").rows == [("a",)]
+
+
+def _scan_workers_running() -> list[int]:
+    """Pids of this process's children that are SQL scan workers."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if ppid == os.getpid() and b"tidelog.sql_scan" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def test_worker_processes_read_the_same_rows(tmp_path: Path) -> None:
+    clock = FakeClock(1_700_000_000.0)
+    with tidelog.open(tmp_path / "d", sync="never", clock=clock) as store:
+        stream = store.create_stream("clicks", shards=4)
+        for _hour in range(3):
+            stream.put_many(
+                [(json.dumps({"user": f"u{i % 7}", "n": i}), f"k{i}") for i in range(300)]
+            )
+            clock.advance(3600)
+        queries = [
+            "SELECT shard_id, sequence_number, partition_key, data, arrival_time FROM clicks "
+            "ORDER BY sequence_number",
+            "SELECT data->>'user' AS u, count(*), sum((data->>'n')::INT) FROM clicks "
+            "WHERE arrival_time >= TIMESTAMPTZ '2023-11-14 23:13:20+00' GROUP BY 1 ORDER BY 1",
+        ]
+        for query in queries:
+            here = store.sql(query, scan_workers=1)
+            there = store.sql(query, scan_workers=3)
+            assert there.rows == here.rows and there.columns == here.columns
+            assert len(here.rows) > 0
+        assert store.sql("SELECT count(*) FROM clicks", scan_workers=2).rows == [(900,)]
+        # A LIMIT met early stops the workers; none is left running.
+        assert len(store.sql("SELECT * FROM clicks LIMIT 3", scan_workers=2).rows) == 3
+        assert _scan_workers_running() == []
+        with pytest.raises(tidelog.InvalidArgument, match="scan_workers"):
+            store.sql("SELECT 1", scan_workers=0)
+
+
+def test_a_damaged_record_raises_corruption_not_a_duckdb_error(tmp_path: Path) -> None:
+    with tidelog.open(tmp_path / "d", sync="never") as store:
+        stream = store.create_stream("s", shards=2)
+        stream.put_many([(json.dumps({"i": i}), f"k{i}") for i in range(400)])
+    segment = sorted((tmp_path / "d" / "logs").rglob("*.seg"))[0]
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 2] ^= 0x40  # a bit flip inside some record
+    segment.write_bytes(bytes(data))
+    with tidelog.open(tmp_path / "d", sync="never", readonly=True) as store:
+        for workers in (1, 2):  # in this process, then in workers: the same error
+            with pytest.raises(tidelog.Corruption) as raised:
+                store.sql("SELECT count(*) FROM s", scan_workers=workers)
+            assert raised.value.log is not None and raised.value.log.startswith("stream")
+            assert raised.value.offset is not None and 0 < raised.value.offset < 400
+            assert raised.value.path == str(segment)
+            assert _scan_workers_running() == []
