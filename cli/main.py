@@ -26,6 +26,8 @@ import tidelog
 from tidelog.segments.repair import repair_log
 from tidelog.topic_filters import FilterPolicy, attribute_view, body_view
 
+from . import background
+from .background import BACKGROUND_KINDS
 from .channels import (
     KINDS,
     Channel,
@@ -155,23 +157,42 @@ def ls(kind: str | None, out: Output) -> None:
 
 @main.command("info")
 @click.argument("name")
-@kind_option
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS + BACKGROUND_KINDS),
+    default=None,
+    help="Which kind NAME is, when several kinds share it (or write kind:NAME).",
+)
 @common_options
 def info(name: str, kind: str | None, out: Output) -> None:
-    """Configuration, shards or segments, subscriptions, consumers, and why segments stay.
+    """Configuration, shards or segments, subscriptions, consumers, and why segments stay;
+    for a delivery stream or SQL application, its configuration and progress.
 
     For each segment: its offsets, size and why it is still on disk (the
     active segment, retention, an unacked message at the queue's head, a
-    replay window, a consumer that has not checkpointed past it).
+    replay window, a consumer that has not checkpointed past it). For a
+    delivery stream: records and bytes buffered (not yet delivered), the
+    last delivery, and the lag (age of the oldest buffered record, records
+    behind). For an application: running or stopped, source, destination,
+    window, the last window computed, lag in records, windows and rows
+    emitted, late records and the last error.
 
     Example:
 
     \b
         tidelog info jobs            # or: tidelog info queue:jobs --json
+        tidelog info delivery-stream:clicks-to-s3
     """
     with open_store(out, readonly=True) as store:
-        channel = resolve(store, name, kind)
-        doc = _info_doc(store, channel)
+        found = _info_find(store, name, kind)
+        if isinstance(found, Channel):
+            channel = found
+            doc = _info_doc(store, channel)
+        else:
+            doc = background.info_doc(store, *found)
+    if not isinstance(found, Channel):
+        out.emit(doc, lines=background.info_lines(doc))
+        return
     lines = [f"{channel.title}", "", "configuration:"]
     lines += [f"  {k}: {v}" for k, v in doc["config"].items()]
     if doc.get("shards"):
@@ -202,6 +223,38 @@ def info(name: str, kind: str | None, out: Output) -> None:
         ]
         lines.append(table(rows))
     out.emit(doc, lines=lines)
+
+
+def _info_find(store: tidelog.Store, name: str, kind: str | None) -> Channel | tuple[str, Any]:
+    """The channel, or (kind, handle) of the delivery stream or application, called `name`.
+
+    As `resolve`, with delivery streams and applications among the kinds:
+    raises click.UsageError when a bare name is taken by several, NotFound
+    when it names nothing.
+    """
+    head, sep, rest = name.partition(":")
+    if sep and head in BACKGROUND_KINDS and kind is None:
+        name, kind = rest, head
+    if kind in BACKGROUND_KINDS:
+        return kind, background.find(store, kind, name)
+    if kind is not None or name.partition(":")[0] in KINDS:
+        return resolve(store, name, kind)
+    found: list[Channel | tuple[str, Any]] = []
+    with contextlib.suppress(tidelog.NotFound):
+        found.append(resolve(store, name))
+    for candidate in BACKGROUND_KINDS:
+        try:
+            found.append((candidate, background.find(store, candidate, name)))
+        except tidelog.NotFound:
+            continue
+    if not found:
+        raise tidelog.NotFound(
+            f"{name!r}: no stream, queue, topic, log, delivery stream or application has this name"
+        )
+    if len(found) > 1:
+        kinds = ", ".join(f"{f.kind if isinstance(f, Channel) else f[0]}:{name}" for f in found)
+        raise click.UsageError(f"{name!r} names several things; say which: {kinds}")
+    return found[0]
 
 
 def _info_doc(store: tidelog.Store, channel: Channel) -> dict[str, Any]:
@@ -1403,6 +1456,11 @@ def stats(follow: bool, interval: float, count: int | None, kind: str | None, ou
     type=click.Path(exists=True, dir_okay=False),
     help="File of 'ACCESS_KEY_ID SECRET' lines: AWS requests must be SigV4-signed by one.",
 )
+@click.option(
+    "--no-workers",
+    is_flag=True,
+    help="Run no delivery streams or SQL applications in the background.",
+)
 @common_options
 def serve(
     host: str,
@@ -1412,12 +1470,17 @@ def serve(
     no_stomp: bool,
     stomp_users: str | None,
     auth_file: str | None,
+    no_workers: bool,
     out: Output,
 ) -> None:
     """Serve the store over the wire: SQS, SNS and Kinesis for boto3 (AWS endpoint),
     and STOMP for ActiveMQ clients (docs/stomp.md).
 
-    Blocks until SIGINT or SIGTERM.
+    Also runs the background workers: every delivery stream is delivered as
+    its buffering hints fall due, and every running SQL application computes
+    its windows (those created, started or stopped meanwhile, by any
+    process, are picked up within a second); --no-workers leaves them to
+    `tidelog deliver` and `tidelog run-app`. Blocks until SIGINT or SIGTERM.
 
     Example:
 
@@ -1436,14 +1499,16 @@ def serve(
         click.echo(
             f"serving {data_path(out.data)} on http://{host}:{port} (Ctrl-C stops)", err=True
         )
-    auth = {"auth_file": auth_file} if auth_file is not None else {}
+    options: dict[str, Any] = {"auth_file": auth_file} if auth_file is not None else {}
+    if no_workers:
+        options["workers"] = False
     # uvicorn stops cleanly on SIGINT, then re-raises the signal it handled.
     with contextlib.suppress(KeyboardInterrupt):
         if no_stomp or stomp_port != 61613 or stomp_users is not None:
             stomp = {"stomp_port": None if no_stomp else stomp_port, "stomp_users": stomp_users}
-            serve_fn(out.data, host, port, sync, **stomp, **auth)
+            serve_fn(out.data, host, port, sync, **stomp, **options)
         else:  # the defaults: the plain four-argument call
-            serve_fn(out.data, host, port, sync, **auth)
+            serve_fn(out.data, host, port, sync, **options)
 
 
 # -- bench ---------------------------------------------------------------------------------------

@@ -549,6 +549,8 @@ class DeliveryStream:
         self._writers: dict[str, _Writer] = {}
         # The records of the batch this handle just planned, so delivery need not read them again.
         self._planned: tuple[int, dict[str, list[Record]]] | None = None
+        # What the buffer held at the last poll that found nothing due (see _surely_not_due).
+        self._sums: tuple[str, dict[str, tuple[int, int, int, int | None]]] | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -752,6 +754,8 @@ class DeliveryStream:
         config = self._config()
         limit = config["buffering_size_mib"] * 1024 * 1024
         parts = self._positions(config, state)
+        if not force and self._surely_not_due(state, config, parts, now_ms):
+            return None
         total = 0
         oldest: int | None = None
         ranges: dict[str, list[int]] = {}
@@ -801,6 +805,46 @@ class DeliveryStream:
         if planned is new_intent:  # ours: deliver from the records just read
             self._planned = (new_intent["batch"], read)
         return planned
+
+    def _surely_not_due(
+        self,
+        state: Mapping[str, Any],
+        config: Mapping[str, Any],
+        parts: list[_Part],
+        now_ms: int,
+    ) -> bool:
+        """Whether no batch is due, reading only records this handle has not summed yet.
+
+        Without this, every poll of a buffer that waits for its interval
+        reads the whole buffer (up to buffering_size_mib) again. Records below
+        a log's committed end never change, so the sums of what was read
+        before still hold while the delivery state (the checkpoints) is the
+        same and each source log starts where it did. The answer is the one
+        _plan's full reading would give: False sends _plan there.
+        """
+        key = json.dumps(state, sort_keys=True)
+        known = self._sums[1] if self._sums is not None and self._sums[0] == key else {}
+        self._sums = None
+        limit = config["buffering_size_mib"] * 1024 * 1024
+        due_ms = now_ms - config["buffering_interval"] * 1000  # a record this old is due
+        sums: dict[str, tuple[int, int, int, int | None]] = {}
+        total = 0
+        for part in parts:
+            start, end, size, first = known.get(part.key, (part.start, part.start, 0, None))
+            if start != part.start or end > part.end:
+                start, end, size, first = part.start, part.start, 0, None
+            for record in self._logs.read(part.info, end, part.end):
+                size += len(record.value)
+                first = record.timestamp_ms if first is None else min(first, record.timestamp_ms)
+                end = record.offset + 1
+                if first <= due_ms or total + size >= limit:
+                    return False  # due (so the first record of a due buffer is all it reads)
+            if first is not None and first <= due_ms:
+                return False
+            sums[part.key] = (start, end, size, first)
+            total += size
+        self._sums = (key, sums)
+        return True
 
     def _parents(self, config: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
         if config["source"] == "direct":

@@ -13,7 +13,8 @@ import signal
 import socket
 import threading
 from collections.abc import Iterator
-from types import FrameType, TracebackType
+from types import FrameType
+from typing import Self
 
 import uvicorn
 
@@ -21,6 +22,8 @@ import tidelog
 from tidelog.segments.logstore import SyncMode
 from tidelog.server.app import App
 from tidelog.server.auth import Authenticator
+from tidelog.server.service import Service
+from tidelog.server.workers import Workers
 
 HOST_DEFAULT = "127.0.0.1"
 PORT_DEFAULT = 4566
@@ -107,43 +110,48 @@ def serve(
     stomp_port: int | None = 61613,
     stomp_users: str | None = None,
     auth_file: str | None = None,
+    workers: bool = True,
 ) -> None:
     """Open the store at `data` and serve SQS, SNS and Kinesis on host:port,
     and STOMP on host:stomp_port (None: no STOMP listener).
 
+    With `workers` (the default) it also runs the background workers
+    (server/workers.py): every delivery stream is delivered as its
+    buffering hints fall due and every running SQL application computes
+    its windows, those created or started later included.
+
     Blocks until SIGINT or SIGTERM; then stops accepting, lets in-flight
-    requests finish (up to 25 s) and closes the store. With `auth_file` (one
-    `ACCESS_KEY_ID SECRET` pair a line) every AWS request must be SigV4-signed
-    by one of its keys; without it any credentials work. STOMP logins are checked against
-    `stomp_users` (a file of login:passcode lines) when given. Raises
-    InvalidArgument for a bad sync mode or key file, OSError if a port cannot
-    be bound.
+    requests finish (up to 25 s), stops the STOMP broker and the workers (a
+    batch or window being written is finished first, up to 10 s) and closes
+    the store. With `auth_file` (one `ACCESS_KEY_ID SECRET` pair a line)
+    every AWS request must be SigV4-signed by one of its keys; without it any
+    credentials work. STOMP logins are checked against `stomp_users` (a file
+    of login:passcode lines) when given. Raises InvalidArgument for a bad
+    sync mode or key file, OSError if a port cannot be bound.
     """
     if sync not in ("always", "interval", "never"):
         raise tidelog.InvalidArgument(f"sync: {sync!r} is not always, interval or never")
     mode: SyncMode = sync  # type: ignore[assignment]
     auth = _authenticator(auth_file)
-    with tidelog.open(data, sync=mode) as store:
+    # The exit stack stops what was started in reverse order, the store last.
+    with tidelog.open(data, sync=mode) as store, contextlib.ExitStack() as started:
         from tidelog.server.stomp import BrokerConfig, StompServerThread, load_users
 
-        stomp_server = None
+        if workers:
+            started.enter_context(Workers(store))
         if stomp_port is not None:
             users = load_users(stomp_users) if stomp_users is not None else None
-            stomp_server = StompServerThread(store, host, stomp_port, BrokerConfig(users=users))
-            stomp_server.start()
+            config = BrokerConfig(users=users)
+            started.enter_context(StompServerThread(store, host, stomp_port, config))
         sock = bind(host, port)
+        started.callback(sock.close)
         bound = sock.getsockname()[1]
         app = App(store, f"http://{_url_host(host)}:{bound}", auth=auth)
-        try:
-            _Server(_config(app, host, bound)).run(sockets=[sock])
-        finally:
-            app.close()
-            sock.close()
-            if stomp_server is not None:
-                stomp_server.stop()
+        started.callback(app.close)
+        _Server(_config(app, host, bound)).run(sockets=[sock])
 
 
-class ServerThread:
+class ServerThread(Service):
     """An endpoint over an open store, served from a background thread.
 
     with ServerThread(store) as server:   # binds 127.0.0.1 on a free port
@@ -151,8 +159,10 @@ class ServerThread:
 
     The caller owns the store (so tests may open it with an injected clock).
     With `auth` (server/auth.py) every request must be SigV4-signed by one of
-    its keys.
-    `stop()` finishes in-flight requests and joins the thread.
+    its keys. With `workers=True` it also runs the background workers
+    (delivery streams, SQL applications; server/workers.py) as `serve` does;
+    `server.workers` is then the `Workers`.
+    `stop()` finishes in-flight requests, stops the workers and joins the threads.
     """
 
     def __init__(
@@ -162,7 +172,9 @@ class ServerThread:
         port: int = 0,
         *,
         auth: Authenticator | None = None,
+        workers: bool = False,
     ) -> None:
+        self.workers = Workers(store) if workers else None
         self._socket = bind(host, port)
         self.host = host
         self.port: int = self._socket.getsockname()[1]
@@ -176,29 +188,22 @@ class ServerThread:
             name=f"tidelog-server-{self.port}",
         )
 
-    def start(self) -> ServerThread:
+    def start(self) -> Self:
         """Start serving; returns once the endpoint accepts connections."""
         self._thread.start()
         while not self._server.started:
             if not self._thread.is_alive():
                 raise RuntimeError("tidelog server thread stopped before it started")
             self._thread.join(0.01)
+        if self.workers is not None:
+            self.workers.start()
         return self
 
     def stop(self) -> None:
-        """Stop accepting, finish in-flight requests, join the thread."""
+        """Stop accepting, finish in-flight requests, stop the workers, join the threads."""
         self._server.should_exit = True
         self._thread.join(SHUTDOWN_SECONDS + 5)
         self.app.close()
         self._socket.close()
-
-    def __enter__(self) -> ServerThread:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        if self.workers is not None:
+            self.workers.stop()

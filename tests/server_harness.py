@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,3 +45,29 @@ def running(path: Path, clock: FakeClock | None = None) -> Iterator[ServerThread
         finally:
             server.stop()
         assert store.check() == []
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def start_serve(data: Path, port: int, *options: str) -> subprocess.Popen[str]:
+    """`tidelog serve` on 127.0.0.1:port as a child process (stderr piped, as text),
+    returned once the port accepts connections."""
+    command = [sys.executable, "-m", "tidelog.cli.main", "serve", "--data", str(data)]
+    process = subprocess.Popen(
+        [*command, "--port", str(port), *options], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise AssertionError(f"serve did not start: {process.communicate()}") from None
+            time.sleep(0.05)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from types import TracebackType
+from typing import Self
 
 import tidelog
+from tidelog.server.service import Service
 from tidelog.server.stomp.broker import Broker, BrokerConfig, load_users, queue_name
 from tidelog.server.stomp.frames import Frame, FrameError, FrameLimits
 from tidelog.server.stomp.selector import SelectorError, compile_selector
@@ -35,7 +36,7 @@ __all__ = [
 PORT_DEFAULT = 61613
 
 
-class StompServerThread:
+class StompServerThread(Service):
     """A STOMP broker over an open store, served by an asyncio loop in a thread.
 
     The caller owns the store. `start()` returns once the port accepts
@@ -74,7 +75,7 @@ class StompServerThread:
         self._started.set()
         self._loop.run_forever()
 
-    def start(self) -> StompServerThread:
+    def start(self) -> Self:
         self._thread.start()
         self._started.wait(30)
         if self._failure is not None:
@@ -89,14 +90,3 @@ class StompServerThread:
             self._thread.join(10)
         self._loop.close()
         self._socket.close()
-
-    def __enter__(self) -> StompServerThread:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
