@@ -7,7 +7,9 @@
 The stream holds JSON records `{"user": "u<k>", "n": <i>}` (about 30 bytes)
 over 4 shards. One query, three ways, in the same run:
 
-- tidelog: `store.sql(...)`, reading the log and streaming Arrow batches to DuckDB;
+- tidelog: `store.sql(...)`, reading the log and streaming Arrow batches to DuckDB
+  (scan worker processes, one a core, for a large scan; then again with
+  scan_workers=1, in this process only);
 - sqlite3: the same rows already loaded in a table (loading not timed), the
   same GROUP BY with json_extract;
 - Python: a loop over `stream.read` of every shard with json.loads and a dict.
@@ -112,6 +114,7 @@ def _rss_child(path: str, gib: float) -> None:
         result = store.sql(QUERY)
         query_s = time.perf_counter() - started
         rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        worker_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     log_bytes = sum(
         os.path.getsize(os.path.join(root, f))
         for root, _dirs, files in os.walk(os.path.join(path, "logs"))
@@ -127,6 +130,7 @@ def _rss_child(path: str, gib: float) -> None:
                 "groups": len(result),
                 "rss_before_query_bytes": rss_before,
                 "rss_peak_bytes": rss_peak,
+                "scan_worker_rss_peak_bytes": worker_peak,  # the largest worker's
             }
         )
     )
@@ -154,6 +158,11 @@ def main() -> None:
             started = time.perf_counter()
             result = store.sql(QUERY)
             figures["tidelog_sql_s"] = round(time.perf_counter() - started, 3)
+            started = time.perf_counter()
+            in_process = store.sql(QUERY, scan_workers=1)
+            figures["tidelog_sql_one_process_s"] = round(time.perf_counter() - started, 3)
+            if in_process.rows != result.rows:
+                raise SystemExit("results differ between scan workers and one process")
             started = time.perf_counter()
             loop = _python_loop(store)
             figures["python_loop_s"] = round(time.perf_counter() - started, 3)
@@ -189,6 +198,7 @@ def main() -> None:
     print(f"GROUP BY over {records:,} stream records ({SHARDS} shards, {USERS} groups)")
     print(f"  load (put_many 500, sync=never): {figures['load_s']} s")
     print(f"  tidelog store.sql (reads the log): {figures['tidelog_sql_s']} s")
+    print(f"  the same, scan_workers=1:          {figures['tidelog_sql_one_process_s']} s")
     print(
         f"  sqlite3, rows already in a table:  {figures['sqlite3_query_s']} s "
         f"-> tidelog {figures['vs_sqlite3']}x"
@@ -200,7 +210,8 @@ def main() -> None:
     print(
         f"memory: GROUP BY over {mem['log_bytes'] / (1 << 30):.2f} GiB ({mem['records']:,} "
         f"records of 1 KiB): {mem['query_s']} s, peak RSS {mem['rss_peak_bytes'] / (1 << 20):.0f}"
-        f" MiB (before the query {mem['rss_before_query_bytes'] / (1 << 20):.0f} MiB)"
+        f" MiB (before the query {mem['rss_before_query_bytes'] / (1 << 20):.0f} MiB), largest"
+        f" scan worker {mem['scan_worker_rss_peak_bytes'] / (1 << 20):.0f} MiB"
     )
 
 

@@ -41,7 +41,12 @@ from tidelog.segments.errors import Error, InvalidArgument, NotFound
 from tidelog.segments.format import Record
 from tidelog.segments.fs import OsFileSystem
 from tidelog.segments.logstore import LogInfo, LogStore
-from tidelog.segments.reader import offset_for_time, read_chunks, read_records
+from tidelog.segments.reader import (
+    offset_for_time,
+    read_chunks,
+    read_records,
+    read_value_chunks,
+)
 from tidelog.segments.writer import WriteContext
 
 if TYPE_CHECKING:
@@ -186,24 +191,28 @@ def _message_id(raw: bytes) -> str:
     return str(uuid.UUID(bytes=raw)) if len(raw) == 16 else raw.decode("utf-8", "replace")
 
 
-_values = itemgetter(5)  # Record.value
+# Records and format.ValueRow share these positions (value is last in both).
+_values = itemgetter(-1)
 _keys = itemgetter(3)  # Record.key
-_stamps = itemgetter(1)  # Record.timestamp_ms
-_offsets = itemgetter(0)  # Record.offset
+_stamps = itemgetter(1)
+_offsets = itemgetter(0)
+# Columns built from (offset, timestamp, value) alone: read with decode_values.
+_VALUE_COLUMNS = frozenset(("data", "arrival_time", "sequence_number", "shard_id"))
 
 
 def _batch(
     pa: Any,
     kind: Kind,
     part: _Part,
-    records: list[Record],
+    records: list[Any],
     columns: Sequence[str],
     extra: dict[str, Any] | None = None,
 ) -> Any:
     """One Arrow record batch of `columns` for records of one log.
 
-    Columns are pulled out with itemgetter maps (C loops); only the columns
-    a query names are built.
+    `records` are Records, or ValueRows when every column is in
+    _VALUE_COLUMNS. Columns are pulled out with itemgetter maps (C loops);
+    only the columns a query names are built.
     """
     arrays: list[Any] = []
     metas: list[dict[str, Any]] | None = None
@@ -254,10 +263,11 @@ def _schema(pa: Any, kind: Kind, columns: Sequence[str], extra: Sequence[str] = 
 def _batches(
     logs: LogStore, channel: _Channel, columns: Sequence[str], batch_rows: int, pa: Any
 ) -> Iterator[Any]:
+    read = read_value_chunks if _VALUE_COLUMNS.issuperset(columns) else read_chunks
     for part in channel.parts:
-        pending: list[Record] = []
+        pending: list[Any] = []
         size = 0
-        for chunk in read_chunks(logs, part.info, part.start, part.stop):
+        for chunk in read(logs, part.info, part.start, part.stop):
             # A chunk is at most one pread (1 MiB) of records, or one record.
             pending += chunk
             size += sum(map(len, map(_values, chunk)))

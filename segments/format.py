@@ -152,6 +152,49 @@ def decode_records(
     return out, position
 
 
+# A record without its key, headers and flags: (offset, timestamp_ms, value).
+# Value last, as in Record, so record[-1] is the value of either.
+ValueRow = tuple[int, int, bytes]
+
+
+def decode_values(
+    data: bytes, position: int, end: int, base_position: int = 0
+) -> tuple[list[ValueRow], int]:
+    """`decode_records` for readers that need only offsets, times and values.
+
+    Checks every frame exactly as decode_records does, but skips slicing
+    keys and headers and building Record objects: a third less Python per
+    record, which is what a columnar reader (SQL) pays for. Kept separate
+    rather than parameterised, because a branch per record is that loop's
+    cost too.
+    """
+    out: list[ValueRow] = []
+    unpack = RECORD_FRAME.unpack_from
+    append = out.append
+    crc_of = crc32c
+    body_max = RECORD_BYTES_MAX
+    while position + RECORD_FRAME_BYTES <= end:
+        length, crc, offset, ts, _flags, klen, hlen = unpack(data, position)
+        if length < RECORD_BODY_MIN or length > body_max or klen + hlen > length - 24:
+            raise FrameError(f"bad record length {length}", base_position + position)
+        stop = position + RECORD_PREFIX_BYTES + length
+        if stop > end:
+            break
+        if crc_of(data[position + RECORD_PREFIX_BYTES : stop]) != crc:
+            raise FrameError("CRC mismatch", base_position + position)
+        append((offset, ts, data[position + RECORD_FRAME_BYTES + klen + hlen : stop]))
+        position = stop
+    return out, position
+
+
+def frames_bytes(data: bytes, count: int) -> int:
+    """Bytes taken by the first `count` frames of `data` (frames already checked)."""
+    position = 0
+    for _ in range(count):
+        position += RECORD_PREFIX_BYTES + struct.unpack_from("<I", data, position)[0]
+    return position
+
+
 def frame_length(data: bytes, position: int) -> int | None:
     """Total size of the record framed at `position`, or None if not bounded."""
     if position + RECORD_PREFIX_BYTES > len(data):

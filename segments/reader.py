@@ -8,7 +8,7 @@ consumes records.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from . import format as fmt
@@ -16,7 +16,7 @@ from . import keys
 from .errors import Corruption
 from .format import Record
 from .keys import Ends, SegmentRow
-from .scan import scan
+from .scan import R, scan_with
 
 if TYPE_CHECKING:
     from .logstore import LogInfo, LogStore
@@ -92,6 +92,24 @@ def read_chunks(
     For readers that turn records into columns: they skip a generator step
     per record.
     """
+    return read_chunks_with(fmt.decode_records, store, info, start_offset, stop_offset)
+
+
+def read_value_chunks(
+    store: LogStore, info: LogInfo, start_offset: int = 0, stop_offset: int | None = None
+) -> Iterator[list[fmt.ValueRow]]:
+    """`read_chunks` of (offset, timestamp_ms, value) rows (format.decode_values)."""
+    return read_chunks_with(fmt.decode_values, store, info, start_offset, stop_offset)
+
+
+def read_chunks_with(
+    decode: Callable[[bytes, int, int, int], tuple[list[R], int]],
+    store: LogStore,
+    info: LogInfo,
+    start_offset: int = 0,
+    stop_offset: int | None = None,
+) -> Iterator[list[R]]:
+    """`read_chunks`, decoding with `decode`."""
     fs = store.fs
     offset = start_offset
     ends, _ = _limits(store, info, 0)
@@ -130,15 +148,13 @@ def read_chunks(
                     ) from None
                 fd_base = base
             progressed = False
-            chunks = scan(fs, fd, position, limit, expected, log=info.name, path=path)
+            chunks = scan_with(decode, fs, fd, position, limit, expected, log=info.name, path=path)
             for chunk_end, records in chunks:
                 position = chunk_end
                 expected += len(records)
                 progressed = True
-                if records[0].offset < offset or (
-                    stop_offset is not None and expected >= stop_offset
-                ):
-                    first = records[0].offset
+                if records[0][0] < offset or (stop_offset is not None and expected >= stop_offset):
+                    first = records[0][0]
                     low = max(offset - first, 0)
                     high = len(records) if stop_offset is None else stop_offset - first
                     if low < high:

@@ -9,17 +9,17 @@ out the good records before it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from operator import itemgetter
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from . import format as fmt
 from .errors import Corruption
-from .format import FrameError, Record, decode_records
+from .format import FrameError, Record, ValueRow, decode_records
 
 READ_CHUNK_BYTES = 1 << 20  # the largest pread
 FIRST_CHUNK_BYTES = 16 * 1024  # the first pread; doubles up to READ_CHUNK_BYTES
-_offset_of = itemgetter(0)  # Record.offset, at C speed
+_offset_of = itemgetter(0)  # the offset of a Record or ValueRow, at C speed
 
 
 class _Reader(Protocol):
@@ -29,6 +29,9 @@ class _Reader(Protocol):
 def record_bytes(record: Record) -> int:
     """Size of a record's frame on disk."""
     return fmt.RECORD_FRAME_BYTES + len(record.key) + len(record.headers) + len(record.value)
+
+
+R = TypeVar("R", Record, ValueRow)
 
 
 def scan(
@@ -47,6 +50,21 @@ def scan(
     with the offset and byte position of the first damaged, missing or
     out-of-sequence record, after yielding every good record before it.
     """
+    return scan_with(decode_records, fs, fd, position, limit, expected, log=log, path=path)
+
+
+def scan_with(
+    decode: Callable[[bytes, int, int, int], tuple[list[R], int]],
+    fs: _Reader,
+    fd: int,
+    position: int,
+    limit: int,
+    expected: int,
+    *,
+    log: str,
+    path: str,
+) -> Iterator[tuple[int, list[R]]]:
+    """`scan`, decoding with `decode` (format.decode_records or decode_values)."""
 
     def damaged(reason: str, at: int) -> Corruption:
         return Corruption(reason, log=log, path=path, offset=expected, position=at)
@@ -59,9 +77,9 @@ def scan(
             raise damaged("segment shorter than its committed length", position)
         error: Corruption | None = None
         try:
-            records, used = decode_records(data, 0, len(data), position)
+            records, used = decode(data, 0, len(data), position)
         except FrameError as exc:
-            records, used = decode_records(data, 0, exc.position - position, position)
+            records, used = decode(data, 0, exc.position - position, position)
             error = Corruption(
                 f"damaged record: {exc.reason}",
                 log=log,
@@ -78,17 +96,17 @@ def scan(
             if len(data) < size:
                 raise damaged("segment shorter than its committed length", position)
             try:
-                records, used = decode_records(data, 0, size, position)
+                records, used = decode(data, 0, size, position)
             except FrameError as exc:
                 raise damaged(f"damaged record: {exc.reason}", exc.position) from None
         # Every offset, not just the first and last: a record with a wrong
         # offset and a valid CRC can sit in the middle of a chunk.
         count = len(records)
         if list(map(_offset_of, records)) != list(range(expected, expected + count)):
-            bad = next(i for i, r in enumerate(records) if r.offset != expected + i)
-            found = records[bad].offset
+            bad = next(i for i, r in enumerate(records) if r[0] != expected + i)
+            found = records[bad][0]
             records = records[:bad]
-            used = sum(map(record_bytes, records))
+            used = fmt.frames_bytes(data, bad)
             error = Corruption(
                 f"record offset {found} where {expected + bad} was expected",
                 log=log,

@@ -9,7 +9,9 @@ from __future__ import annotations
 import random
 import re
 import struct
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -222,7 +224,31 @@ def test_parse_segment_name_rejects_other_files(name: str) -> None:
     assert parse_segment_name(name) is None
 
 
-# -- decode_records: damaged frames ----------------------------------------------
+# -- decode_records and decode_values: damaged frames ---------------------------
+# Both decoders check frames the same way; every test here runs on each.
+
+Decoder = Callable[[bytes, int, int, int], tuple[list[Any], int]]
+
+
+@pytest.fixture(params=[fmt.decode_records, fmt.decode_values], ids=["records", "values"])
+def decode(request: pytest.FixtureRequest) -> Decoder:
+    chosen: Decoder = request.param
+    return lambda data, position, end, base_position=0: chosen(data, position, end, base_position)
+
+
+def test_decode_values_is_decode_records_without_key_and_headers() -> None:
+    rng = random.Random(7)
+    data = b"".join(
+        encode_record(
+            i, 1000 + i, i % 3, rng.randbytes(i % 5), rng.randbytes(i % 4), rng.randbytes(i)
+        )
+        for i in range(200)
+    )
+    records, end = decode_records(data, 0, len(data))
+    rows, row_end = fmt.decode_values(data, 0, len(data))
+    assert rows == [(r.offset, r.timestamp_ms, r.value) for r in records] and row_end == end
+    assert fmt.frames_bytes(data, 200) == len(data)
+    assert fmt.frames_bytes(data, 1) == len(encode_record(0, 1000, 0, b"", b"", b""))
 
 
 def two_records() -> tuple[bytearray, int]:
@@ -232,69 +258,69 @@ def two_records() -> tuple[bytearray, int]:
 
 
 @pytest.mark.parametrize("base_position", [0, 32, 1_000_000])
-def test_length_below_minimum_raises_with_position(base_position: int) -> None:
+def test_length_below_minimum_raises_with_position(decode: Decoder, base_position: int) -> None:
     data, second = two_records()
     struct.pack_into("<I", data, second, fmt.RECORD_BODY_MIN - 1)
     with pytest.raises(FrameError) as info:
-        decode_records(bytes(data), 0, len(data), base_position)
+        decode(bytes(data), 0, len(data), base_position)
     assert info.value.position == base_position + second
     assert "length" in info.value.reason
 
 
-def test_length_above_maximum_raises() -> None:
+def test_length_above_maximum_raises(decode: Decoder) -> None:
     data, second = two_records()
     struct.pack_into("<I", data, second, fmt.RECORD_BYTES_MAX + 1)
     with pytest.raises(FrameError) as info:
-        decode_records(bytes(data), 0, len(data), 32)
+        decode(bytes(data), 0, len(data), 32)
     assert info.value.position == 32 + second
     # At the bound itself the frame is merely incomplete, not damaged.
     struct.pack_into("<I", data, second, fmt.RECORD_BYTES_MAX)
-    records, end = decode_records(bytes(data), 0, len(data), 32)
-    assert [r.offset for r in records] == [10]
+    records, end = decode(bytes(data), 0, len(data), 32)
+    assert [r[0] for r in records] == [10]
     assert end == second
 
 
-def test_key_and_headers_longer_than_record_raise_even_with_valid_crc() -> None:
+def test_key_and_headers_longer_than_record_raise_even_with_valid_crc(decode: Decoder) -> None:
     data, second = two_records()
     (length,) = struct.unpack_from("<I", data, second)
     # Key length field at byte 26 of the frame: claim more than the body holds.
     struct.pack_into("<H", data, second + 26, length - 24 + 1)
     fix_checksum(data, second)
     with pytest.raises(FrameError) as info:
-        decode_records(bytes(data), 0, len(data))
+        decode(bytes(data), 0, len(data))
     assert info.value.position == second
     assert "length" in info.value.reason
 
 
-def test_crc_mismatch_raises_with_position() -> None:
+def test_crc_mismatch_raises_with_position(decode: Decoder) -> None:
     data, second = two_records()
     data[-1] = (data[-1] + 1) & 0xFF  # IncrementByte in the value
     with pytest.raises(FrameError) as info:
-        decode_records(bytes(data), 0, len(data), 4096)
+        decode(bytes(data), 0, len(data), 4096)
     assert info.value.position == 4096 + second
     assert info.value.reason == "CRC mismatch"
 
 
-def test_every_bit_flip_past_the_length_is_caught() -> None:
+def test_every_bit_flip_past_the_length_is_caught(decode: Decoder) -> None:
     data, second = two_records()
     for index in range(second + 4, len(data)):
         for bit in range(8):
             damaged = bytearray(data)
             damaged[index] ^= 1 << bit
             with pytest.raises(FrameError) as info:
-                decode_records(bytes(damaged), 0, len(damaged))
+                decode(bytes(damaged), 0, len(damaged))
             assert info.value.position == second, (index, bit)
 
 
-def test_bit_flip_in_length_never_yields_a_wrong_record() -> None:
+def test_bit_flip_in_length_never_yields_a_wrong_record(decode: Decoder) -> None:
     data, second = two_records()
-    good = decode_records(bytes(data), 0, len(data))[0][0]
+    good = decode(bytes(data), 0, len(data))[0][0]
     for index in range(second, second + 4):
         for bit in range(8):
             damaged = bytearray(data)
             damaged[index] ^= 1 << bit
             try:
-                records, end = decode_records(bytes(damaged), 0, len(damaged))
+                records, end = decode(bytes(damaged), 0, len(damaged))
             except FrameError as exc:
                 assert exc.position == second
                 continue
@@ -304,14 +330,14 @@ def test_bit_flip_in_length_never_yields_a_wrong_record() -> None:
             assert end == second
 
 
-def test_record_cut_off_by_end_is_left_for_the_next_call() -> None:
+def test_record_cut_off_by_end_is_left_for_the_next_call(decode: Decoder) -> None:
     data, second = two_records()
     for end in range(second, len(data)):
-        records, stop = decode_records(bytes(data), 0, end, 64)
-        assert [r.offset for r in records] == [10]
+        records, stop = decode(bytes(data), 0, end, 64)
+        assert [r[0] for r in records] == [10]
         assert stop == second
-    records, stop = decode_records(bytes(data), second, len(data))
-    assert [r.offset for r in records] == [11]
+    records, stop = decode(bytes(data), second, len(data))
+    assert [r[0] for r in records] == [11]
     assert stop == len(data)
 
 
@@ -324,13 +350,13 @@ def test_frame_length_bounds() -> None:
     assert fmt.frame_length(struct.pack("<II", fmt.RECORD_BYTES_MAX + 1, 0), 0) is None
 
 
-def test_random_junk_never_decodes_as_records() -> None:
+def test_random_junk_never_decodes_as_records(decode: Decoder) -> None:
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     for _ in range(2000):
         junk = rng.randbytes(rng.randrange(32, 200))
         try:
-            records, _ = decode_records(junk, 0, len(junk))
+            records, _ = decode(junk, 0, len(junk))
         except FrameError:
             continue
         assert records == [], f"seed {seed}: junk {junk.hex()} decoded"
