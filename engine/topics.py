@@ -1043,7 +1043,7 @@ class Topic:
 
         The subscription starts "pending": a SubscriptionConfirmation
         (with Token and SubscribeURL) is POSTed to `url` by the delivery
-        worker (started here; after a restart call
+        worker (started here; after a restart `tidelog serve` runs it, or call
         `store.start_topic_delivery()`). Messages are delivered once
         `confirm_subscription(token)` (or the wire server's
         ConfirmSubscription) confirms it. Failed POSTs (no answer, or a

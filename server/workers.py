@@ -1,4 +1,5 @@
-"""The background workers of `tidelog serve`: delivery streams and SQL applications.
+"""The background workers of `tidelog serve`: delivery streams, SQL applications
+and topics' HTTP/S subscriptions.
 
     with Workers(store):   # or workers.start() ... workers.stop()
         ...
@@ -42,6 +43,7 @@ import tidelog
 from tidelog.delivery import Deliverer, DeliveryStream, FlushResult, list_delivery_streams
 from tidelog.server.service import Service
 from tidelog.sql import ApplicationWorker, SqlError, list_applications
+from tidelog.topics import DeliveryWorker
 
 log = logging.getLogger("tidelog.server")
 
@@ -98,6 +100,7 @@ class Workers(Service):
         self._lock = threading.Lock()  # one poll at a time, and none after stop()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        self.topic_delivery: DeliveryWorker | None = None
 
     def __repr__(self) -> str:
         return (
@@ -106,6 +109,10 @@ class Workers(Service):
         )
 
     def start(self) -> Self:
+        # HTTP/S subscriptions' pending messages (confirmations, retries due)
+        # are delivered from their durable queues, also those left by a
+        # process that stopped before delivering them.
+        self.topic_delivery = self.store.start_topic_delivery()
         self.poll()
         self._thread = threading.Thread(target=self._run, name="tidelog-workers", daemon=True)
         self._thread.start()
@@ -120,6 +127,8 @@ class Workers(Service):
             deliverers, self.deliverers = list(self.deliverers.values()), {}
             applications, self.applications = list(self.applications.values()), {}
             # Ask every worker to stop first, then wait: they finish in parallel.
+            if self.topic_delivery is not None:
+                self.topic_delivery.stop(timeout=0)
             for deliverer in deliverers:
                 deliverer.stop(timeout=0)
             for worker in applications:
@@ -128,6 +137,8 @@ class Workers(Service):
                 deliverer.stop(timeout=max(0.0, deadline - time.monotonic()))
             for worker in applications:
                 worker.close(timeout=max(0.0, deadline - time.monotonic()))
+            if self.topic_delivery is not None:
+                self.topic_delivery.stop(timeout=max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
         while not self._stopped.wait(self.poll_interval):

@@ -376,3 +376,43 @@ def test_a_waiting_buffer_is_not_read_again_at_each_poll(
         result = ds.flush()
         assert result is not None and result.records == 110  # then the batch, whole
         assert ds.flush() is None and ds.stats().buffered_records == 0
+
+
+def test_serve_delivers_http_subscriptions_another_process_left_pending(tmp_path: Path) -> None:
+    """A confirmation that could not be POSTed before its process stopped is
+    POSTed by `tidelog serve` once it runs: the pending message is durable."""
+    import http.server
+    import threading
+
+    hook_port = free_port()
+    with tidelog.open(tmp_path / "d", sync="never") as store:
+        topic = store.create_topic("alerts")
+        topic.subscribe_http(
+            f"http://127.0.0.1:{hook_port}/hook",
+            delivery_policy={"numRetries": 20, "numMinDelayRetries": 20, "minDelayTarget": 1},
+        )
+    # Nothing listened on hook_port while that store was open; now something does.
+    received: list[tuple[str, dict[str, Any]]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.headers["x-amz-sns-message-type"], json.loads(body)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", hook_port), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    serve = start_serve(tmp_path / "d", free_port(), "--no-stomp")
+    try:
+        kinds = _wait_for("the confirmation POST", lambda: [k for k, _ in received])
+        assert kinds == ["SubscriptionConfirmation"]
+        assert received[0][1]["TopicArn"].endswith(":alerts")
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=15) == 0
+        hook.shutdown()
+        hook.server_close()
