@@ -36,16 +36,19 @@ import re
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import accumulate, chain
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 from tidelog.catalog import CHANNELS_DB, channel_key, log_name
 from tidelog.log import as_bytes
 from tidelog.segments.errors import AlreadyExists, Error, InvalidArgument, NotFound
-from tidelog.segments.format import Record
-from tidelog.segments.logstore import LogInfo, delete_prefix
+from tidelog.segments.format import ValueRow
+from tidelog.segments.logstore import LogInfo, LogStore, delete_prefix
+from tidelog.segments.reader import read_value_chunks
 from tidelog.segments.writer import WriteContext
 
 if TYPE_CHECKING:
@@ -548,7 +551,7 @@ class DeliveryStream:
         self._logs = store._logs
         self._writers: dict[str, _Writer] = {}
         # The records of the batch this handle just planned, so delivery need not read them again.
-        self._planned: tuple[int, dict[str, list[Record]]] | None = None
+        self._planned: tuple[int, dict[str, list[ValueRow]]] | None = None
         # What the buffer held at the last poll that found nothing due (see _surely_not_due).
         self._sums: tuple[str, dict[str, tuple[int, int, int, int | None]]] | None = None
         self._lock = threading.Lock()
@@ -726,10 +729,10 @@ class DeliveryStream:
         records = bytes_ = 0
         oldest: int | None = None
         for part in self._positions(config, state):
-            for record in self._logs.read(part.info, part.start, part.end):
-                records += 1
-                bytes_ += len(record.value)
-                oldest = record.timestamp_ms if oldest is None else min(oldest, record.timestamp_ms)
+            for rows, size, first in _buffered(self._logs, part.info, part.start, part.end):
+                records += len(rows)
+                bytes_ += size
+                oldest = first if oldest is None else min(oldest, first)
         return DeliveryStats(
             batches=state["batch"],
             records_delivered=state["delivered"],
@@ -762,19 +765,19 @@ class DeliveryStream:
         finished: set[str] = set()
         view_parents = self._parents(config)
         known = {part.key for part in parts}
-        read: dict[str, list[Record]] = {}
+        read: dict[str, list[ValueRow]] = {}
         for part in parts:
             if any(p in known and p not in finished for p in view_parents.get(part.key, ())):
                 continue  # a parent still has records after this batch
             end = part.start
-            records: list[Record] = []
-            for record in self._logs.read(part.info, part.start, part.end):
-                if total >= limit:
-                    break
-                total += len(record.value)
-                oldest = record.timestamp_ms if oldest is None else min(oldest, record.timestamp_ms)
-                end = record.offset + 1
-                records.append(record)
+            records: list[ValueRow] = []
+            for rows, size, first in _buffered(
+                self._logs, part.info, part.start, part.end, limit - total
+            ):
+                total += size
+                oldest = first if oldest is None else min(oldest, first)
+                end = rows[-1][0] + 1
+                records += rows
             if end > part.start:
                 ranges[part.key] = [part.start, end]
                 read[part.key] = records
@@ -833,12 +836,12 @@ class DeliveryStream:
             start, end, size, first = known.get(part.key, (part.start, part.start, 0, None))
             if start != part.start or end > part.end:
                 start, end, size, first = part.start, part.start, 0, None
-            for record in self._logs.read(part.info, end, part.end):
-                size += len(record.value)
-                first = record.timestamp_ms if first is None else min(first, record.timestamp_ms)
-                end = record.offset + 1
+            for rows, more, oldest in _buffered(self._logs, part.info, end, part.end):
+                size += more
+                first = oldest if first is None else min(first, oldest)
+                end = rows[-1][0] + 1
                 if first <= due_ms or total + size >= limit:
-                    return False  # due (so the first record of a due buffer is all it reads)
+                    return False  # due (so the first chunk of a due buffer is all it reads)
             if first is not None and first <= due_ms:
                 return False
             sums[part.key] = (start, end, size, first)
@@ -913,12 +916,12 @@ class DeliveryStream:
         ):
             records = self._records_of(intent, config, part_key)
             if processor is None and not json_lines:  # the fast path: bytes as they are
-                values = [r.value for r in records]
+                values = list(map(_value_of, records))
                 result.records += len(values)
                 good.extend([v + b"\n" for v in values] if newline else values)
                 continue
             if processor is None:  # JSON lines: one C-level check per record
-                pairs = [(r, r.value.rstrip(b"\r\n")) for r in records]
+                pairs = [(r, r[-1].rstrip(b"\r\n")) for r in records]
                 result.records += len(pairs)
                 checks = [b"\n" not in v and _is_json(v) for _, v in pairs]
                 good.extend([v + b"\n" for (_, v), ok in zip(pairs, checks, strict=True) if ok])
@@ -930,8 +933,8 @@ class DeliveryStream:
                 continue
             for record in records:
                 result.records += 1
-                data = record.value
-                record_id = f"{part_key}:{record.offset}"
+                data = record[-1]
+                record_id = f"{part_key}:{record[0]}"
                 if processor is not None:
                     try:
                         verdict = processor(data, record_id)
@@ -991,7 +994,7 @@ class DeliveryStream:
 
     def _records_of(
         self, intent: Mapping[str, Any], config: Mapping[str, Any], part_key: str
-    ) -> Iterable[Record]:
+    ) -> Iterable[ValueRow]:
         planned, self._planned = self._planned, None
         if planned is not None and planned[0] == intent["batch"] and part_key in planned[1]:
             records = planned[1].pop(part_key)
@@ -999,7 +1002,8 @@ class DeliveryStream:
                 self._planned = planned  # the other parts of the same batch
             return records
         start, end = intent["ranges"][part_key]
-        return self._logs.read(self._part_info(config, part_key), start, end)
+        info = self._part_info(config, part_key)
+        return chain.from_iterable(read_value_chunks(self._logs, info, start, end))
 
     def _writer(self, config: Mapping[str, Any]) -> _Writer:
         ident = json.dumps(config["destination"], sort_keys=True)
@@ -1082,6 +1086,38 @@ _DECODER: Any = json.JSONDecoder()
 _scan_json: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once
 
 
+_value_of = itemgetter(-1)  # a ValueRow's value
+_time_of = itemgetter(1)  # its time (ms)
+
+
+def _buffered(
+    logs: LogStore, info: LogInfo, start: int, stop: int, room: int | None = None
+) -> Iterator[tuple[list[ValueRow], int, int]]:
+    """The (offset, time, value) rows of [start, stop) of a log, a chunk at a
+    time, with the chunk's value bytes and oldest time.
+
+    With `room`, ends at the row whose value brings the bytes to `room` or
+    past (a batch takes whole records up to its size hint and then one
+    more); nothing when room <= 0. Per chunk, not per record: the sums are
+    C loops.
+    """
+    if room is not None and room <= 0:
+        return
+    taken = 0
+    for chunk in read_value_chunks(logs, info, start, stop):
+        sizes = list(map(len, map(_value_of, chunk)))
+        size = sum(sizes)
+        if room is not None and taken + size >= room:
+            # The first row before which `room` bytes were already taken ends it.
+            before = accumulate(sizes, initial=taken)
+            cut = next(i for i, total in enumerate(before) if total >= room)
+            rows = chunk[:cut]
+            yield rows, sum(sizes[:cut]), min(map(_time_of, rows))
+            return
+        yield chunk, size, min(map(_time_of, chunk))
+        taken += size
+
+
 def _is_json(data: bytes) -> bool:
     """Whether `data` is exactly one JSON document in UTF-8 (whitespace around it allowed)."""
     try:
@@ -1092,9 +1128,9 @@ def _is_json(data: bytes) -> bool:
         return False
 
 
-def _error_doc(record: Any, code: str, message: str) -> dict[str, Any]:
-    doc = _error_doc_of(record.value, code, message)
-    doc["approximateArrivalTimestamp"] = record.timestamp_ms
+def _error_doc(record: ValueRow, code: str, message: str) -> dict[str, Any]:
+    doc = _error_doc_of(record[-1], code, message)
+    doc["approximateArrivalTimestamp"] = record[1]
     return doc
 
 

@@ -352,16 +352,15 @@ def test_a_waiting_buffer_is_not_read_again_at_each_poll(
         ds = store.create_delivery_stream(
             "f", source="clicks", destination=tmp_path / "o", buffering_interval=60
         )
-        logs = store._logs
         read_records: list[int] = []
-        real_read = logs.read
+        real_read = tidelog.delivery.read_value_chunks
 
         def counting_read(*args: Any, **kwargs: Any) -> Any:
-            for record in real_read(*args, **kwargs):
-                read_records.append(record.offset)
-                yield record
+            for rows in real_read(*args, **kwargs):
+                read_records.extend(row[0] for row in rows)
+                yield rows
 
-        monkeypatch.setattr(logs, "read", counting_read)
+        monkeypatch.setattr(tidelog.delivery, "read_value_chunks", counting_read)
         stream.put_many([(b"r%d" % i, f"k{i}") for i in range(100)])
         assert ds.flush() is None
         assert len(read_records) == 100
