@@ -32,8 +32,26 @@ def _cell(value: Any) -> Any:
     default=None,
     help="Refuse queries that would read more bytes of segments than this.",
 )
+@click.option(
+    "--memory-limit",
+    default=None,
+    help="DuckDB's memory bound (e.g. 1GB); past it, work spills to a temporary directory.",
+)
+@click.option(
+    "--scan-workers",
+    type=click.IntRange(1),
+    default=None,
+    help="Processes that read a large table's logs (default: one a core; 1: none).",
+)
 @common_options
-def sql(query: str, as_csv: bool, scan_bytes_max: int | None, out: Output) -> None:
+def sql(
+    query: str,
+    as_csv: bool,
+    scan_bytes_max: int | None,
+    memory_limit: str | None,
+    scan_workers: int | None,
+    out: Output,
+) -> None:
     """Run a SQL query (DuckDB's dialect) over streams, queues and topics.
 
     Each channel is a table: streams have shard_id, sequence_number,
@@ -51,7 +69,12 @@ def sql(query: str, as_csv: bool, scan_bytes_max: int | None, out: Output) -> No
                      WHERE arrival_time > now() - INTERVAL 1 HOUR GROUP BY 1"
     """
     with open_store(out, readonly=True) as store:
-        result = store.sql(query, scan_bytes_max=scan_bytes_max)
+        result = store.sql(
+            query,
+            scan_bytes_max=scan_bytes_max,
+            memory_limit=memory_limit,
+            scan_workers=scan_workers,
+        )
     rows = [{c: _cell(v) for c, v in zip(result.columns, row, strict=True)} for row in result]
     if as_csv:
         buffer = io.StringIO()

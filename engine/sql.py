@@ -21,12 +21,15 @@ repeats a window. See docs/api.md and docs/guarantees.md, "SQL".
 
 from __future__ import annotations
 
+import atexit
 import base64
 import datetime as _dt
 import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -537,10 +540,38 @@ class SqlResult:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
 
 
-def _connect(module: Any, threads: int | None) -> duckdb.DuckDBPyConnection:
+_MEMORY_LIMIT_RE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+_spill: list[str] = []  # this process's spill directory, made on first use
+_spill_lock = threading.Lock()
+
+
+def _spill_dir() -> str:
+    """A private directory for what DuckDB spills past its memory limit.
+
+    DuckDB's default for an in-memory database is `.tmp` in the current
+    directory; a query must not write into whatever directory its caller
+    runs in. Removed at exit (DuckDB removes its files as queries end).
+    """
+    with _spill_lock:
+        if not _spill:
+            path = tempfile.mkdtemp(prefix="tidelog-sql-spill-")
+            atexit.register(shutil.rmtree, path, True)
+            _spill.append(path)
+        return _spill[0]
+
+
+def _connect(
+    module: Any, threads: int | None, memory_limit: str | None = None
+) -> duckdb.DuckDBPyConnection:
     con: duckdb.DuckDBPyConnection = module.connect(":memory:")
     if threads is not None:
         con.execute(f"SET threads = {int(threads)}")
+    con.execute("SET temp_directory = '{}'".format(_spill_dir().replace("'", "''")))
+    if memory_limit is not None:
+        if not isinstance(memory_limit, str) or not _MEMORY_LIMIT_RE.fullmatch(memory_limit):
+            con.close()
+            raise InvalidArgument(f"memory_limit: {memory_limit!r} is not a size like '512MB'")
+        con.execute(f"SET memory_limit = '{memory_limit}'")
     # Naive timestamps in queries mean UTC, as pushdown reads them (arrival_time is UTC).
     con.execute("SET TimeZone = 'UTC'")
     return con
@@ -554,12 +585,16 @@ def run_sql(
     batch_rows: int = BATCH_ROWS_DEFAULT,
     threads: int | None = None,
     scan_workers: int | None = None,
+    memory_limit: str | None = None,
 ) -> SqlResult:
     """Run one SQL query (DuckDB's dialect) over the store's channels; see the module doc.
 
     A table whose scan reads over PARALLEL_SCAN_BYTES_MIN bytes of segments
     is read by up to one worker process a core, each reading some of its
     logs (sql_scan.py); `scan_workers` sets how many (1: read in this process).
+    `memory_limit` (DuckDB's, e.g. "1GB"; default 80% of RAM) bounds what
+    DuckDB holds: past it, tables (a self-join's), sorts, joins and
+    aggregates spill to a private temporary directory.
 
     Reads a snapshot: records committed after the query starts are not seen.
     Memory is bounded by `batch_rows` per table plus what DuckDB's operators
@@ -576,10 +611,12 @@ def run_sql(
     if scan_workers is not None and (not isinstance(scan_workers, int) or scan_workers < 1):
         raise InvalidArgument(f"scan_workers: {scan_workers!r} is not a positive integer")
     try:
-        return _run(store, query, scan_bytes_max, batch_rows, threads, scan_workers, prune=True)
+        return _run(store, query, scan_bytes_max, batch_rows, threads, scan_workers, memory_limit)
     except _Pruned:
         # A column the parse-tree walk missed (COLUMNS(...), USING, ...): build them all.
-        return _run(store, query, scan_bytes_max, batch_rows, threads, scan_workers, prune=False)
+        return _run(
+            store, query, scan_bytes_max, batch_rows, threads, scan_workers, memory_limit, False
+        )
 
 
 class _Failures:
@@ -623,11 +660,11 @@ def _run(
     batch_rows: int,
     threads: int | None,
     scan_workers: int | None,
-    *,
-    prune: bool,
+    memory_limit: str | None,
+    prune: bool = True,
 ) -> SqlResult:
     duckdb, pa = _require_modules()
-    con = _connect(duckdb, threads)
+    con = _connect(duckdb, threads, memory_limit)
     try:
         try:
             bare_names = duckdb.get_table_names(query, qualified=False)  # CTEs left out

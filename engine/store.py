@@ -353,19 +353,31 @@ class Store:
     # -- SQL (engine/sql.py) ------------------------------------------------------------
 
     def sql(
-        self, query: str, *, scan_bytes_max: int | None = None, scan_workers: int | None = None
+        self,
+        query: str,
+        *,
+        scan_bytes_max: int | None = None,
+        scan_workers: int | None = None,
+        memory_limit: str | None = None,
     ) -> SqlResult:
         """Run a SQL query (DuckDB) over the store's streams, queues and topics.
 
         Each channel is a table (see docs/api.md, "SQL"); filters on
         arrival_time, shard_id and sequence_number read only the matching
         segments. A large scan is read by worker processes (`scan_workers`:
-        how many; default one a core, 1: none). Raises SqlError,
-        ScanLimitExceeded (over `scan_bytes_max`), Corruption.
+        how many; default one a core, 1: none). `memory_limit` (e.g. "1GB")
+        bounds DuckDB's memory; past it, it spills to a temporary directory.
+        Raises SqlError, ScanLimitExceeded (over `scan_bytes_max`), Corruption.
         """
         from tidelog import sql
 
-        return sql.run_sql(self, query, scan_bytes_max=scan_bytes_max, scan_workers=scan_workers)
+        return sql.run_sql(
+            self,
+            query,
+            scan_bytes_max=scan_bytes_max,
+            scan_workers=scan_workers,
+            memory_limit=memory_limit,
+        )
 
     def create_application(
         self, name: str, source: str, sql: str, *, destination: Any, **window: Any

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -332,3 +333,39 @@ def test_a_damaged_record_raises_corruption_not_a_duckdb_error(tmp_path: Path) -
             assert raised.value.offset is not None and 0 < raised.value.offset < 400
             assert raised.value.path == str(segment)
             assert _scan_workers_running() == []
+
+
+def test_memory_limit_spills_to_a_private_directory_not_the_cwd(
+    store: tidelog.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past memory_limit DuckDB spills; never into `.tmp` of the caller's directory
+    (DuckDB's default for an in-memory database)."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    store.create_stream("s").put("{}", "k")
+    big_aggregate = (  # ~290 MB of distinct keys
+        "SELECT count(DISTINCT repeat(md5(i::VARCHAR), 6)) FROM range(1500000) r(i)"
+    )
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def watch() -> None:  # DuckDB removes its spill files when the query ends: look during
+        while not done.wait(0.005):
+            seen.update(p.name for p in cwd.iterdir())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        assert store.sql(big_aggregate, memory_limit="100MB").rows == [(1_500_000,)]
+    finally:
+        done.set()
+        watcher.join()
+    assert seen == set() and list(cwd.iterdir()) == []
+    with pytest.raises(tidelog.SqlError, match="Out of Memory"):
+        store.sql(
+            "SELECT length(string_agg(repeat('x', 1000), '')) FROM s, range(100000)",
+            memory_limit="20MB",
+        )
+    with pytest.raises(tidelog.InvalidArgument, match="memory_limit"):
+        store.sql("SELECT 1", memory_limit="lots")

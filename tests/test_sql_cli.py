@@ -44,6 +44,12 @@ def test_sql_outputs(data: Path) -> None:
     }
     as_csv = run(data, "sql", QUERY, "--csv")
     assert as_csv.output == "user,n\nu0,5\nu1,5\n"
+    # Two scan workers (the stream's two shards) and a memory bound: the same rows.
+    bounded = run(data, "sql", QUERY, "--json", "--scan-workers", "2", "--memory-limit", "200MB")
+    assert bounded.exit_code == 0, bounded.output
+    assert json.loads(bounded.output) == json.loads(as_json.output)
+    bad = run(data, "sql", QUERY, "--memory-limit", "plenty")
+    assert bad.exit_code != 0 and "memory_limit" in bad.output
 
 
 def test_sql_errors(data: Path) -> None:
