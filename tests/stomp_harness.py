@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,12 +43,26 @@ class Collector(stomp.ConnectionListener):  # type: ignore[misc]
         self.errors: list[ClientFrame] = []
         self.heartbeats = 0
         self.disconnected = False
+        self.receipts: set[str] = set()
+        self._receipt = threading.Condition()
 
     def on_message(self, frame: ClientFrame) -> None:
         self.messages.put(frame)
 
     def on_error(self, frame: ClientFrame) -> None:
         self.errors.append(frame)
+
+    def on_receipt(self, frame: ClientFrame) -> None:
+        with self._receipt:
+            self.receipts.add(frame.headers["receipt-id"])
+            self._receipt.notify_all()
+
+    def receipt(self, receipt_id: str, timeout: float = 5.0) -> None:
+        """Wait for the RECEIPT of the frame sent with `receipt=receipt_id`: the
+        broker has done what that frame asked (and what came before it)."""
+        with self._receipt:
+            if not self._receipt.wait_for(lambda: receipt_id in self.receipts, timeout):
+                raise AssertionError(f"no RECEIPT {receipt_id!r} within {timeout} s")
 
     def on_heartbeat(self) -> None:
         self.heartbeats += 1

@@ -252,9 +252,9 @@ def test_topics_copy_to_current_subscribers_only(tmp_path: Path) -> None:
         second, second_got = connect(server)
         first.subscribe("/topic/t", id="a")
         first.send("/topic/t", b"before", receipt="r")
-        time.sleep(0.2)
-        second.subscribe("/topic/t", id="b")
-        time.sleep(0.2)
+        first_got.receipt("r")
+        second.subscribe("/topic/t", id="b", receipt="s")
+        second_got.receipt("s")  # subscribed before "after" is sent, however loaded the machine
         first.send("/topic/t", b"after", receipt="r2")
         assert [f.body for f in first_got.take(2)] == [b"before", b"after"]
         assert [f.body for f in second_got.take(1)] == [b"after"]
