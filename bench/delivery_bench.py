@@ -38,7 +38,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import tidelog
-from tidelog.delivery import GZIP_LEVEL, Deliverer
+from tidelog.delivery import Deliverer
+from tidelog.delivery_formats import GZIP_LEVEL
 from tidelog.segments.logstore import SyncMode
 
 BATCH = 500

@@ -67,6 +67,7 @@ def delivery_doc(store: tidelog.Store, ds: tidelog.DeliveryStream) -> dict[str, 
             "retry_duration": d.retry_duration,
             "version": d.version,
             "created": iso_ms(d.created_ms),
+            "tags": ds.tags(),
         },
     }
     try:

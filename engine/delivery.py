@@ -28,7 +28,6 @@ number, counters, the direct source's position, the intent) in
 from __future__ import annotations
 
 import base64
-import gzip
 import importlib
 import json
 import os
@@ -44,12 +43,25 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 from tidelog.catalog import CHANNELS_DB, channel_key, log_name
+from tidelog.delivery_formats import (
+    CONVERSION_FAILED,
+    PARQUET_SUFFIX,
+    SUFFIXES,
+    arrow_schema,
+    check_compression,
+    check_parquet_compression,
+    compress,
+    pyarrow,
+    stored_schema,
+    to_parquet,
+)
 from tidelog.log import as_bytes
 from tidelog.segments.errors import AlreadyExists, Error, InvalidArgument, NotFound
 from tidelog.segments.format import ValueRow
 from tidelog.segments.logstore import LogInfo, LogStore, delete_prefix
 from tidelog.segments.reader import read_value_chunks
 from tidelog.segments.writer import WriteContext
+from tidelog.tags import TAGS_MAX, check_tags, merged_tags, remaining_tags
 
 if TYPE_CHECKING:
     from tidelog.store import Store
@@ -69,12 +81,13 @@ RETRY_SECONDS_MAX = 7200
 RETRY_SECONDS_DEFAULT = 300
 BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
-COMPRESSIONS = ("UNCOMPRESSED", "GZIP")
-FORMATS = ("raw", "json_lines")
-GZIP_LEVEL = 6  # zlib's default: most of level 9's ratio at a fraction of its time
+FORMATS = ("raw", "json_lines", "parquet")
+# The server answers LimitExceededException for the code in parentheses.
+TOO_MANY_TAGS = f"tag: a delivery stream has at most {TAGS_MAX} tags (LimitExceededException)"
 
-Compression = Literal["UNCOMPRESSED", "GZIP"]
-RecordFormat = Literal["raw", "json_lines"]
+Compression = Literal["UNCOMPRESSED", "GZIP", "Snappy", "ZSTD"]
+RecordFormat = Literal["raw", "json_lines", "parquet"]
+ParquetCompression = Literal["UNCOMPRESSED", "SNAPPY", "GZIP"]
 _U64 = struct.Struct(">Q")
 _EXPRESSION = re.compile(r"!\{([a-z]+):([^}]*)\}")
 _JAVA_TIME = [("yyyy", "%Y"), ("yy", "%y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H")]
@@ -253,6 +266,9 @@ class DeliveryStreamDescription:
     retry_duration: int
     version: int
     created_ms: int
+    # (name, type) pairs as given, a pyarrow.Schema, or None (inferred from each batch).
+    parquet_schema: Any = None
+    parquet_compression: ParquetCompression = "SNAPPY"
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,11 +397,15 @@ def create_delivery_stream(
     compression: Compression = "UNCOMPRESSED",
     record_format: RecordFormat = "raw",
     newline_delimiter: bool = False,
+    parquet_schema: Any = None,
+    parquet_compression: ParquetCompression = "SNAPPY",
     processor: Processor | str | None = None,
     retry_duration: int = RETRY_SECONDS_DEFAULT,
+    tags: Mapping[str, str] | None = None,
     exist_ok: bool = False,
 ) -> DeliveryStream:
     check_name(name)
+    check_tags(tags or {}, aws_charset=True)
     config: dict[str, Any] = {
         "source": source,
         "destination": _destination_of(destination),
@@ -397,12 +417,16 @@ def create_delivery_stream(
             compression=compression,
             record_format=record_format,
             newline_delimiter=newline_delimiter,
+            parquet_schema=parquet_schema,
+            parquet_compression=parquet_compression,
             retry_duration=retry_duration,
         ),
         "processor": processor if isinstance(processor, str) else None,
         "version": 1,
+        "tags": merged_tags({}, tags or {}, TOO_MANY_TAGS),
     }
     _require(isinstance(source, str) and bool(source), "source: 'direct' or a stream name")
+    _check_config(config)
     if isinstance(processor, str):
         _load_processor(processor)
     elif processor is not None and not callable(processor):
@@ -461,11 +485,16 @@ def _settings(**given: Any) -> dict[str, Any]:
         elif key == "retry_duration":
             out[key] = _int_in(value, 0, RETRY_SECONDS_MAX, "retry_duration")
         elif key == "compression":
-            _require(value in COMPRESSIONS, f"compression: {value!r} is not one of {COMPRESSIONS}")
-            out[key] = value
+            out[key] = check_compression(value)
         elif key == "record_format":
             _require(value in FORMATS, f"record_format: {value!r} is not one of {FORMATS}")
+            if value == "parquet":
+                pyarrow()  # refused here, not at delivery, when pyarrow is missing
             out[key] = value
+        elif key == "parquet_schema":
+            out[key] = stored_schema(value)
+        elif key == "parquet_compression":
+            out[key] = check_parquet_compression(value)
         elif key == "newline_delimiter":
             _require(isinstance(value, bool), "newline_delimiter: must be a bool")
             out[key] = value
@@ -474,8 +503,34 @@ def _settings(**given: Any) -> dict[str, Any]:
     return out
 
 
+def _check_config(config: Mapping[str, Any]) -> None:
+    """The rules between settings, checked on the whole configuration."""
+    if config.get("record_format") == "parquet":
+        # As Firehose, which turns S3 compression off with format conversion.
+        _require(
+            config.get("compression") == "UNCOMPRESSED",
+            f"compression: {config.get('compression')!r} with record_format 'parquet' "
+            "(Parquet compresses inside the file: use parquet_compression)",
+        )
+
+
+def _described_schema(stored: dict[str, Any] | None) -> Any:
+    if stored is not None and "columns" in stored:
+        return [(name, type_) for name, type_ in stored["columns"]]
+    return arrow_schema(stored)
+
+
 def _sdb(ctx: WriteContext) -> Any:
     return ctx.db(DELIVERY_STATE_DB)
+
+
+def _config_in(ctx: WriteContext, name: str) -> dict[str, Any]:
+    """The configuration of delivery stream `name` as a write sees it. Raises NotFound."""
+    raw = ctx.txn.get(name.encode(), db=ctx.db(DELIVERY_STREAMS_DB))
+    if raw is None:
+        raise NotFound(f"delivery stream {name!r}: not found")
+    config: dict[str, Any] = json.loads(raw)
+    return config
 
 
 def list_delivery_streams(store: Store) -> list[DeliveryStream]:
@@ -494,12 +549,8 @@ def delete_delivery_stream(store: Store, name: str) -> None:
     encoded = name.encode()
 
     def op(ctx: WriteContext) -> None:
-        db = ctx.db(DELIVERY_STREAMS_DB)
-        raw = ctx.txn.get(encoded, db=db)
-        if raw is None:
-            raise NotFound(f"delivery stream {name!r}: not found")
-        config = json.loads(raw)
-        ctx.txn.delete(encoded, db=db)
+        config = _config_in(ctx, name)
+        ctx.txn.delete(encoded, db=ctx.db(DELIVERY_STREAMS_DB))
         delete_prefix(ctx.txn, _sdb(ctx), encoded + b"\0")
         if config["source"] == "direct":
             logs.delete_log_in(ctx, log_name("delivery", name))  # type: ignore[arg-type]
@@ -595,6 +646,8 @@ class DeliveryStream:
             retry_duration=c["retry_duration"],
             version=c["version"],
             created_ms=c["created_ms"],
+            parquet_schema=_described_schema(c.get("parquet_schema")),
+            parquet_compression=c.get("parquet_compression", "SNAPPY"),
         )
 
     def update_destination(
@@ -614,26 +667,64 @@ class DeliveryStream:
         changes = _settings(**settings)
         if destination is not None:
             changes["destination"] = _destination_of(destination)
-        encoded = self.name.encode()
 
-        def op(ctx: WriteContext) -> int:
-            db = ctx.db(DELIVERY_STREAMS_DB)
-            raw = ctx.txn.get(encoded, db=db)
-            if raw is None:
-                raise NotFound(f"delivery stream {self.name!r}: not found")
-            config = json.loads(raw)
+        def change(config: dict[str, Any]) -> int:
             if current_version is not None and config["version"] != current_version:
                 raise InvalidArgument(
                     f"update_destination: version {current_version} is not the current "
                     f"{config['version']}"
                 )
             config.update(changes)
+            _check_config(config)
             config["version"] += 1
-            ctx.txn.put(encoded, json.dumps(config, sort_keys=True).encode(), db=db)
             return int(config["version"])
 
-        version: int = self._logs.submit(op)
+        version: int = self._change_config(change)
         return version
+
+    def _change_config(self, change: Callable[[dict[str, Any]], Any]) -> Any:
+        """Apply `change` to the stored configuration and store the result, in
+        one commit; returns what `change` returns. Raises NotFound."""
+
+        def op(ctx: WriteContext) -> Any:
+            config = _config_in(ctx, self.name)
+            result = change(config)
+            raw = json.dumps(config, sort_keys=True).encode()
+            ctx.txn.put(self.name.encode(), raw, db=ctx.db(DELIVERY_STREAMS_DB))
+            return result
+
+        return self._logs.submit(op)
+
+    # -- tags: kept in the configuration, not in the batches' intents ------------------
+
+    def tags(self) -> dict[str, str]:
+        """The delivery stream's tags (Firehose's ListTagsForDeliveryStream). Raises NotFound."""
+        return dict(self._config().get("tags") or {})
+
+    def tag(self, tags: Mapping[str, str]) -> None:
+        """Add or replace tags (Firehose's TagDeliveryStream). Atomic.
+
+        Raises NotFound, or InvalidArgument past Firehose's rules: keys 1-128
+        and values up to 256 characters of Unicode letters, digits, white
+        space and `_ . : / = + - @ %`, no key starting `aws:`, at most 50
+        tags (the message then names LimitExceededException).
+        """
+        check_tags(tags, aws_charset=True)
+
+        # The version stays: as in Firehose, only destination updates change it.
+        def change(config: dict[str, Any]) -> None:
+            config["tags"] = merged_tags(config, tags, TOO_MANY_TAGS)
+
+        self._change_config(change)
+
+    def untag(self, tag_keys: Sequence[str]) -> None:
+        """Remove tags by key (Firehose's UntagDeliveryStream); missing keys are
+        ignored. Atomic. Raises NotFound."""
+
+        def change(config: dict[str, Any]) -> None:
+            config["tags"] = remaining_tags(config, tag_keys)
+
+        self._change_config(change)
 
     def set_processor(self, processor: Processor | None) -> None:
         """Use `processor` (a callable) for batches this process delivers."""
@@ -789,7 +880,8 @@ class DeliveryStream:
         if not due:
             return None
         new_intent = {"batch": state["batch"], "ranges": ranges, "oldest_ms": oldest}
-        new_intent["config"] = config
+        # Tags play no part in delivery: up to 50 of them need not be copied into every intent.
+        new_intent["config"] = {k: v for k, v in config.items() if k != "tags"}
         key = _state_key(self.name, b"intent")
         state_key = _state_key(self.name, b"state")
         expected = json.dumps(state).encode()
@@ -908,19 +1000,22 @@ class DeliveryStream:
         result = FlushResult(batch, 0)
         processor = self._processor(config)
         json_lines = config["record_format"] == "json_lines"
-        newline = config["newline_delimiter"] or json_lines
+        # Parquet takes each record as one JSON object; a delimiter is no part of it.
+        parquet = config["record_format"] == "parquet"
+        newline = (config["newline_delimiter"] or json_lines) and not parquet
         good: list[bytes] = []
+        origins: list[ValueRow] = []  # the record of each of `good` (kept for Parquet only)
         failed: list[dict[str, Any]] = []
         for part_key in sorted(
             intent["ranges"], key=lambda k: (k != "direct", int(k) if k.isdigit() else 0)
         ):
             records = self._records_of(intent, config, part_key)
-            if processor is None and not json_lines:  # the fast path: bytes as they are
+            if processor is None and not json_lines and not parquet:  # bytes as they are
                 values = list(map(_value_of, records))
                 result.records += len(values)
                 good.extend([v + b"\n" for v in values] if newline else values)
                 continue
-            if processor is None:  # JSON lines: one C-level check per record
+            if processor is None and not parquet:  # JSON lines: one C-level check per record
                 pairs = [(r, r[-1].rstrip(b"\r\n")) for r in records]
                 result.records += len(pairs)
                 checks = [b"\n" not in v and _is_json(v) for _, v in pairs]
@@ -953,19 +1048,31 @@ class DeliveryStream:
                         failed.append(_error_doc(record, "Invalid.JSON", "not one JSON document"))
                         continue
                 good.append(data + b"\n" if newline else data)
-        gzip_ = config["compression"] == "GZIP"
-        suffix = ".gz" if gzip_ else ""
+                if parquet:
+                    origins.append(record)
+        compression = config["compression"]
         stamp = datetime.fromtimestamp(intent["oldest_ms"] / 1000, UTC).strftime(
             "%Y-%m-%d-%H-%M-%S"
         )
-        base = f"{self.name}-{config['version']}-{stamp}-{batch:016d}{suffix}"
+        stem = f"{self.name}-{config['version']}-{stamp}-{batch:016d}"
         writer = self._writer(config)
         bytes_written = 0
-        if good:
-            body = b"".join(good)
-            if gzip_:
-                body = gzip.compress(body, GZIP_LEVEL, mtime=0)
-            key = evaluate_prefix(config["prefix"], intent["oldest_ms"]) + base
+        body: bytes | None = None
+        if parquet and good:
+            # Converted before the write: a redo converts the same records the same way.
+            schema = arrow_schema(config.get("parquet_schema"))
+            parquet_compression = config.get("parquet_compression", "SNAPPY")
+            body, misfits = to_parquet(good, schema, parquet_compression)
+            for i, message in sorted(misfits.items()):
+                doc = _error_doc_of(good[i], CONVERSION_FAILED, message)
+                doc["approximateArrivalTimestamp"] = origins[i][1]
+                failed.append(doc)
+            good = [data for i, data in enumerate(good) if i not in misfits]
+        elif good:
+            body = compress(b"".join(good), compression)
+        if body is not None:
+            suffix = PARQUET_SUFFIX if parquet else SUFFIXES[compression]
+            key = evaluate_prefix(config["prefix"], intent["oldest_ms"]) + stem + suffix
             reason = self._put_with_retry(writer, key, body, config, clock, sleep)
             if reason is None:
                 result.keys.append(key)
@@ -974,21 +1081,23 @@ class DeliveryStream:
             else:
                 docs = [_error_doc_of(raw, "S3.DeliveryFailed", reason) for raw in good]
                 failed.extend(docs)
-        if failed:
-            error_type = "processing-failed"
-            if any(d["errorCode"] == "S3.DeliveryFailed" for d in failed):
-                error_type = "delivery-failed"
-            body = b"".join(json.dumps(d).encode() + b"\n" for d in failed)
-            if gzip_:
-                body = gzip.compress(body, GZIP_LEVEL, mtime=0)
-            prefix = config["error_output_prefix"] or config["prefix"]
-            key = evaluate_prefix(prefix, intent["oldest_ms"], error_type) + base
+        # One error object per error type (in the order of their first failure), as
+        # Firehose files them under !{firehose:error-output-type}.
+        by_type: dict[str, list[dict[str, Any]]] = {}
+        for doc in failed:
+            error_type = _ERROR_TYPES.get(doc["errorCode"], "processing-failed")
+            by_type.setdefault(error_type, []).append(doc)
+        prefix = config["error_output_prefix"] or config["prefix"]
+        for error_type, docs in by_type.items():
+            body = compress(b"".join(json.dumps(d).encode() + b"\n" for d in docs), compression)
+            key = evaluate_prefix(prefix, intent["oldest_ms"], error_type) + stem
+            key += SUFFIXES[compression]
             reason = self._put_with_retry(writer, key, body, config, clock, sleep)
             if reason is not None:
                 raise Error(f"delivery stream {self.name!r}: error output failed: {reason}")
             result.keys.append(key)
-            result.failed = len(failed)
             bytes_written += len(body)
+        result.failed = len(failed)
         self._commit(intent, result, bytes_written, config)
         return result
 
@@ -1087,6 +1196,11 @@ _scan_json: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once
 
 
 _value_of = itemgetter(-1)  # a ValueRow's value
+# The error output's type (a prefix path part) by errorCode; the others are processing-failed.
+_ERROR_TYPES = {
+    "S3.DeliveryFailed": "delivery-failed",
+    CONVERSION_FAILED: "format-conversion-failed",
+}
 _time_of = itemgetter(1)  # its time (ms)
 
 

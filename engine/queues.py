@@ -74,6 +74,7 @@ from tidelog.segments.keys import Ends, SegmentRow, Txn
 from tidelog.segments.logstore import LogInfo, LogStore, delete_prefix
 from tidelog.segments.reader import locate, offset_for_time
 from tidelog.segments.writer import WriteContext
+from tidelog.tags import TAGS_MAX, check_tags, merged_tags, remaining_tags
 
 if TYPE_CHECKING:
     from tidelog.store import Store
@@ -100,10 +101,7 @@ MESSAGE_BYTES_MAX = 1024 * 1024
 VISIBILITY_SECONDS_MAX = 12 * 3600
 DELAY_SECONDS_MAX = 15 * 60
 WAIT_SECONDS_MAX = 20
-# SQS's limits on queue tags and permission statements (stored, not enforced).
-TAGS_MAX = 50
-TAG_KEY_CHARS_MAX = 128
-TAG_VALUE_CHARS_MAX = 256
+# SQS's limit on permission statements (stored, not enforced); tag limits are in tidelog.tags.
 PERMISSIONS_MAX = 100
 RETENTION_SECONDS_MIN = 60
 RETENTION_SECONDS_MAX = 14 * 24 * 3600
@@ -1958,20 +1956,10 @@ class Queue:
         Raises InvalidArgument for a key or value that is not a str, a key
         over 128 or a value over 256 characters, or more than 50 tags in all.
         """
-        for key, value in tags.items():
-            if not isinstance(key, str) or not isinstance(value, str):
-                raise InvalidArgument("tag: keys and values must be str")
-            if not 1 <= len(key) <= TAG_KEY_CHARS_MAX or len(value) > TAG_VALUE_CHARS_MAX:
-                raise InvalidArgument(
-                    f"tag {key[:40]!r}: keys are 1-{TAG_KEY_CHARS_MAX} characters, "
-                    f"values up to {TAG_VALUE_CHARS_MAX}"
-                )
+        check_tags(tags)
 
         def change(data: dict[str, Any]) -> None:
-            merged = {**(data.get("tags") or {}), **tags}
-            if len(merged) > TAGS_MAX:
-                raise InvalidArgument(f"tag: a queue has at most {TAGS_MAX} tags")
-            data["tags"] = merged
+            data["tags"] = merged_tags(data, tags, f"tag: a queue has at most {TAGS_MAX} tags")
 
         self._change_metadata(change)
 
@@ -1979,7 +1967,7 @@ class Queue:
         """Remove tags by key (SQS's UntagQueue); missing keys are ignored. Atomic."""
 
         def change(data: dict[str, Any]) -> None:
-            data["tags"] = {k: v for k, v in (data.get("tags") or {}).items() if k not in tag_keys}
+            data["tags"] = remaining_tags(data, tag_keys)
 
         self._change_metadata(change)
 

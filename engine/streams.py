@@ -57,6 +57,7 @@ from tidelog.segments.format import Record
 from tidelog.segments.logstore import LogInfo, LogStore, delete_prefix
 from tidelog.segments.reader import offset_for_time, read_records
 from tidelog.segments.writer import WriteContext
+from tidelog.tags import TAGS_MAX, check_tags, merged_tags, remaining_tags
 
 if TYPE_CHECKING:
     from tidelog.store import Store
@@ -66,7 +67,7 @@ if TYPE_CHECKING:
 STREAM_NAME_RE = re.compile(r"[a-zA-Z0-9_.-]{1,128}")
 CONSUMER_NAME_RE = STREAM_NAME_RE
 SHARDS_MAX = 500  # open shards per stream (Kinesis's default shard quota)
-STREAM_TAGS_MAX = 50
+STREAM_TAGS_MAX = TAGS_MAX
 PARTITION_KEY_CHARS_MAX = 256
 RECORD_BYTES_DEFAULT = 1024 * 1024
 RECORD_BYTES_MAX = 10 * 1024 * 1024
@@ -1194,17 +1195,11 @@ class Stream:
     def tag(self, tags: Mapping[str, str]) -> None:
         """Add or replace tags. Atomic. Raises InvalidArgument past Kinesis' limits
         (keys 1-128 and values up to 256 characters, 50 tags a stream)."""
-        for key, value in tags.items():
-            if not isinstance(key, str) or not isinstance(value, str):
-                raise InvalidArgument("tag: keys and values must be str")
-            if not 1 <= len(key) <= 128 or len(value) > 256:
-                raise InvalidArgument(f"tag {key[:40]!r}: keys 1-128 characters, values to 256")
+        check_tags(tags)
 
         def change(ctx: WriteContext, view: _View, cfg: dict[str, Any]) -> None:
-            merged = {**(cfg.get("tags") or {}), **tags}
-            if len(merged) > STREAM_TAGS_MAX:
-                raise InvalidArgument(f"tag: a stream has at most {STREAM_TAGS_MAX} tags")
-            cfg["tags"] = merged
+            too_many = f"tag: a stream has at most {STREAM_TAGS_MAX} tags"
+            cfg["tags"] = merged_tags(cfg, tags, too_many)
 
         self._update_config(change)
 
@@ -1212,7 +1207,7 @@ class Stream:
         """Remove tags by key; missing keys are ignored. Atomic."""
 
         def change(ctx: WriteContext, view: _View, cfg: dict[str, Any]) -> None:
-            cfg["tags"] = {k: v for k, v in (cfg.get("tags") or {}).items() if k not in tag_keys}
+            cfg["tags"] = remaining_tags(cfg, tag_keys)
 
         self._update_config(change)
 

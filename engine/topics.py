@@ -83,6 +83,7 @@ from tidelog.segments import keys
 from tidelog.segments.logstore import LogInfo, delete_prefix
 from tidelog.segments.reader import offset_for_time
 from tidelog.segments.writer import WriteContext
+from tidelog.tags import TAGS_MAX, check_tags, merged_tags, remaining_tags
 from tidelog.topic_filters import FilterPolicy, FilterScope, attribute_view, body_view
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ SUBJECT_CHARS_MAX = 100
 BATCH_ENTRIES_MAX = 10
 RETENTION_SECONDS_DEFAULT = 24 * 3600
 RETENTION_SECONDS_MAX = 365 * 24 * 3600
-TOPIC_TAGS_MAX = 50  # SNS's tag limit per topic
+TOPIC_TAGS_MAX = TAGS_MAX  # SNS's tag limit per topic
 DEDUP_WINDOW_MS = 5 * 60 * 1000
 DEDUP_EXPIRE_PER_PUBLISH = 16
 REPLAY_BATCH = 100
@@ -903,19 +904,11 @@ class Topic:
     def tag(self, tags: Mapping[str, str]) -> None:
         """Add or replace tags. Atomic. Raises InvalidArgument past SNS's limits
         (keys 1-128 and values up to 256 characters, 50 tags a topic)."""
-        for key, value in tags.items():
-            if not isinstance(key, str) or not isinstance(value, str):
-                raise InvalidArgument("tag: keys and values must be str")
-            if not 1 <= len(key) <= 128 or len(value) > 256:
-                raise InvalidArgument(f"tag {key[:40]!r}: keys 1-128 characters, values to 256")
+        check_tags(tags)
 
         def change(config: dict[str, Any]) -> None:
-            merged = {**(config.get("tags") or {}), **tags}
-            if len(merged) > TOPIC_TAGS_MAX:
-                raise InvalidArgument(
-                    f"tag: at most {TOPIC_TAGS_MAX} tags a topic (TagLimitExceeded)"
-                )
-            config["tags"] = merged
+            too_many = f"tag: at most {TOPIC_TAGS_MAX} tags a topic (TagLimitExceeded)"
+            config["tags"] = merged_tags(config, tags, too_many)
 
         self._change_config(change)
 
@@ -923,9 +916,7 @@ class Topic:
         """Remove tags by key; missing keys are ignored. Atomic."""
 
         def change(config: dict[str, Any]) -> None:
-            config["tags"] = {
-                k: v for k, v in (config.get("tags") or {}).items() if k not in tag_keys
-            }
+            config["tags"] = remaining_tags(config, tag_keys)
 
         self._change_config(change)
 

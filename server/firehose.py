@@ -4,9 +4,13 @@ Maps onto tidelog.DeliveryStream. Destinations are S3 buckets
 (ExtendedS3DestinationConfiguration or S3DestinationConfiguration), reached
 through boto3's usual configuration of the server's process (for another
 S3 endpoint: AWS_ENDPOINT_URL_S3). Sources are DirectPut or a tidelog stream
-(KinesisStreamAsSource, by ARN). Lambda processors and format conversion
-have no counterpart here and are refused; the AppendDelimiterToRecord
-processor maps to `newline_delimiter`.
+(KinesisStreamAsSource, by ARN). Lambda processors have no counterpart
+here and are refused; the AppendDelimiterToRecord processor maps to
+`newline_delimiter`. Format conversion maps to `record_format="parquet"`
+(ParquetSerDe only; with no Glue Data Catalog, the schema is given in
+SchemaConfiguration.TableName as `struct<name:type,...>`, see
+_conversion_settings). Tags are kept in the delivery
+stream's configuration (DeliveryStream.tag).
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import tidelog
+from tidelog.delivery import DeliveryStreamDescription
 from tidelog.server.context import ACCOUNT_ID, Context
 from tidelog.server.errors import AwsError
+from tidelog.tags import TAGS_MAX, tags_page
 
 Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
 
@@ -32,6 +38,8 @@ def from_library(exc: tidelog.Error) -> AwsError:
     if isinstance(exc, tidelog.AlreadyExists):
         return AwsError("ResourceInUseException", str(exc))
     if isinstance(exc, tidelog.InvalidArgument):
+        if "(LimitExceededException)" in str(exc):  # too many tags
+            return AwsError("LimitExceededException", str(exc))
         return AwsError("InvalidArgumentException", str(exc))
     return AwsError("ServiceUnavailableException", str(exc), 500, sender_fault=False)
 
@@ -72,9 +80,82 @@ def _settings(config: Mapping[str, Any]) -> dict[str, Any]:
         if kinds - {"AppendDelimiterToRecord"}:
             raise AwsError("InvalidArgumentException", f"processors {sorted(kinds)}: unsupported")
         out["newline_delimiter"] = True
-    if (config.get("DataFormatConversionConfiguration") or {}).get("Enabled"):
-        raise AwsError("InvalidArgumentException", "DataFormatConversionConfiguration: unsupported")
+    if config.get("DataFormatConversionConfiguration") is not None:
+        out.update(_conversion_settings(config["DataFormatConversionConfiguration"]))
     return out
+
+
+def _conversion_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Library settings from a DataFormatConversionConfiguration: JSON to Parquet.
+
+    Firehose reads the columns from a Glue table; tidelog has no Glue Data
+    Catalog, so SchemaConfiguration.TableName carries them as a Hive struct
+    type, `struct<id:bigint,name:string>` (Glue's own type syntax). Without
+    SchemaConfiguration or TableName, each batch's schema is inferred. The
+    other Glue fields, the deserializer's options and ParquetSerDe's sizes
+    are accepted and not used; only ParquetSerDe.Compression is.
+    """
+    if not config.get("Enabled", True):  # Firehose keeps the configuration, converts nothing
+        return {"record_format": "raw"}
+    serializer = (config.get("OutputFormatConfiguration") or {}).get("Serializer") or {}
+    if set(serializer) != {"ParquetSerDe"}:
+        raise AwsError(
+            "InvalidArgumentException",
+            "DataFormatConversionConfiguration: OutputFormatConfiguration.Serializer must be "
+            "ParquetSerDe (OrcSerDe is not supported)",
+        )
+    deserializer = (config.get("InputFormatConfiguration") or {}).get("Deserializer") or {}
+    if len(deserializer) > 1:
+        raise AwsError("InvalidArgumentException", "Deserializer: one of OpenX and Hive, not both")
+    out: dict[str, Any] = {
+        "record_format": "parquet",
+        "parquet_compression": serializer["ParquetSerDe"].get("Compression", "SNAPPY"),
+        "parquet_schema": None,
+    }
+    table = (config.get("SchemaConfiguration") or {}).get("TableName")
+    if table is not None:
+        if not (table.lower().startswith("struct<") and table.endswith(">")):
+            raise AwsError(
+                "InvalidArgumentException",
+                f"SchemaConfiguration.TableName {table!r}: there is no Glue Data Catalog here; "
+                "give the columns as 'struct<name:type,...>' (Hive types), or leave "
+                "SchemaConfiguration out to infer each batch's schema",
+            )
+        out["parquet_schema"] = _struct_columns(table)
+    return out
+
+
+def _struct_columns(text: str) -> list[tuple[str, str]]:
+    """The top-level (name, type) pairs of `struct<a:int,b:map<string,int>>`."""
+    inner = text[len("struct<") : -1]
+    columns: list[tuple[str, str]] = []
+    depth = start = 0
+    for i, char in enumerate(inner + ","):
+        if char in "<(":
+            depth += 1
+        elif char in ">)":
+            depth -= 1
+        elif char == "," and depth == 0:
+            name, colon, type_ = inner[start:i].partition(":")
+            if not colon or not name.strip():
+                raise AwsError("InvalidArgumentException", f"TableName {text!r}: not name:type")
+            columns.append((name.strip(), type_.strip()))
+            start = i + 1
+    return columns
+
+
+def _conversion_description(d: DeliveryStreamDescription) -> dict[str, Any]:
+    conversion: dict[str, Any] = {
+        "Enabled": True,
+        "InputFormatConfiguration": {"Deserializer": {"OpenXJsonSerDe": {}}},
+        "OutputFormatConfiguration": {
+            "Serializer": {"ParquetSerDe": {"Compression": d.parquet_compression}}
+        },
+    }
+    if isinstance(d.parquet_schema, list):  # a pyarrow.Schema set by the library has no form
+        columns = ",".join(f"{name}:{type_}" for name, type_ in d.parquet_schema)
+        conversion["SchemaConfiguration"] = {"TableName": f"struct<{columns}>"}
+    return conversion
 
 
 def _destination_config(request: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -97,7 +178,8 @@ def create_delivery_stream(ctx: Context, request: dict[str, Any]) -> dict[str, A
     elif kind != "DirectPut":
         raise AwsError("InvalidArgumentException", f"DeliveryStreamType {kind!r}: unsupported")
     settings = _settings(_destination_config(request))
-    ctx.store.create_delivery_stream(name, source=source, **settings)
+    tags = _tags(request.get("Tags") or [])
+    ctx.store.create_delivery_stream(name, source=source, tags=tags, **settings)
     return {"DeliveryStreamARN": _arn(ctx, name)}
 
 
@@ -121,6 +203,8 @@ def describe_delivery_stream(ctx: Context, request: dict[str, Any]) -> dict[str,
         "CompressionFormat": d.compression,
         "EncryptionConfiguration": {"NoEncryptionConfig": "NoEncryption"},
     }
+    if d.record_format == "parquet":
+        destination["DataFormatConversionConfiguration"] = _conversion_description(d)
     if d.newline_delimiter:
         destination["ProcessingConfiguration"] = {
             "Enabled": True,
@@ -209,6 +293,37 @@ def update_destination(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+# -- tags: kept in the delivery stream's configuration --------------------------------------------
+
+
+def _tags(tags: list[dict[str, Any]]) -> dict[str, str]:
+    """A request's Tags (Value is optional) as a dict; the library checks them."""
+    return {t["Key"]: t.get("Value") or "" for t in tags}
+
+
+def tag_delivery_stream(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    ds = ctx.store.delivery_stream(request["DeliveryStreamName"])
+    ds.tag(_tags(request["Tags"]))
+    return {}
+
+
+def untag_delivery_stream(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    keys = request["TagKeys"]
+    if not 1 <= len(keys) <= TAGS_MAX:
+        raise AwsError("InvalidArgumentException", f"TagKeys: 1-{TAGS_MAX} keys")
+    ctx.store.delivery_stream(request["DeliveryStreamName"]).untag(list(keys))
+    return {}
+
+
+def list_tags_for_delivery_stream(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    limit = TAGS_MAX if request.get("Limit") is None else request["Limit"]
+    if not 1 <= limit <= TAGS_MAX:
+        raise AwsError("InvalidArgumentException", f"Limit: {limit} is not 1-{TAGS_MAX}")
+    tags = ctx.store.delivery_stream(request["DeliveryStreamName"]).tags()
+    page, more = tags_page(tags, request.get("ExclusiveStartTagKey"), limit)
+    return {"Tags": [{"Key": k, "Value": v} for k, v in page], "HasMoreTags": more}
+
+
 HANDLERS: dict[str, Handler] = {
     "CreateDeliveryStream": create_delivery_stream,
     "DeleteDeliveryStream": delete_delivery_stream,
@@ -217,4 +332,7 @@ HANDLERS: dict[str, Handler] = {
     "PutRecord": put_record,
     "PutRecordBatch": put_record_batch,
     "UpdateDestination": update_destination,
+    "TagDeliveryStream": tag_delivery_stream,
+    "UntagDeliveryStream": untag_delivery_stream,
+    "ListTagsForDeliveryStream": list_tags_for_delivery_stream,
 }

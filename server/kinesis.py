@@ -16,6 +16,7 @@ import tidelog
 from tidelog.server.context import Context
 from tidelog.server.errors import AwsError
 from tidelog.streams import ShardDescription
+from tidelog.tags import tags_page
 
 Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
 
@@ -428,16 +429,9 @@ def remove_tags_from_stream(ctx: Context, request: dict[str, Any]) -> dict[str, 
 
 
 def list_tags_for_stream(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    tags = sorted(_stream(ctx, request).tags().items())
-    after = request.get("ExclusiveStartTagKey")
-    if after:
-        tags = [(k, v) for k, v in tags if k > after]
-    limit = request.get("Limit") or 50
-    page = tags[:limit]
-    return {
-        "Tags": [{"Key": k, "Value": v} for k, v in page],
-        "HasMoreTags": len(tags) > len(page),
-    }
+    tags = _stream(ctx, request).tags()
+    page, more = tags_page(tags, request.get("ExclusiveStartTagKey"), request.get("Limit") or 50)
+    return {"Tags": [{"Key": k, "Value": v} for k, v in page], "HasMoreTags": more}
 
 
 def tag_resource(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:

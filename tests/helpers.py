@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class FakeClock:
     """An injected clock (seconds), advanced by hand so tests never sleep."""
@@ -14,3 +16,13 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def objects(root: Path) -> dict[str, bytes]:
+    """Every delivered object under `root` by relative key (no temp files may remain)."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            assert not path.name.endswith(".tmp"), path
+            out[path.relative_to(root).as_posix()] = path.read_bytes()
+    return out

@@ -9,23 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import FakeClock
+from helpers import FakeClock, objects
 
 import tidelog
 from tidelog.delivery import BATCH_BYTES_MAX, RECORD_BYTES_MAX, evaluate_prefix
 
 MIB = 1024 * 1024
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
-
-
-def objects(root: Path) -> dict[str, bytes]:
-    """Every delivered object under `root` by relative key (no temp files may remain)."""
-    out = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            assert not path.name.endswith(".tmp"), path
-            out[path.relative_to(root).as_posix()] = path.read_bytes()
-    return out
 
 
 @pytest.fixture

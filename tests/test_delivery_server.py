@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import socket
 import urllib.request
 from collections.abc import Iterator
@@ -150,3 +151,59 @@ def test_firehose_from_a_kinesis_stream(setup: tuple[Any, Any, Any]) -> None:
     (obj,) = s3.list_objects_v2(Bucket="landing")["Contents"]
     lines = s3.get_object(Bucket="landing", Key=obj["Key"])["Body"].read().splitlines()
     assert sorted(lines) == sorted(b"c%d" % i for i in range(20))
+
+
+def test_firehose_parquet_conversion(setup: tuple[Any, Any, Any]) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    store, firehose, s3 = setup
+
+    def destination(conversion: dict[str, Any], **more: Any) -> dict[str, Any]:
+        return {
+            "RoleARN": "r",
+            "BucketARN": "arn:aws:s3:::landing",
+            "Prefix": "pq/",
+            "DataFormatConversionConfiguration": conversion,
+            **more,
+        }
+
+    parquet = {
+        "Enabled": True,
+        "SchemaConfiguration": {"TableName": "struct<id:bigint,tags:map<string,int>>"},
+        "InputFormatConfiguration": {"Deserializer": {"OpenXJsonSerDe": {}}},
+        "OutputFormatConfiguration": {"Serializer": {"ParquetSerDe": {"Compression": "GZIP"}}},
+    }
+    firehose.create_delivery_stream(
+        DeliveryStreamName="pq", ExtendedS3DestinationConfiguration=destination(parquet)
+    )
+    d = firehose.describe_delivery_stream(DeliveryStreamName="pq")["DeliveryStreamDescription"]
+    conversion = d["Destinations"][0]["ExtendedS3DestinationDescription"][
+        "DataFormatConversionConfiguration"
+    ]
+    assert conversion["SchemaConfiguration"] == parquet["SchemaConfiguration"]
+    assert conversion["OutputFormatConfiguration"] == parquet["OutputFormatConfiguration"]
+    firehose.put_record_batch(
+        DeliveryStreamName="pq",
+        Records=[{"Data": b'{"id": %d, "tags": {"k": %d}}' % (i, i)} for i in range(5)],
+    )
+    store.delivery_stream("pq").flush_all()
+    (obj,) = s3.list_objects_v2(Bucket="landing", Prefix="pq/")["Contents"]
+    assert obj["Key"].endswith(".parquet")
+    body = s3.get_object(Bucket="landing", Key=obj["Key"])["Body"].read()
+    table = pq.read_table(io.BytesIO(body))
+    assert table.to_pylist() == [{"id": i, "tags": [("k", i)]} for i in range(5)]
+
+    refused = [
+        {**parquet, "OutputFormatConfiguration": {"Serializer": {"OrcSerDe": {}}}},
+        {**parquet, "SchemaConfiguration": {"DatabaseName": "db", "TableName": "events"}},
+    ]
+    for bad in refused:
+        with pytest.raises(firehose.exceptions.InvalidArgumentException):
+            firehose.create_delivery_stream(
+                DeliveryStreamName="bad", ExtendedS3DestinationConfiguration=destination(bad)
+            )
+    with pytest.raises(firehose.exceptions.InvalidArgumentException, match="parquet"):
+        firehose.create_delivery_stream(
+            DeliveryStreamName="bad",
+            ExtendedS3DestinationConfiguration=destination(parquet, CompressionFormat="GZIP"),
+        )
+    assert firehose.list_delivery_streams()["DeliveryStreamNames"] == ["pq"]
