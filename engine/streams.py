@@ -55,7 +55,7 @@ from tidelog.log import as_bytes
 from tidelog.segments.errors import AlreadyExists, Error, InvalidArgument, NotFound
 from tidelog.segments.format import Record
 from tidelog.segments.logstore import LogInfo, LogStore, delete_prefix
-from tidelog.segments.reader import offset_for_time, read_records
+from tidelog.segments.reader import offset_for_time, read_chunks
 from tidelog.segments.writer import WriteContext
 from tidelog.tags import TAGS_MAX, check_tags, merged_tags, remaining_tags
 
@@ -1032,21 +1032,22 @@ class Stream:
         stop = offset + limit
         if shard.end_offset is not None and stop > shard.end_offset:
             stop = shard.end_offset
-        records = read_records(self._logs, shard.info, offset, stop)
-        first = next(records, None)
-        if first is not None and first.timestamp_ms < cutoff:
+        chunks = read_chunks(self._logs, shard.info, offset, stop)
+        first = next(chunks, None)
+        if first is not None and first[0].timestamp_ms < cutoff:
             # Timestamps never decrease in a log: skip the expired prefix by time.
             offset = offset_for_time(self._logs, shard.info, cutoff)
             stop = offset + limit
             if shard.end_offset is not None and stop > shard.end_offset:
                 stop = shard.end_offset
-            records = read_records(self._logs, shard.info, offset, stop)
-            first = next(records, None)
+            chunks = read_chunks(self._logs, shard.info, offset, stop)
+            first = next(chunks, None)
         if first is None:
             ends = self._logs.ends(shard.info)
             return [], max(offset, ends.start_offset)
-        raw: list[Record] = [first]
-        raw += records
+        raw: list[Record] = [*first]
+        for chunk in chunks:
+            raw += chunk
         values = list(map(_value_of, raw))
         if len(values) > 1 and sum(map(len, values)) > byte_limit:
             cut = next(

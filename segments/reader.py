@@ -61,13 +61,27 @@ def offset_for_time(store: LogStore, info: LogInfo, timestamp_ms: int) -> int:
     return store.ends(info).next_offset
 
 
-def _limits(store: LogStore, info: LogInfo, base: int) -> tuple[Ends | None, SegmentRow | None]:
+def _limits(
+    store: LogStore, info: LogInfo, base: int, stop_offset: int | None = None
+) -> tuple[Ends | None, SegmentRow | None, int | None]:
+    """The log's ends, segment `base`'s row, and a byte position in that
+    segment at or before which every record below `stop_offset` ends (from
+    the first index entry at or past it; None when it is in a later segment)."""
+    stop_position = None
     with store.env.begin() as txn:
         raw_ends = txn.get(keys.log_key(info.id), db=store.dbs[keys.DB_ENDS])
         raw_row = txn.get(keys.log_offset_key(info.id, base), db=store.dbs[keys.DB_SEGMENTS])
+        if stop_offset is not None:
+            cursor = txn.cursor(db=store.dbs[keys.DB_INDEX])
+            found = cursor.set_range(keys.log_offset_key(info.id, stop_offset))
+            if found and cursor.key().startswith(keys.log_key(info.id)):
+                entry_base, position, _ts = keys.INDEX_ROW.unpack(cursor.value())
+                if entry_base == base:
+                    stop_position = position
     return (
         Ends.unpack(raw_ends) if raw_ends else None,
         SegmentRow.unpack(raw_row) if raw_row else None,
+        stop_position,
     )
 
 
@@ -112,7 +126,7 @@ def read_chunks_with(
     """`read_chunks`, decoding with `decode`."""
     fs = store.fs
     offset = start_offset
-    ends, _ = _limits(store, info, 0)
+    ends, _, _ = _limits(store, info, 0)
     if ends is None:
         return
     if offset < ends.start_offset:
@@ -122,7 +136,7 @@ def read_chunks_with(
     fd_base = -1
     try:
         while stop_offset is None or expected < stop_offset:
-            ends, row = _limits(store, info, base)
+            ends, row, stop_position = _limits(store, info, base, stop_offset)
             if ends is None or expected >= ends.next_offset:
                 return
             if base < ends.start_offset or (base != ends.active_base and row is None):
@@ -133,6 +147,10 @@ def read_chunks_with(
                 continue
             sealed = base != ends.active_base
             limit = row.size if sealed and row is not None else ends.active_position
+            if stop_position is not None and position < stop_position < limit:
+                # Read no further than the records asked for need (the index is
+                # sparse: at most one index interval more), not a whole chunk.
+                limit = stop_position
             path = store.segment_path(info.id, base)
             if fd_base != base:
                 if fd >= 0:
@@ -156,7 +174,9 @@ def read_chunks_with(
                 if records[0][0] < offset or (stop_offset is not None and expected >= stop_offset):
                     first = records[0][0]
                     low = max(offset - first, 0)
-                    high = len(records) if stop_offset is None else stop_offset - first
+                    high = len(records)
+                    if stop_offset is not None:
+                        high = min(high, stop_offset - first)
                     if low < high:
                         yield records[low:high]
                     if stop_offset is not None and expected >= stop_offset:
