@@ -276,14 +276,17 @@ def test_durable_subscription_survives_reconnect_and_restart(tmp_path: Path) -> 
         producer.send("/topic/events", b"2", receipt="r")
         producer.disconnect()
     with broker(path) as server:  # a new broker over the reopened store
-        producer, _ = connect(server)
+        producer, producer_got = connect(server)
         producer.send("/topic/events", b"3", receipt="r")
         conn, got = connect(server, headers={"client-id": "app-1"})
         conn.subscribe("/topic/events", id="s", ack="auto", headers=durable)
         assert [f.body for f in got.take(2)] == [b"2", b"3"]
-        # Unsubscribing by name deletes it: later messages are not kept.
-        conn.unsubscribe("s", headers=durable)
-        producer.send("/topic/events", b"4", receipt="r")
+        # Unsubscribing by name deletes it: later messages are not kept. (Two
+        # connections: each step waits for its RECEIPT so the order is sure.)
+        conn.unsubscribe("s", headers={**durable, "receipt": "u"})
+        got.receipt("u")
+        producer.send("/topic/events", b"4", receipt="r4")
+        producer_got.receipt("r4")
         conn.subscribe("/topic/events", id="s2", ack="auto", headers=durable)
         assert got.none(0.6)
         conn.disconnect()
