@@ -386,7 +386,7 @@ def md5_of_attributes(attributes: Mapping[str, AttributeValue]) -> str:
 U32 = struct.Struct(">I")
 
 
-def _attributes_size(attributes: Mapping[str, AttributeValue]) -> int:
+def attributes_size(attributes: Mapping[str, AttributeValue]) -> int:
     """Bytes SQS counts toward the message size: names, types and values."""
     total = 0
     for name, (data_type, value) in attributes.items():
@@ -433,10 +433,7 @@ def _encode_meta(
 ) -> bytes:
     meta: dict[str, Any] = {}
     if attributes:
-        meta["a"] = [
-            [n, t, "b", base64.b64encode(v).decode()] if isinstance(v, bytes) else [n, t, "s", v]
-            for n, (t, v) in attributes.items()
-        ]
+        meta["a"] = encode_attributes(attributes)
     if delay_ms:
         meta["d"] = delay_ms
     if group_id is not None:
@@ -450,17 +447,26 @@ def _encode_meta(
     return json.dumps(meta, separators=(",", ":")).encode() if meta else b""
 
 
+def encode_attributes(attributes: Mapping[str, AttributeValue]) -> list[list[str]]:
+    """The record metadata's "a" field (queues and topics); `meta_attributes` reads it back."""
+    return [
+        [n, t, "b", base64.b64encode(v).decode()] if isinstance(v, bytes) else [n, t, "s", v]
+        for n, (t, v) in attributes.items()
+    ]
+
+
 _EMPTY_META: dict[str, Any] = {}
 
 
-def _decode_meta(headers: bytes) -> dict[str, Any]:
+def decode_meta(headers: bytes) -> dict[str, Any]:
+    """A record's metadata (queues and topics); the empty dict is shared, so do not change it."""
     if not headers:
         return _EMPTY_META
     meta: dict[str, Any] = json.loads(headers)
     return meta
 
 
-def _meta_attributes(meta: Mapping[str, Any]) -> dict[str, AttributeValue]:
+def meta_attributes(meta: Mapping[str, Any]) -> dict[str, AttributeValue]:
     raw = meta.get("a")
     if not raw:
         return {}
@@ -605,22 +611,23 @@ def check_queue_name(name: object, fifo: bool) -> str:
     return check_fifo_name("queue", name, fifo, 80)
 
 
-def _check_int(name: str, value: object, low: int, high: int) -> int:
+def check_int(name: str, value: object, low: int, high: int) -> int:
+    """`value` if it is an int (not a bool) in low..high; else InvalidArgument naming `name`."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgument(f"{name}: must be an int number of seconds, got {value!r}")
+        raise InvalidArgument(f"{name}: must be an int, got {value!r}")
     if not low <= value <= high:
         raise InvalidArgument(f"{name}: {value} is outside {low}..{high}")
     return value
 
 
 def _validate_config(config: dict[str, Any]) -> None:
-    _check_int("visibility_timeout", config["visibility_timeout"], 0, VISIBILITY_SECONDS_MAX)
-    _check_int("delay", config["delay"], 0, DELAY_SECONDS_MAX)
-    _check_int("retention", config["retention"], RETENTION_SECONDS_MIN, RETENTION_SECONDS_MAX)
-    _check_int("max_message_size", config["max_message_size"], MESSAGE_BYTES_MIN, MESSAGE_BYTES_MAX)
-    _check_int("receive_wait", config["receive_wait"], 0, WAIT_SECONDS_MAX)
+    check_int("visibility_timeout", config["visibility_timeout"], 0, VISIBILITY_SECONDS_MAX)
+    check_int("delay", config["delay"], 0, DELAY_SECONDS_MAX)
+    check_int("retention", config["retention"], RETENTION_SECONDS_MIN, RETENTION_SECONDS_MAX)
+    check_int("max_message_size", config["max_message_size"], MESSAGE_BYTES_MIN, MESSAGE_BYTES_MAX)
+    check_int("receive_wait", config["receive_wait"], 0, WAIT_SECONDS_MAX)
     if config["replay_window"] is not None:
-        _check_int("replay_window", config["replay_window"], 0, REPLAY_WINDOW_SECONDS_MAX)
+        check_int("replay_window", config["replay_window"], 0, REPLAY_WINDOW_SECONDS_MAX)
     dead_letter = config["dead_letter"]
     if dead_letter is not None:
         if (
@@ -629,7 +636,7 @@ def _validate_config(config: dict[str, Any]) -> None:
             or not isinstance(dead_letter[0], str)
         ):
             raise InvalidArgument("dead_letter: must be (queue_name, max_receive_count)")
-        _check_int("dead_letter max_receive_count", dead_letter[1], 1, MAX_RECEIVE_COUNT_MAX)
+        check_int("dead_letter max_receive_count", dead_letter[1], 1, MAX_RECEIVE_COUNT_MAX)
         config["dead_letter"] = [dead_letter[0], dead_letter[1]]
     if not isinstance(config["content_based_dedup"], bool):
         raise InvalidArgument("content_based_dedup: must be a bool")
@@ -885,7 +892,8 @@ class _Outgoing:
         self.meta = _encode_meta(attributes, delay_ms, group, dedup, sent_at_ms, source)
 
 
-def _check_id(what: str, value: object) -> str:
+def check_id(what: str, value: object) -> str:
+    """A group or deduplication id: 1-128 printable ASCII characters (SQS's and SNS's rule)."""
     if not isinstance(value, str) or not _ID_RE.match(value):
         raise InvalidArgument(
             f"{what}: {value!r} must be 1-{ID_CHARS_MAX} printable ASCII characters"
@@ -907,7 +915,7 @@ def _prepare(
     if not data:
         raise InvalidArgument("body: must not be empty (SQS needs at least one character)")
     typed = typed_attributes(attributes)
-    size = len(data) + _attributes_size(typed)
+    size = len(data) + attributes_size(typed)
     if size > config.max_message_size:
         raise InvalidArgument(
             f"message: {size} bytes is over the queue's max_message_size {config.max_message_size}"
@@ -919,24 +927,24 @@ def _prepare(
             )
         if group_id is None:
             raise InvalidArgument("group_id: FIFO queues need a message group id")
-        _check_id("group_id", group_id)
+        check_id("group_id", group_id)
         if dedup_id is None:
             if not config.content_based_dedup:
                 raise InvalidArgument(
                     "dedup_id: give one, or create the queue with content_based_dedup=True"
                 )
         else:
-            _check_id("dedup_id", dedup_id)
+            check_id("dedup_id", dedup_id)
         delay_ms = config.delay_ms
     else:
         if dedup_id is not None:
             raise InvalidArgument("dedup_id: only FIFO queues deduplicate")
         if group_id is not None:
-            _check_id("group_id", group_id)  # SQS accepts (and ignores order for) it
+            check_id("group_id", group_id)  # SQS accepts (and ignores order for) it
         if delay is None:
             delay_ms = config.delay_ms
         else:
-            delay_ms = _check_int("delay", delay, 0, DELAY_SECONDS_MAX) * 1000
+            delay_ms = check_int("delay", delay, 0, DELAY_SECONDS_MAX) * 1000
     return _Outgoing(data, typed, delay_ms, group_id, dedup_id, entry_id)
 
 
@@ -1009,31 +1017,17 @@ def _append(
 ) -> list[SendResult]:
     now = ctx.now_ms
     log_id = config.log_id
-    results: list[SendResult] = []
     if not config.fifo:
-        delayed = 0
         values = [m.body for m in messages]
         ctx.append(info, values, [m.id for m in messages], [m.meta for m in messages])
-        for message in messages:
-            if message.delay_ms:
-                delayed += 1
-            results.append(
-                SendResult(
-                    _message_id(message.id),
-                    md5_of_body(message.body),
-                    md5_of_attributes(message.attributes),
-                )
-            )
-        if delayed:
-            state = _state(ctx, log_id)
-            state.pending_delayed += delayed
-            _put_state(ctx, log_id, state)
-        return results
+        _count_pending_delayed(ctx, log_id, sum(1 for m in messages if m.delay_ms))
+        return [_send_result(m, m.id) for m in messages]
     # FIFO: deduplicate one by one, so a duplicate within the batch is caught too.
     txn = ctx.txn
     dedup_db = ctx.db(DEDUP_DB)
     expiry_db = ctx.db(DEDUP_EXPIRY_DB)
     _expire_dedup(ctx, log_id, now)
+    results: list[SendResult] = []
     delayed = 0
     for message in messages:
         dkey = _dedup_key(log_id, config, message)
@@ -1041,15 +1035,7 @@ def _append(
         if raw is not None:
             expires, offset, original = DEDUP.unpack(raw)
             if expires > now:
-                results.append(
-                    SendResult(
-                        _message_id(original),
-                        md5_of_body(message.body),
-                        md5_of_attributes(message.attributes),
-                        _sequence_number(offset),
-                        duplicate=True,
-                    )
-                )
+                results.append(_send_result(message, original, offset, duplicate=True))
                 continue
             txn.delete(U64.pack(log_id) + U64.pack(expires) + dkey[8:], db=expiry_db)
         offset = ctx.append(info, [message.body], [message.id], [message.meta])
@@ -1058,19 +1044,31 @@ def _append(
         txn.put(U64.pack(log_id) + U64.pack(expires) + dkey[8:], b"", db=expiry_db)
         if message.delay_ms:
             delayed += 1
-        results.append(
-            SendResult(
-                _message_id(message.id),
-                md5_of_body(message.body),
-                md5_of_attributes(message.attributes),
-                _sequence_number(offset),
-            )
-        )
+        results.append(_send_result(message, message.id, offset))
+    _count_pending_delayed(ctx, log_id, delayed)
+    return results
+
+
+def _send_result(
+    message: _Outgoing, message_id: bytes, offset: int | None = None, duplicate: bool = False
+) -> SendResult:
+    """What a send returns for `message`, stored as `message_id` (the original's for a
+    duplicate) at `offset` (FIFO queues, whose messages carry a sequence number)."""
+    return SendResult(
+        _message_id(message_id),
+        md5_of_body(message.body),
+        md5_of_attributes(message.attributes),
+        None if offset is None else _sequence_number(offset),
+        duplicate=duplicate,
+    )
+
+
+def _count_pending_delayed(ctx: WriteContext, log_id: int, delayed: int) -> None:
+    """Count `delayed` newly appended delayed messages in the queue's state."""
     if delayed:
         state = _state(ctx, log_id)
         state.pending_delayed += delayed
         _put_state(ctx, log_id, state)
-    return results
 
 
 def _expire_dedup(ctx: WriteContext, log_id: int, now: int) -> None:
@@ -1235,7 +1233,7 @@ def _receive_in(
                 scanned += 1
                 offset = record.offset
                 frontier = offset + 1
-                meta = _decode_meta(record.headers)
+                meta = decode_meta(record.headers)
                 sent_at = _record_sent_at(record, meta)
                 delay_ms: int = meta.get("d", 0)
                 if delay_ms:
@@ -1339,7 +1337,7 @@ def _dead_letter(ctx: WriteContext, config: _Config, record: Record, entry: _Ent
     dlq = _load_config(ctx.store, ctx.txn, config.dead_letter[0])
     if dlq is None:
         return False
-    _append_moved(ctx, dlq, record, _decode_meta(record.headers), entry.sent_at, config.name)
+    _append_moved(ctx, dlq, record, decode_meta(record.headers), entry.sent_at, config.name)
     return True
 
 
@@ -1353,7 +1351,7 @@ def _outgoing_from_record(
     group and dedup id, no delay (replay, dead-letter moves, move tasks)."""
     return _Outgoing(
         record.value,
-        _meta_attributes(meta),
+        meta_attributes(meta),
         0,
         meta.get("g"),
         meta.get("dd"),
@@ -1484,7 +1482,7 @@ def _purge_in(ctx: WriteContext, config: _Config, info: LogInfo) -> None:
 
 
 def _check_visibility(value: object) -> int:
-    return _check_int("visibility_timeout", value, 0, VISIBILITY_SECONDS_MAX)
+    return check_int("visibility_timeout", value, 0, VISIBILITY_SECONDS_MAX)
 
 
 # What Queue._acknowledge applies in its commit: _delete_and_advance_in or
@@ -1605,14 +1603,7 @@ class Queue:
         """
 
         def split(index: int, item: Any) -> tuple[str, SendEntry]:
-            if isinstance(item, bytes | str | bytearray | memoryview):
-                entry = SendEntry(body=bytes(item) if not isinstance(item, str) else item)
-            elif isinstance(item, SendEntry):
-                entry = item
-            elif isinstance(item, Mapping):
-                entry = SendEntry(**item)
-            else:
-                raise InvalidArgument(f"send_many: entry {index} is a {type(item).__name__}")
+            entry = coerce_entry(index, item, SendEntry, "send_many")
             entry_id = entry.id if entry.id is not None else str(index)
             if not _ENTRY_ID_RE.match(entry_id):
                 raise InvalidArgument(
@@ -1623,25 +1614,20 @@ class Queue:
 
         batch = batch_entries(list(entries), "send_many", split)
         config = self._config()
-        prepared: list[_Outgoing] = []
-        failed: list[BatchFailure] = []
-        total = 0
-        for entry_id, entry in batch:
-            try:
-                message = _prepare(
-                    config,
-                    entry.body,
-                    entry.attributes,
-                    entry.delay,
-                    entry.group_id,
-                    entry.dedup_id,
-                    entry_id,
-                )
-            except InvalidArgument as exc:
-                failed.append(BatchFailure(entry_id, "InvalidParameterValue", str(exc)))
-                continue
-            total += len(message.body) + _attributes_size(message.attributes)
-            prepared.append(message)
+        prepared, failed = prepare_entries(
+            batch,
+            lambda entry_id, entry: _prepare(
+                config,
+                entry.body,
+                entry.attributes,
+                entry.delay,
+                entry.group_id,
+                entry.dedup_id,
+                entry_id,
+            ),
+            "InvalidParameterValue",
+        )
+        total = sum(len(m.body) + attributes_size(m.attributes) for m in prepared)
         if total > BATCH_BYTES_MAX:
             raise InvalidArgument(
                 f"send_many: {total} bytes in total, over {BATCH_BYTES_MAX} (BatchRequestTooLong)"
@@ -1719,8 +1705,8 @@ class Queue:
         deliveries: list[_Delivery] = self._submit(fn)
         out = []
         for record, nonce, count, first, sent in deliveries:
-            meta = _decode_meta(record.headers)
-            attributes = _meta_attributes(meta)
+            meta = decode_meta(record.headers)
+            attributes = meta_attributes(meta)
             if attribute_names is not None:
                 attributes = _select_attributes(attributes, attribute_names)
             out.append(
@@ -2124,7 +2110,7 @@ class Queue:
         sent = 0
         batch: list[_Outgoing] = []
         for record in _read_records(self._logs, info, max(0, start), end):
-            batch.append(_outgoing_from_record(record, _decode_meta(record.headers)))
+            batch.append(_outgoing_from_record(record, decode_meta(record.headers)))
             if len(batch) >= batch_size:
                 sent += target._append_raw(batch)
                 batch = []
@@ -2175,6 +2161,41 @@ def batch_entries(
         seen.add(entry_id)
         entries.append((entry_id, rest))
     return entries
+
+
+_BatchEntry = TypeVar("_BatchEntry")
+_Prepared = TypeVar("_Prepared")
+
+
+def coerce_entry(index: int, item: object, entry_type: type[_BatchEntry], what: str) -> _BatchEntry:
+    """A send_many / publish_many entry as `entry_type` (SendEntry, PublishEntry):
+    such an entry, a bytes or str body, or a mapping of its fields. Raises
+    InvalidArgument for anything else, or (TypeError) a mapping with unknown keys."""
+    if isinstance(item, bytes | str | bytearray | memoryview):
+        return entry_type(body=item if isinstance(item, str) else bytes(item))  # type: ignore[call-arg]
+    if isinstance(item, entry_type):
+        return item
+    if isinstance(item, Mapping):
+        return entry_type(**item)
+    raise InvalidArgument(f"{what}: entry {index} is a {type(item).__name__}")
+
+
+def prepare_entries(
+    batch: Sequence[tuple[str, _BatchEntry]],
+    prepare: Callable[[str, _BatchEntry], _Prepared],
+    failure_code: str,
+) -> tuple[list[_Prepared], list[BatchFailure]]:
+    """`prepare(entry_id, entry)` for each entry of a send_many / publish_many batch.
+    An entry it rejects with InvalidArgument is left out and reported as a
+    BatchFailure with `failure_code` (SQS's or SNS's error code)."""
+    prepared: list[_Prepared] = []
+    failed: list[BatchFailure] = []
+    for entry_id, entry in batch:
+        try:
+            prepared.append(prepare(entry_id, entry))
+        except InvalidArgument as exc:
+            failed.append(BatchFailure(entry_id, failure_code, str(exc)))
+    return prepared, failed
 
 
 def _split_receipt_entry(index: int, item: Any) -> tuple[str, Any]:
@@ -2453,7 +2474,7 @@ def start_message_move_task(
     """
     src = get_queue(store, source)
     if max_messages_per_second is not None:
-        _check_int("max_messages_per_second", max_messages_per_second, 1, MOVE_RATE_MAX)
+        check_int("max_messages_per_second", max_messages_per_second, 1, MOVE_RATE_MAX)
     if destination is not None:
         dest = get_queue(store, destination)
         if dest.fifo != src.fifo:
@@ -2607,7 +2628,7 @@ def _move_batch_in(ctx: WriteContext, config: _Config, destination: str | None, 
     state = _state(ctx, config.log_id)
     for delivery in deliveries:
         record = delivery.record
-        meta = _decode_meta(record.headers)
+        meta = decode_meta(record.headers)
         target_name = destination or meta.get("src")
         if target_name is None:
             raise InvalidArgument(
@@ -2688,7 +2709,7 @@ def _retention_in(ctx: WriteContext, config: _Config, info: LogInfo, now: int) -
         for scanned, record in enumerate(
             _read_records(ctx.store, info, state.frontier, end), start=1
         ):
-            meta = _decode_meta(record.headers)
+            meta = decode_meta(record.headers)
             if _record_sent_at(record, meta) + retention > now:
                 break
             if meta.get("d", 0):

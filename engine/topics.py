@@ -68,13 +68,22 @@ from tidelog.catalog import (
     read_channel,
 )
 from tidelog.errors import AlreadyExists, Error, InvalidArgument, NotFound
+from tidelog.log import as_bytes
 from tidelog.queues import (
     AttributeInput,
     AttributeValue,
     BatchFailure,
     Queue,
+    attributes_size,
     batch_entries,
+    check_id,
+    check_int,
+    coerce_entry,
+    decode_meta,
+    encode_attributes,
     expire_dedup_ids,
+    meta_attributes,
+    prepare_entries,
     prepare_in,
     send_in,
     typed_attributes,
@@ -153,14 +162,6 @@ def check_topic_name(name: object, fifo: bool) -> str:
     return check_fifo_name("topic", name, fifo, 256)
 
 
-def _check_int(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgument(f"{name}: must be an int, got {value!r}")
-    if not low <= value <= high:
-        raise InvalidArgument(f"{name}: {value} is outside {low}..{high}")
-    return value
-
-
 # -- delivery (retry) policies --------------------------------------------------------------------
 
 
@@ -184,9 +185,9 @@ def check_retry_policy(
     merged = dict(default)
     merged.update(inner)
     for name in ("numRetries", "numNoDelayRetries", "numMinDelayRetries", "numMaxDelayRetries"):
-        _check_int(f"delivery_policy {name}", merged[name], 0, 100)
-    _check_int("delivery_policy minDelayTarget", merged["minDelayTarget"], 1, 3600)
-    _check_int(
+        check_int(f"delivery_policy {name}", merged[name], 0, 100)
+    check_int("delivery_policy minDelayTarget", merged["minDelayTarget"], 1, 3600)
+    check_int(
         "delivery_policy maxDelayTarget", merged["maxDelayTarget"], merged["minDelayTarget"], 3600
     )
     phases = merged["numNoDelayRetries"] + merged["numMinDelayRetries"]
@@ -359,10 +360,7 @@ def _encode_meta(
 ) -> bytes:
     meta: dict[str, Any] = {}
     if attributes:
-        meta["a"] = [
-            [n, t, "b", base64.b64encode(v).decode()] if isinstance(v, bytes) else [n, t, "s", v]
-            for n, (t, v) in attributes.items()
-        ]
+        meta["a"] = encode_attributes(attributes)
     if subject is not None:
         meta["s"] = subject
     if group_id is not None:
@@ -370,20 +368,6 @@ def _encode_meta(
     if dedup_id is not None:
         meta["dd"] = dedup_id
     return json.dumps(meta, separators=(",", ":")).encode() if meta else b""
-
-
-def _decode_meta(headers: bytes) -> dict[str, Any]:
-    if not headers:
-        return {}
-    meta: dict[str, Any] = json.loads(headers)
-    return meta
-
-
-def _meta_attributes(meta: Mapping[str, Any]) -> dict[str, AttributeValue]:
-    return {
-        name: AttributeValue(data_type, base64.b64decode(value) if kind == "b" else value)
-        for name, data_type, kind, value in meta.get("a", ())
-    }
 
 
 def _iso_timestamp(ms: int) -> str:
@@ -563,14 +547,7 @@ class _Outgoing:
 
 
 def _as_body(body: object) -> bytes:
-    if isinstance(body, bytes):
-        data = body
-    elif isinstance(body, str):
-        data = body.encode()
-    elif isinstance(body, bytearray | memoryview):
-        data = bytes(body)
-    else:
-        raise InvalidArgument(f"body: expected bytes or str, got {type(body).__name__}")
+    data = as_bytes(body, "body")
     if not data:
         raise InvalidArgument("body: must not be empty (SNS needs a message)")
     try:
@@ -619,10 +596,7 @@ def _prepare(
 ) -> _Outgoing:
     data = _as_body(body)
     typed = _topic_attributes(attributes)
-    size = len(data) + sum(
-        len(n.encode()) + len(t.encode()) + (len(v) if isinstance(v, bytes) else len(v.encode()))
-        for n, (t, v) in typed.items()
-    )
+    size = len(data) + attributes_size(typed)
     if size > MESSAGE_BYTES_MAX:
         raise InvalidArgument(f"message: {size} bytes is over SNS's 256 KiB ({MESSAGE_BYTES_MAX})")
     if subject is not None:
@@ -639,9 +613,8 @@ def _prepare(
                     "dedup_id: give one, or create the topic with content_based_dedup=True"
                 )
             dedup_id = hashlib.sha256(data).hexdigest()
-        for what, value in (("group_id", group_id), ("dedup_id", dedup_id)):
-            if not isinstance(value, str) or not re.match(r"^[\x21-\x7e]{1,128}$", value):
-                raise InvalidArgument(f"{what}: {value!r} must be 1-128 printable ASCII characters")
+        check_id("group_id", group_id)
+        check_id("dedup_id", dedup_id)
     elif group_id is not None or dedup_id is not None:
         raise InvalidArgument("group_id, dedup_id: FIFO topics only")
     return _Outgoing(data, typed, subject, group_id, dedup_id, entry_id)
@@ -862,7 +835,7 @@ class Topic:
         """Change display_name, retention (seconds, 0-365 days) or (FIFO)
         content_based_dedup. Atomic. Raises InvalidArgument, NotFound."""
         if retention is not None:
-            _check_int("retention", retention, 0, RETENTION_SECONDS_MAX)
+            check_int("retention", retention, 0, RETENTION_SECONDS_MAX)
         if content_based_dedup is not None and not self.fifo:
             raise InvalidArgument("content_based_dedup: FIFO topics only")
         if display_name is not None and (
@@ -1304,38 +1277,26 @@ class Topic:
         or over 256 KiB in total (SNS's batch-level errors)."""
 
         def split(index: int, item: Any) -> tuple[str, PublishEntry]:
-            if isinstance(item, bytes | str | bytearray | memoryview):
-                entry = PublishEntry(body=item if isinstance(item, str) else bytes(item))
-            elif isinstance(item, PublishEntry):
-                entry = item
-            elif isinstance(item, Mapping):
-                entry = PublishEntry(**item)
-            else:
-                raise InvalidArgument(f"publish_many: entry {index} is a {type(item).__name__}")
+            entry = coerce_entry(index, item, PublishEntry, "publish_many")
             return (entry.id if entry.id is not None else str(index)), entry
 
         batch = batch_entries(list(entries), "publish_many", split)
         config = self._config()
-        prepared: list[_Outgoing] = []
-        failed: list[PublishFailure] = []
-        total = 0
-        for entry_id, entry in batch:
-            try:
-                message = _prepare(
-                    self.fifo,
-                    config["content_based_dedup"],
-                    entry.body,
-                    entry.attributes,
-                    entry.subject,
-                    entry.group_id,
-                    entry.dedup_id,
-                    entry_id,
-                )
-            except InvalidArgument as exc:
-                failed.append(PublishFailure(entry_id, "InvalidParameter", str(exc)))
-                continue
-            total += len(message.body)
-            prepared.append(message)
+        prepared, failed = prepare_entries(
+            batch,
+            lambda entry_id, entry: _prepare(
+                self.fifo,
+                config["content_based_dedup"],
+                entry.body,
+                entry.attributes,
+                entry.subject,
+                entry.group_id,
+                entry.dedup_id,
+                entry_id,
+            ),
+            "InvalidParameter",
+        )
+        total = sum(len(m.body) for m in prepared)
         if total > MESSAGE_BYTES_MAX:
             raise InvalidArgument(
                 f"publish_many: {total} bytes in total, over {MESSAGE_BYTES_MAX} "
@@ -1465,10 +1426,10 @@ class Topic:
                 continue
             if stop_ms is not None and record.timestamp_ms > stop_ms:
                 break
-            meta = _decode_meta(record.headers)
+            meta = decode_meta(record.headers)
             message = _Outgoing(
                 record.value,
-                _meta_attributes(meta),
+                meta_attributes(meta),
                 meta.get("s"),
                 meta.get("g"),
                 meta.get("dd"),
@@ -1566,7 +1527,7 @@ def create_topic(
 ) -> Topic:
     logs = store._logs
     check_topic_name(name, fifo)
-    _check_int("retention", retention, 0, RETENTION_SECONDS_MAX)
+    check_int("retention", retention, 0, RETENTION_SECONDS_MAX)
     if content_based_dedup and not fifo:
         raise InvalidArgument("content_based_dedup: FIFO topics only")
     if not isinstance(display_name, str) or len(display_name) > 100:
