@@ -10,6 +10,7 @@ Do not use a LogStore in a child after fork(): open a new one there.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import json
 import os
@@ -48,6 +49,7 @@ MAX_READERS = 2048
 WRITER_FDS_MAX = 64
 SYNC_THREADS = 8
 SYNC_INTERVAL_MS_DEFAULT = 10
+WRITE_LOCK_NAME = "write.lock"  # in index.lmdb/: taken around every write transaction
 LOG_NAME_BYTES_MAX = 512
 
 
@@ -143,7 +145,14 @@ class LogStore:
         self.env: Any = _acquire_env(self.path, readonly=readonly, sync=(sync == "always"))
         self.dbs: dict[bytes, Any] = {}
         self._db_lock = threading.Lock()
+        self._lock_fd: int | None = None
         try:
+            if not readonly:
+                self._lock_fd = os.open(
+                    os.path.join(self.path, "index.lmdb", WRITE_LOCK_NAME),
+                    os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                    0o644,
+                )
             for name in keys.LOG_DATABASES:
                 try:
                     self.dbs[name] = self.env.open_db(name, create=not readonly)
@@ -151,6 +160,7 @@ class LogStore:
                     raise NotFound(f"store {self.path!r}: incomplete (no {name!r})") from None
             self._check_format()
         except BaseException:
+            self._close_lock()
             _release_env(self.env)
             raise
         self._cond = threading.Condition(threading.Lock())
@@ -171,8 +181,10 @@ class LogStore:
             from .recovery import recover
 
             try:
-                self.recovery_report = recover(self)
+                with self.write_lock():
+                    self.recovery_report = recover(self)
             except BaseException:
+                self._close_lock()
                 _release_env(self.env)
                 raise
         self._syncer: threading.Thread | None = None
@@ -186,8 +198,13 @@ class LogStore:
 
     # -- format and state --------------------------------------------------
 
+    def _close_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
     def _check_format(self) -> None:
-        with self.env.begin(write=not self._readonly) as txn:
+        with self.write_lock(), self.env.begin(write=not self._readonly) as txn:
             raw = txn.get(keys.META_FORMAT, db=self.dbs[keys.DB_META])
             if raw is None:
                 if self._readonly:
@@ -515,6 +532,30 @@ class LogStore:
             raise request.error
         return request.result  # type: ignore[no-any-return]
 
+    @contextlib.contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Hold the store's write lock file (flock) around an LMDB write transaction.
+
+        LMDB's writer mutex is a robust pthread mutex: a writer killed while
+        holding it is recovered by the next locker. But with two or more
+        processes waiting on it, a waiter could sleep for ever after such a
+        death (3 stalls in 150 rounds of three py-lmdb writers, one SIGKILLed;
+        tests/test_concurrency.py met it too). A flock is released by the
+        kernel when its holder dies, and with it at most one process at a
+        time waits on LMDB's mutex, where recovery works (0 stalls in 150).
+        Each handle has its own open file, so handles in one process take
+        turns as well. Read-only handles never write and hold none.
+        """
+        fd = self._lock_fd
+        if fd is None:
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
     def _run_group(self, batch: list[_Request]) -> None:
         pending = batch
         while pending:
@@ -525,43 +566,44 @@ class LogStore:
                     request.error, request.done = exc, True
                 return
             failed: _Request | None = None
-            txn = self.env.begin(write=True)
-            try:
-                ctx = WriteContext(self, txn, self.now_ms())
-                results: list[Any] = []
-                for request in pending:
-                    try:
-                        results.append(request.op(ctx))
-                    except Error as exc:
-                        request.error = exc
-                        failed = request
-                        break
-                    except (lmdb.MapFullError, OSError):
-                        # An op's own I/O (create_log's fsyncs) fails the store
-                        # like the commit's does: handled below.
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - a bug in one op
-                        request.error = exc
-                        failed = request
-                        break
-                if failed is not None:
+            with self.write_lock():  # see write_lock: before LMDB's own
+                txn = self.env.begin(write=True)
+                try:
+                    ctx = WriteContext(self, txn, self.now_ms())
+                    results: list[Any] = []
+                    for request in pending:
+                        try:
+                            results.append(request.op(ctx))
+                        except Error as exc:
+                            request.error = exc
+                            failed = request
+                            break
+                        except (lmdb.MapFullError, OSError):
+                            # An op's own I/O (create_log's fsyncs) fails the store
+                            # like the commit's does: handled below.
+                            raise
+                        except Exception as exc:  # noqa: BLE001 - a bug in one op
+                            request.error = exc
+                            failed = request
+                            break
+                    if failed is not None:
+                        txn.abort()
+                        failed.done = True
+                        pending = [r for r in pending if r is not failed]
+                        continue
+                    ctx.commit()
+                except lmdb.MapFullError:
                     txn.abort()
-                    failed.done = True
-                    pending = [r for r in pending if r is not failed]
+                    self._grow_map()
                     continue
-                ctx.commit()
-            except lmdb.MapFullError:
-                txn.abort()
-                self._grow_map()
-                continue
-            except BaseException as exc:
-                txn.abort()
-                if isinstance(exc, OSError | lmdb.Error):
-                    self._fail(exc)
-                    exc = StoreFailed(f"store {self.path!r}: write failed: {exc}")
-                for request in pending:
-                    request.error, request.done = exc, True
-                return
+                except BaseException as exc:
+                    txn.abort()
+                    if isinstance(exc, OSError | lmdb.Error):
+                        self._fail(exc)
+                        exc = StoreFailed(f"store {self.path!r}: write failed: {exc}")
+                    for request in pending:
+                        request.error, request.done = exc, True
+                    return
             self.commit_count += 1
             self.op_count += len(pending)
             for request, result in zip(pending, results, strict=True):
@@ -621,6 +663,7 @@ class LogStore:
             self._closed = True
         if self._sync_pool is not None:
             self._sync_pool.shutdown()
+        self._close_lock()
         _release_env(self.env)
 
 

@@ -263,6 +263,28 @@ def test_a_writer_killed_mid_append_does_not_stall_or_corrupt_the_others(
         assert store.check() == []
 
 
+def test_writers_wait_on_the_write_lock_file(tmp_path: Path) -> None:
+    """Every write transaction is taken under index.lmdb/write.lock (flock): while
+    another holder has it, an append waits; it goes on once the lock is free.
+    (Why: LogStore.write_lock. The kill test above is where its absence showed.)"""
+    import fcntl
+
+    with tidelog.open(tmp_path / "d") as store:
+        log = store.create_log("l")
+        fd = os.open(tmp_path / "d" / "index.lmdb" / "write.lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            appender = threading.Thread(target=log.append, args=(b"x",))
+            appender.start()
+            appender.join(0.5)
+            assert appender.is_alive() and log.end_offset == 0
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            appender.join(10)
+            assert not appender.is_alive() and log.end_offset == 1
+        finally:
+            os.close(fd)
+
+
 # -- threads in one process -------------------------------------------------------
 
 
