@@ -1489,26 +1489,26 @@ def serve(
     """
     from tidelog import server
 
-    serve_fn = getattr(server, "serve", None)
-    if serve_fn is None:
-        raise click.ClickException(
-            "serve: the wire servers are not built yet (tidelog.server.serve is missing); "
-            "use the library or the other commands meanwhile"
-        )
     if not out.json:
+        stomp = "" if no_stomp else f", STOMP on {host}:{stomp_port}"
+        workers = "" if no_workers else "; delivery streams and SQL applications run here"
         click.echo(
-            f"serving {data_path(out.data)} on http://{host}:{port} (Ctrl-C stops)", err=True
+            f"serving {data_path(out.data)}: AWS on http://{host}:{port}{stomp}{workers} "
+            "(Ctrl-C stops)",
+            err=True,
         )
-    options: dict[str, Any] = {"auth_file": auth_file} if auth_file is not None else {}
-    if no_workers:
-        options["workers"] = False
     # uvicorn stops cleanly on SIGINT, then re-raises the signal it handled.
     with contextlib.suppress(KeyboardInterrupt):
-        if no_stomp or stomp_port != 61613 or stomp_users is not None:
-            stomp = {"stomp_port": None if no_stomp else stomp_port, "stomp_users": stomp_users}
-            serve_fn(out.data, host, port, sync, **stomp, **options)
-        else:  # the defaults: the plain four-argument call
-            serve_fn(out.data, host, port, sync, **options)
+        server.serve(
+            out.data,
+            host,
+            port,
+            sync,
+            stomp_port=None if no_stomp else stomp_port,
+            stomp_users=stomp_users,
+            auth_file=auth_file,
+            workers=not no_workers,
+        )
 
 
 # -- bench ---------------------------------------------------------------------------------------

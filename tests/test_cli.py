@@ -272,20 +272,25 @@ def test_bench_reports_rates(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # the scratch store is gone
 
 
-def test_serve_calls_the_server_or_says_not_built(
+def test_serve_passes_its_options_to_the_server(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tidelog import server
 
-    calls: list[tuple[str, str, int, str]] = []
-    monkeypatch.setattr(
-        server, "serve", lambda d, h, p, s: calls.append((d, h, p, s)), raising=False
-    )
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    monkeypatch.setattr(server, "serve", lambda *a, **kw: calls.append((a, kw)))
     run(tmp_path, "serve", "--port", "4999", "--sync", "never")
-    assert calls == [(str(tmp_path), "127.0.0.1", 4999, "never")]
-    monkeypatch.delattr(server, "serve")
-    result = run(tmp_path, "serve", code=1)
-    assert "not built yet" in result.output
+    run(tmp_path, "serve", "--no-stomp", "--no-workers")
+    assert calls == [
+        (
+            (str(tmp_path), "127.0.0.1", 4999, "never"),
+            {"stomp_port": 61613, "stomp_users": None, "auth_file": None, "workers": True},
+        ),
+        (
+            (str(tmp_path), "127.0.0.1", 4566, "always"),
+            {"stomp_port": None, "stomp_users": None, "auth_file": None, "workers": False},
+        ),
+    ]
 
 
 def test_topic_commands(tmp_path: Path) -> None:
