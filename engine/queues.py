@@ -1012,22 +1012,45 @@ def prepare_in(
     return _prepare(_config_in(ctx, queue), body, attributes, None, group_id, dedup_id)
 
 
+def deliver_in(
+    ctx: WriteContext,
+    queue: str,
+    body: bytes | str,
+    attributes: Mapping[str, AttributeInput] | None = None,
+    *,
+    group_id: str | None = None,
+    dedup_id: str | None = None,
+) -> None:
+    """`prepare_in` then `send_in` of one message, for a fan-out that has no
+    use for the SendResult: one configuration lookup, and no result (message
+    id text, MD5s) built. Raises InvalidArgument, NotFound."""
+    config = _config_in(ctx, queue)
+    message = _prepare(config, body, attributes, None, group_id, dedup_id)
+    _append(ctx, config, _log_info(ctx, config), [message], results=False)
+
+
 def _append(
-    ctx: WriteContext, config: _Config, info: LogInfo, messages: Sequence[_Outgoing]
+    ctx: WriteContext,
+    config: _Config,
+    info: LogInfo,
+    messages: Sequence[_Outgoing],
+    *,
+    results: bool = True,
 ) -> list[SendResult]:
+    """Append `messages`; their SendResults, or [] without `results`."""
     now = ctx.now_ms
     log_id = config.log_id
     if not config.fifo:
         values = [m.body for m in messages]
         ctx.append(info, values, [m.id for m in messages], [m.meta for m in messages])
         _count_pending_delayed(ctx, log_id, sum(1 for m in messages if m.delay_ms))
-        return [_send_result(m, m.id) for m in messages]
+        return [_send_result(m, m.id) for m in messages] if results else []
     # FIFO: deduplicate one by one, so a duplicate within the batch is caught too.
     txn = ctx.txn
     dedup_db = ctx.db(DEDUP_DB)
     expiry_db = ctx.db(DEDUP_EXPIRY_DB)
     _expire_dedup(ctx, log_id, now)
-    results: list[SendResult] = []
+    out: list[SendResult] = []
     delayed = 0
     for message in messages:
         dkey = _dedup_key(log_id, config, message)
@@ -1035,7 +1058,8 @@ def _append(
         if raw is not None:
             expires, offset, original = DEDUP.unpack(raw)
             if expires > now:
-                results.append(_send_result(message, original, offset, duplicate=True))
+                if results:
+                    out.append(_send_result(message, original, offset, duplicate=True))
                 continue
             txn.delete(U64.pack(log_id) + U64.pack(expires) + dkey[8:], db=expiry_db)
         offset = ctx.append(info, [message.body], [message.id], [message.meta])
@@ -1044,9 +1068,10 @@ def _append(
         txn.put(U64.pack(log_id) + U64.pack(expires) + dkey[8:], b"", db=expiry_db)
         if message.delay_ms:
             delayed += 1
-        results.append(_send_result(message, message.id, offset))
+        if results:
+            out.append(_send_result(message, message.id, offset))
     _count_pending_delayed(ctx, log_id, delayed)
-    return results
+    return out
 
 
 def _send_result(

@@ -80,12 +80,11 @@ from tidelog.queues import (
     check_int,
     coerce_entry,
     decode_meta,
+    deliver_in,
     encode_attributes,
     expire_dedup_ids,
     meta_attributes,
     prepare_entries,
-    prepare_in,
-    send_in,
     typed_attributes,
 )
 from tidelog.segments import keys
@@ -743,10 +742,7 @@ def _deliver_in(
         # message type and SNS message id to the delivery worker.
         group, dedup = f"Notification:{message.id_text}", None
     try:
-        prepared = prepare_in(
-            ctx, target.queue, payload, attributes, group_id=group, dedup_id=dedup
-        )
-        send_in(ctx, target.queue, [prepared])
+        deliver_in(ctx, target.queue, payload, attributes, group_id=group, dedup_id=dedup)
     except (InvalidArgument, NotFound):
         return False
     return True
@@ -1103,14 +1099,12 @@ class Topic:
                 envelope = _confirmation_envelope(
                     topic_arn(topic_name), message_id, record["token"], ctx.now_ms
                 )
-                prepared = prepare_in(
+                deliver_in(
                     ctx,
                     delivery_queue,
                     envelope,
-                    None,
                     group_id=f"SubscriptionConfirmation:{message_id}",
                 )
-                send_in(ctx, delivery_queue, [prepared])
             return record
 
         return _subscription(topic_name, logs.submit(op))
