@@ -168,6 +168,12 @@ def _worker_error(code: int, err: Any) -> Error:
     return Error(f"sql: a scan worker exited with status {code}: {last or 'no message'}")
 
 
+def _report(exc: Exception) -> int:
+    """Tell the parent (on stderr, read by _worker_error) why this worker failed."""
+    print(json.dumps({"type": type(exc).__name__, "message": str(exc)}), file=sys.stderr)
+    return 1
+
+
 def _main() -> int:
     import pyarrow as pa
 
@@ -177,8 +183,7 @@ def _main() -> int:
         spec = json.loads(sys.stdin.read())
         logs = LogStore(spec["path"], readonly=True)
     except Exception as exc:
-        print(json.dumps({"type": type(exc).__name__, "message": str(exc)}), file=sys.stderr)
-        return 1
+        return _report(exc)
     try:
         parts = [
             _Part(
@@ -204,8 +209,7 @@ def _main() -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as exc:
-        print(json.dumps({"type": type(exc).__name__, "message": str(exc)}), file=sys.stderr)
-        return 1
+        return _report(exc)
     finally:
         logs.close()
     return 0
