@@ -46,7 +46,7 @@ Kind = Literal["stream", "queue", "topic"]
 
 
 FIFO_SUFFIX = ".fifo"
-_NAME_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
+_NAME_CHARS = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def check_fifo_name(kind: Kind, name: object, fifo: bool, length_max: int) -> str:
@@ -55,7 +55,7 @@ def check_fifo_name(kind: Kind, name: object, fifo: bool, length_max: int) -> st
     if not isinstance(name, str):
         raise InvalidArgument(f"{kind} name: must be a str")
     stem = name[: -len(FIFO_SUFFIX)] if name.endswith(FIFO_SUFFIX) else name
-    if not _NAME_CHARS.match(stem) or len(name) > length_max:
+    if not _NAME_CHARS.fullmatch(stem) or len(name) > length_max:
         raise InvalidArgument(
             f"{kind} name {name!r}: must be 1-{length_max} characters of A-Z a-z 0-9 _ - "
             f"(with .fifo for FIFO {kind}s)"

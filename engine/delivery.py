@@ -1238,7 +1238,7 @@ def _is_json(data: bytes) -> bool:
         text = data.strip(b" \t\r\n").decode()
         end: int = _scan_json(text, 0)[1]
         return end == len(text)
-    except (ValueError, StopIteration):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except (ValueError, StopIteration, RecursionError):  # RecursionError: nested too deep
         return False
 
 

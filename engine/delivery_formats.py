@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import base64
 import gzip
-import json
 import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from tidelog import json_limits
 from tidelog.segments.errors import InvalidArgument
 
 # Firehose's CompressionFormat names, plus ZSTD (tidelog's own; Firehose has none).
@@ -37,6 +37,10 @@ PARQUET_SUFFIX = ".parquet"
 # The error output's errorCode for a record that does not convert (under the
 # `format-conversion-failed` error type, as Firehose files them).
 CONVERSION_FAILED = "DataFormatConversion.MalformedData"
+# A record nested deeper than this is not converted (it fails as malformed data):
+# Parquet columns deeper than a few levels are unusual, and the bound keeps a
+# hostile record from exhausting the parser's recursion.
+ROW_DEPTH_MAX = 64
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROS = {"s": 10**-6, "ms": 10**-3, "us": 1, "ns": 10**3}  # a timestamp unit per microsecond
 _EPOCH_MS_FROM = 10**11  # OpenX's rule: a number this large is epoch milliseconds, not seconds
@@ -144,7 +148,7 @@ def arrow_schema(stored: dict[str, Any] | None) -> Any:
     return pa.schema([(name, hive_type(text)) for name, text in stored["columns"]])
 
 
-_HIVE_TOKEN = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*|\d+|[<>(),:])")
+_HIVE_TOKEN = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*|[0-9]+|[<>(),:])")
 _HIVE_SCALARS = {
     "boolean": "bool_",
     "tinyint": "int8",
@@ -344,7 +348,10 @@ def to_parquet(
     indexes: list[int] = []
     for i, data in enumerate(datas):
         try:
-            row = json.loads(data)
+            row = json_limits.loads(data, ROW_DEPTH_MAX)
+        except json_limits.JsonLimitError as exc:
+            failures[i] = f"not convertible: {exc}"
+            continue
         except ValueError:  # JSONDecodeError and UnicodeDecodeError
             failures[i] = "not one JSON document"
             continue

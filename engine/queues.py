@@ -92,7 +92,7 @@ QUEUE_DATABASES = (STATE_DB, ENTRIES_DB, DUE_DB, GROUPS_DB, DEDUP_DB, DEDUP_EXPI
 
 # -- limits (SQS's current ones) ------------------------------------------------------------------
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,80}")
 FIFO_SUFFIX = ".fifo"
 BATCH_ENTRIES_MAX = 10
 BATCH_BYTES_MAX = 1024 * 1024
@@ -112,6 +112,7 @@ ATTRIBUTE_NAME_BYTES_MAX = 256
 ID_CHARS_MAX = 128  # group ids, deduplication ids and batch entry ids
 DEDUP_WINDOW_MS = 5 * 60 * 1000
 REPLAY_WINDOW_SECONDS_MAX = 14 * 24 * 3600
+PURGE_INTERVAL_SECONDS = 60  # SQS: one PurgeQueue per queue in any 60 s (Queue.purge)
 # A receive looks at no more than this many due entries and new records, so
 # a FIFO queue whose backlog sits behind locked groups costs a bounded scan.
 SCAN_ENTRIES_MAX = 256
@@ -122,9 +123,14 @@ CROSS_PROCESS_POLL_SECONDS = 0.05
 READ_CHUNK_BYTES_FIRST = 4096
 READ_CHUNK_BYTES_MAX = 256 * 1024
 
-_ATTR_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
-_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")  # SQS: alphanumerics and punctuation
-_ENTRY_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+_ATTR_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,256}")
+_ID_RE = re.compile(r"[\x21-\x7e]{1,128}")  # SQS: alphanumerics and punctuation
+_ENTRY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,80}")
+# SQS's characters (XML 1.0's Char production): what a str body or a String or
+# Number attribute may hold. Others, U+0000, U+FFFF and lone surrogates among
+# them, cannot travel in the query protocol's XML, and SQS refuses them.
+_NOT_SQS_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+SQS_CHARACTERS = "#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF"
 
 # -- row layouts ----------------------------------------------------------------------------------
 
@@ -288,7 +294,12 @@ def _typed_attribute(name: str, raw: AttributeInput) -> AttributeValue:
     if not isinstance(data_type, str) or not data_type:
         raise InvalidArgument(f"attribute {name!r}: data type missing")
     base = data_type.split(".", 1)[0]
-    if base not in ("String", "Number", "Binary") or len(data_type.encode()) > 256:
+    if (
+        base not in ("String", "Number", "Binary")
+        or len(data_type) > 256
+        or _NOT_SQS_TEXT.search(data_type)
+        or len(data_type.encode()) > 256
+    ):
         raise InvalidArgument(
             f"attribute {name!r}: data type {data_type!r} must be String, Number or Binary "
             "with an optional .suffix"
@@ -304,6 +315,7 @@ def _typed_attribute(name: str, raw: AttributeInput) -> AttributeValue:
             value = str(value)
         if not isinstance(value, str):
             raise InvalidArgument(f"attribute {name!r}: {base} values are str")
+        check_text(f"attribute {name!r}", value, "InvalidParameterValue")
         if base == "Number":
             _check_number(name, value)
     if not value:
@@ -325,7 +337,7 @@ def _check_number(name: str, text: str) -> None:
 
 
 def _check_attribute_name(name: object) -> str:
-    if not isinstance(name, str) or not _ATTR_NAME_RE.match(name):
+    if not isinstance(name, str) or not _ATTR_NAME_RE.fullmatch(name):
         raise InvalidArgument(
             f"attribute name {name!r}: must be 1-256 characters of A-Z a-z 0-9 _ - ."
         )
@@ -842,6 +854,10 @@ def _unpack_offsets(raw: bytes) -> tuple[int, ...]:
 # -- receipts -------------------------------------------------------------------------------------
 
 _RECEIPT_PREFIX = "tl1"
+# tl1.<log id>.<offset>.<nonce>, each lowercase hex that fits the 64-bit fields
+# it is packed into: a handle is decoded here, before any commit, so that a
+# field out of range is a bad handle and never a struct.error inside one.
+_RECEIPT = re.compile(r"tl1\.([0-9a-f]{1,16})\.([0-9a-f]{1,16})\.([0-9a-f]{1,16})")
 
 
 def _make_receipt(log_id: int, offset: int, nonce: int) -> str:
@@ -849,19 +865,18 @@ def _make_receipt(log_id: int, offset: int, nonce: int) -> str:
 
 
 def _parse_receipt(receipt: object) -> tuple[int, int, int]:
+    """(log id, offset, nonce) of a receipt handle; InvalidArgument if it is not one."""
     if isinstance(receipt, Message):
         receipt = receipt.receipt
     if not isinstance(receipt, str):
         raise InvalidArgument(f"receipt: expected str, got {type(receipt).__name__}")
-    parts = receipt.split(".")
-    if len(parts) != 4 or parts[0] != _RECEIPT_PREFIX:
-        raise InvalidArgument(f"receipt {receipt!r}: not a receipt handle (ReceiptHandleIsInvalid)")
-    try:
-        return int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
-    except ValueError:
+    match = _RECEIPT.fullmatch(receipt)
+    if match is None:
         raise InvalidArgument(
-            f"receipt {receipt!r}: not a receipt handle (ReceiptHandleIsInvalid)"
-        ) from None
+            f"receipt {receipt!r:.100}: not a receipt handle (ReceiptHandleIsInvalid)"
+        )
+    log_id, offset, nonce = (int(field, 16) for field in match.groups())
+    return log_id, offset, nonce
 
 
 # -- the prepared message (validated outside any commit) ------------------------------------------
@@ -892,9 +907,19 @@ class _Outgoing:
         self.meta = _encode_meta(attributes, delay_ms, group, dedup, sent_at_ms, source)
 
 
+def check_text(what: str, text: str, code: str) -> None:
+    """Raise InvalidArgument (naming `code`) if `text` holds a character SQS refuses."""
+    bad = _NOT_SQS_TEXT.search(text)
+    if bad is not None:
+        raise InvalidArgument(
+            f"{what}: character U+{ord(bad.group()):04X} at index {bad.start()} is not one "
+            f"SQS carries ({SQS_CHARACTERS}) ({code})"
+        )
+
+
 def check_id(what: str, value: object) -> str:
     """A group or deduplication id: 1-128 printable ASCII characters (SQS's and SNS's rule)."""
-    if not isinstance(value, str) or not _ID_RE.match(value):
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
         raise InvalidArgument(
             f"{what}: {value!r} must be 1-{ID_CHARS_MAX} printable ASCII characters"
         )
@@ -911,6 +936,8 @@ def _prepare(
     entry_id: str = "0",
 ) -> _Outgoing:
     """Validate one send against the queue's configuration (SQS's rules)."""
+    if isinstance(body, str):
+        check_text("body", body, "InvalidMessageContents")
     data = as_bytes(body, "body")
     if not data:
         raise InvalidArgument("body: must not be empty (SQS needs at least one character)")
@@ -1630,7 +1657,7 @@ class Queue:
         def split(index: int, item: Any) -> tuple[str, SendEntry]:
             entry = coerce_entry(index, item, SendEntry, "send_many")
             entry_id = entry.id if entry.id is not None else str(index)
-            if not _ENTRY_ID_RE.match(entry_id):
+            if not _ENTRY_ID_RE.fullmatch(entry_id):
                 raise InvalidArgument(
                     f"send_many: entry id {entry_id!r} must be 1-80 of A-Z a-z 0-9 _ - "
                     "(InvalidBatchEntryId)"
@@ -1907,13 +1934,32 @@ class Queue:
 
     # -- management --------------------------------------------------------------------
 
-    def purge(self) -> None:
+    def purge(self, *, min_interval: float = 0) -> None:
         """Delete every message sent before the call (SQS's PurgeQueue). Atomic.
 
         Their segments are reclaimed unless the queue keeps a replay window,
-        so `replay` can still reach purged messages inside it.
+        so `replay` can still reach purged messages inside it. With
+        `min_interval` (seconds), a purge within that long of the queue's
+        last one (by any handle, in any process) raises InvalidArgument
+        naming PurgeQueueInProgress and deletes nothing: SQS allows one
+        PurgeQueue per queue every PURGE_INTERVAL_SECONDS, and its endpoint
+        purges with that interval. The library's default is no limit.
         """
-        self._submit(_purge_in)
+        if isinstance(min_interval, bool) or not isinstance(min_interval, int | float):
+            raise InvalidArgument(f"min_interval: {min_interval!r} is not a number of seconds")
+        name = self.name
+
+        def fn(ctx: WriteContext, config: _Config, info: LogInfo) -> None:
+            last = config.data.get("purged_ms")
+            if last is not None and ctx.now_ms - last < min_interval * 1000:
+                raise InvalidArgument(
+                    f"purge: queue {name!r} was purged {(ctx.now_ms - last) / 1000:.1f} s ago, "
+                    f"under min_interval {min_interval} s (PurgeQueueInProgress)"
+                )
+            _purge_in(ctx, config, info)
+            put_channel(ctx, "queue", name, {**config.data, "purged_ms": ctx.now_ms})
+
+        self._submit(fn)
 
     def attributes(self) -> dict[str, Any]:
         """The queue's configuration (the `create_queue` arguments) and counts."""
@@ -1993,7 +2039,7 @@ class Queue:
         principals. Raises InvalidArgument for an empty or taken label, empty
         lists, or more than PERMISSIONS_MAX statements.
         """
-        if not isinstance(label, str) or not NAME_RE.match(label) or len(label) > 80:
+        if not isinstance(label, str) or not NAME_RE.fullmatch(label) or len(label) > 80:
             raise InvalidArgument(f"permission label {label!r}: 1-80 of A-Z a-z 0-9 _ -")
         if not accounts or not actions:
             raise InvalidArgument("add_permission: accounts and actions must not be empty")
@@ -2219,8 +2265,14 @@ def prepare_entries(
         try:
             prepared.append(prepare(entry_id, entry))
         except InvalidArgument as exc:
-            failed.append(BatchFailure(entry_id, failure_code, str(exc)))
+            text = str(exc)
+            code = _ENTRY_CODE.search(text)
+            failed.append(BatchFailure(entry_id, code.group(1) if code else failure_code, text))
     return prepared, failed
+
+
+# Entry failures that SQS reports under a code of their own, not the batch's usual one.
+_ENTRY_CODE = re.compile(r"\((InvalidMessageContents)\)$")
 
 
 def _split_receipt_entry(index: int, item: Any) -> tuple[str, Any]:

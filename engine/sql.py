@@ -540,7 +540,7 @@ class SqlResult:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
 
 
-_MEMORY_LIMIT_RE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+_MEMORY_LIMIT_RE = re.compile(r"[0-9]+(\.[0-9]+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 _spill: list[str] = []  # this process's spill directory, made on first use
 _spill_lock = threading.Lock()
 

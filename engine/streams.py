@@ -210,7 +210,7 @@ def shard_id_for(index: int) -> str:
     return f"shardId-{index:012d}"
 
 
-_SHARD_ID_RE = re.compile(r"shardId-(\d{12})")
+_SHARD_ID_RE = re.compile(r"shardId-([0-9]{12})")
 
 
 def shard_index_of(shard: str | int) -> int:
@@ -302,10 +302,17 @@ def _parse_hash_key(value: object, what: str = "explicit_hash_key") -> int:
     return number
 
 
+# Seconds since the epoch that a timestamp may be: years 1-9999, as datetime's.
+TIMESTAMP_SECONDS_MIN, TIMESTAMP_SECONDS_MAX = -62135596800, 253402300799
+
+
 def _to_ms(value: datetime | float | int) -> int:
     if isinstance(value, datetime):
         return int(value.timestamp() * 1000)
     if isinstance(value, int | float) and not isinstance(value, bool):
+        # NaN fails both comparisons; infinities and 1e308 fail one.
+        if not TIMESTAMP_SECONDS_MIN <= value <= TIMESTAMP_SECONDS_MAX:
+            raise InvalidArgument(f"timestamp: {value!r:.40} is outside years 1-9999")
         return int(value * 1000)
     raise InvalidArgument(f"timestamp: {value!r} is not a datetime or seconds since the epoch")
 

@@ -22,7 +22,8 @@ more objects ORs whole sub-policies. The operators are SNS's:
 Limits (SNS's): at most 5 keys on any one $or path, at most 150
 combinations (the product of the alternative counts of the keys, summed
 over the $or paths), numbers within -1e9..1e9 with at most 5 decimals, 256
-KiB of policy JSON. A broken rule raises InvalidArgument naming the key.
+KiB of policy JSON; and tidelog's own, where SNS documents none: at most 50
+levels of nesting. A broken rule raises InvalidArgument naming the key.
 
 Compilation turns the policy into a tuple of conjunctions (one per $or
 path), each a tuple of (key, matcher) pairs; a matcher is a closure
@@ -38,6 +39,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
+from tidelog import json_limits
 from tidelog.errors import InvalidArgument
 
 FilterScope = Literal["attributes", "body"]
@@ -45,6 +47,8 @@ KEYS_MAX = 5
 COMBINATIONS_MAX = 150
 POLICY_BYTES_MAX = 256 * 1024
 NUMBER_ABS_MAX = 1e9
+# SNS documents no depth limit; 50 levels of objects and arrays is far past any
+# policy its five keys allow, and bounds the work a hostile one can ask for.
 NESTING_MAX = 50
 PATH_SEP = "\x1f"  # joins nested body keys; cannot occur in JSON keys users write by hand
 
@@ -455,12 +459,21 @@ class FilterPolicy:
             if len(policy) > POLICY_BYTES_MAX:
                 raise InvalidArgument("filter_policy: over SNS's 256 KiB")
             try:
-                policy = json.loads(policy)
+                policy = json_limits.loads(policy, NESTING_MAX)
+            except json_limits.JsonLimitError as exc:
+                raise InvalidArgument(f"filter_policy: {exc} (InvalidParameter)") from None
             except ValueError as exc:
                 raise InvalidArgument(f"filter_policy: not JSON ({exc})") from None
         if not isinstance(policy, Mapping):
             raise InvalidArgument("filter_policy: must be a JSON object (a dict)")
-        text = json.dumps(policy, sort_keys=True, separators=(",", ":"))
+        if json_limits.depth_exceeds(policy, NESTING_MAX):
+            raise InvalidArgument(
+                f"filter_policy: nested deeper than {NESTING_MAX} levels (InvalidParameter)"
+            )
+        try:
+            text = json.dumps(policy, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:  # a dict of non-JSON values given to the library
+            raise InvalidArgument(f"filter_policy: not JSON data ({exc})") from None
         if len(text) > POLICY_BYTES_MAX:
             raise InvalidArgument("filter_policy: over SNS's 256 KiB")
         paths = _walk(policy, scope, "", [_Path()], 0) if policy else []
@@ -528,7 +541,7 @@ def attribute_view(attributes: Mapping[str, tuple[str, str | bytes]]) -> dict[st
             view[name] = (float(value),)
         elif data_type == "String.Array":
             try:
-                items = json.loads(value)
+                items = json_limits.loads(value, NESTING_MAX)
             except ValueError:
                 items = None
             if isinstance(items, list):
@@ -544,11 +557,13 @@ def body_view(body: bytes | str) -> dict[str, Values] | None:
     """Leaf values of a JSON object body by nested key path (None if not an object).
 
     Arrays contribute each element; objects inside arrays contribute their
-    keys under the array's path, as SNS flattens them.
+    keys under the array's path, as SNS flattens them. A body nested deeper
+    than NESTING_MAX levels is not filtered as JSON (None), as one that does
+    not parse.
     """
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        document = json_limits.loads(body, NESTING_MAX)
+    except ValueError:  # malformed, not UTF-8, too deep
         return None
     if not isinstance(document, dict):
         return None

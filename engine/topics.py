@@ -58,6 +58,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
+from tidelog import json_limits
 from tidelog.catalog import (
     check_fifo_name,
     delete_channel,
@@ -92,7 +93,13 @@ from tidelog.segments.logstore import LogInfo, delete_prefix
 from tidelog.segments.reader import offset_for_time
 from tidelog.segments.writer import WriteContext
 from tidelog.tags import TAGS_MAX, check_tags, merged_tags, remaining_tags
-from tidelog.topic_filters import FilterPolicy, FilterScope, attribute_view, body_view
+from tidelog.topic_filters import (
+    NESTING_MAX,
+    FilterPolicy,
+    FilterScope,
+    attribute_view,
+    body_view,
+)
 
 if TYPE_CHECKING:
     from tidelog.store import Store
@@ -107,7 +114,7 @@ TOPIC_DATABASES = (SUBSCRIPTIONS_DB, STATE_DB, DEDUP_DB, DEDUP_EXPIRY_DB)
 
 # -- limits and constants (SNS's) ---------------------------------------------------------------
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 FIFO_SUFFIX = ".fifo"
 MESSAGE_BYTES_MAX = 256 * 1024
 SUBJECT_CHARS_MAX = 100
@@ -568,6 +575,8 @@ def _topic_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Attribu
             and isinstance(value[0], str)
             and value[0].split(".", 1)[0] in ("String", "Number", "Binary")
         ):
+            if json_limits.depth_exceeds(list(value), NESTING_MAX):
+                raise InvalidArgument(f"attribute {name!r}: nested deeper than {NESTING_MAX}")
             converted[name] = AttributeValue("String.Array", json.dumps(list(value)))
         else:
             converted[name] = value
@@ -575,8 +584,8 @@ def _topic_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Attribu
     for name, (data_type, value) in typed.items():
         if data_type == "String.Array":
             try:
-                items = json.loads(value)
-            except ValueError:
+                items = json_limits.loads(value, NESTING_MAX)
+            except ValueError:  # malformed, too deep, NaN
                 items = None
             if not isinstance(items, list):
                 raise InvalidArgument(f"attribute {name!r}: String.Array must be a JSON array")
@@ -976,7 +985,7 @@ class Topic:
         """
         if self.fifo:
             raise InvalidArgument("subscribe_callback: FIFO topics deliver to FIFO queues only")
-        if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_.-]{1,256}$", name):
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,256}", name):
             raise InvalidArgument("callback name: 1-256 characters of A-Z a-z 0-9 _ . -")
         if not callable(function):
             raise InvalidArgument("function: must be callable")
@@ -1013,7 +1022,7 @@ class Topic:
         """
         if self.fifo:
             raise InvalidArgument("subscribe_http: FIFO topics deliver to FIFO queues only")
-        if not isinstance(url, str) or not re.match(r"^https?://[^\s]+$", url):
+        if not isinstance(url, str) or not re.fullmatch(r"https?://[^\s]+", url):
             raise InvalidArgument(f"url {url!r}: must be an http:// or https:// URL")
         protocol = url.split(":", 1)[0]
         policy = _compile_policy(filter_policy, filter_scope)
