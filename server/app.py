@@ -22,10 +22,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import parse_qsl
-from xml.sax.saxutils import escape
 
 import tidelog
+from tidelog import json_limits
 from tidelog.server import firehose, kinesis, model, sns, sqs, sqs_query
 from tidelog.server.auth import Authenticator
 from tidelog.server.context import Context
@@ -35,7 +34,9 @@ from tidelog.server.errors import (
     from_library_sns,
     from_library_sqs,
     sqs_error,
+    sqs_invalid,
 )
+from tidelog.server.xml_text import xml_escape
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -48,6 +49,9 @@ log = logging.getLogger("tidelog.server")
 # larger): 8 MiB leaves room for the JSON around it and bounds what one
 # request may make the server hold.
 REQUEST_BYTES_MAX = 8 * 1024 * 1024
+# No request shape of these services nests deeper than 8 levels; a body that
+# does is refused before any handler sees it (tidelog.json_limits).
+REQUEST_DEPTH_MAX = 32
 # Enough threads for many concurrent long polls (each holds one) beside the
 # requests that do not wait.
 WORKER_THREADS = 256
@@ -100,7 +104,7 @@ def _xml_error(error: AwsError) -> Reply:
     return _xml_reply(
         error.status,
         f'<ErrorResponse xmlns="{_SNS_NAMESPACE}"><Error><Type>{kind}</Type>'
-        f"<Code>{escape(error.code)}</Code><Message>{escape(error.message)}</Message>"
+        f"<Code>{xml_escape(error.code)}</Code><Message>{xml_escape(error.message)}</Message>"
         "</Error><RequestId>{request_id}</RequestId></ErrorResponse>",
     )
 
@@ -115,7 +119,7 @@ class Service:
         namespace: str,
         handlers: Mapping[str, Callable[[Context, dict[str, Any]], dict[str, Any]]],
         from_library: Callable[[tidelog.Error], AwsError],
-        invalid: Callable[[str, bool], AwsError],
+        invalid: Callable[[model.ShapeError], AwsError],
     ) -> None:
         self.name = name
         self.content_type = content_type
@@ -144,22 +148,21 @@ class Service:
         if handler is None or op_model is None:
             raise AwsError("UnknownOperationException", f"Unknown operation {operation!r}")
         try:
-            request = json.loads(body) if body else {}
+            request = json_limits.loads(body, REQUEST_DEPTH_MAX) if body else {}
+        except json_limits.JsonLimitError as exc:
+            raise AwsError("SerializationException", f"Request body: {exc}") from None
         except ValueError:
             raise AwsError("SerializationException", "Request body is not valid JSON") from None
         try:
             model.check_json(op_model.input_shape, request)
         except model.ShapeError as exc:
-            raise self.invalid(str(exc), exc.missing) from None
+            raise self.invalid(exc) from None
         return _json_reply(200, self.content_type, handler(ctx, request), [])
 
 
-def _sqs_invalid(message: str, missing: bool) -> AwsError:
-    return sqs_error("MissingParameter" if missing else "InvalidParameterValue", message)
-
-
-def _kinesis_invalid(message: str, missing: bool) -> AwsError:
-    return AwsError("ValidationException" if missing else "SerializationException", message)
+def _kinesis_invalid(error: model.ShapeError) -> AwsError:
+    code = "SerializationException" if error.kind == "type" else "ValidationException"
+    return AwsError(code, str(error))
 
 
 SQS = Service(
@@ -168,7 +171,7 @@ SQS = Service(
     "com.amazonaws.sqs",
     sqs.HANDLERS,
     from_library_sqs,
-    _sqs_invalid,
+    sqs_invalid,
 )
 KINESIS = Service(
     "kinesis",
@@ -192,9 +195,13 @@ FIREHOSE = Service(
 def call_query(ctx: Context, body: bytes, path: str = "/") -> Reply:
     """A query-protocol request (SNS; SQS's legacy API by its Version): form in, XML out."""
     try:
-        form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
-    except UnicodeDecodeError:
-        return _xml_error(AwsError("MalformedQueryString", "Request body is not UTF-8"))
+        form = model.parse_form(body)
+    except model.FormError as exc:
+        if exc.too_many and sqs_query.VERSION.encode() in body:
+            failure = sqs_error("InvalidParameterValue", str(exc))
+            return _xml_reply(failure.status, sqs_query.error_xml(failure, "{request_id}"))
+        code = "InvalidParameter" if exc.too_many else "MalformedQueryString"
+        return _xml_error(AwsError(code, str(exc)))
     if sqs_query.is_sqs(form):
         request_id = uuid.uuid4().hex
         status, text = sqs_query.call(ctx, form, path, request_id)

@@ -35,8 +35,8 @@ from tidelog.server.errors import AwsError
 CLOCK_SKEW_SECONDS_MAX = 15 * 60
 KEYS_MAX = 10_000
 _AUTHORIZATION = re.compile(
-    r"^AWS4-HMAC-SHA256\s+Credential=(?P<credential>[^,\s]+),\s*"
-    r"SignedHeaders=(?P<signed>[^,\s]+),\s*Signature=(?P<signature>[0-9a-f]{64})\s*$"
+    r"AWS4-HMAC-SHA256\s+Credential=(?P<credential>[^,\s]+),\s*"
+    r"SignedHeaders=(?P<signed>[^,\s]+),\s*Signature=(?P<signature>[0-9a-f]{64})\s*"
 )
 
 
@@ -94,7 +94,7 @@ class Authenticator:
                 "MissingAuthenticationToken",
                 "Request is missing Authentication Token",
             )
-        match = _AUTHORIZATION.match(authorization)
+        match = _AUTHORIZATION.fullmatch(authorization)
         credential = match.group("credential").split("/") if match else []
         stamp = headers.get("x-amz-date", "")
         if match is None or len(credential) != 5 or credential[4] != "aws4_request":
@@ -105,7 +105,7 @@ class Authenticator:
                 "in the AWS4-HMAC-SHA256 form",
                 400,
             )
-        if not re.fullmatch(r"\d{8}T\d{6}Z", stamp) or stamp[:8] != credential[1]:
+        if not re.fullmatch(r"[0-9]{8}T[0-9]{6}Z", stamp) or stamp[:8] != credential[1]:
             raise fail(
                 "IncompleteSignatureException",
                 "IncompleteSignature",

@@ -16,11 +16,13 @@ stream's configuration (DeliveryStream.tag).
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import tidelog
 from tidelog.delivery import DeliveryStreamDescription
+from tidelog.server import model
 from tidelog.server.context import ACCOUNT_ID, Context
 from tidelog.server.errors import AwsError
 from tidelog.tags import TAGS_MAX, tags_page
@@ -29,6 +31,7 @@ Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
 
 LIST_LIMIT_DEFAULT = 10
 DESTINATION_ID = "destinationId-000000000001"
+_VERSION_ID = re.compile(r"[0-9]{1,20}")
 
 
 def from_library(exc: tidelog.Error) -> AwsError:
@@ -44,8 +47,10 @@ def from_library(exc: tidelog.Error) -> AwsError:
     return AwsError("ServiceUnavailableException", str(exc), 500, sender_fault=False)
 
 
-def invalid(message: str, missing: bool) -> AwsError:
-    return AwsError("InvalidArgumentException", message)
+def invalid(error: model.ShapeError) -> AwsError:
+    """A request that does not fit Firehose's model: missing members, wrong types and
+    values outside the model's bounds alike are InvalidArgumentException."""
+    return AwsError("InvalidArgumentException", str(error))
 
 
 def _arn(ctx: Context, name: str) -> str:
@@ -279,7 +284,9 @@ def update_destination(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     if update is None:
         raise AwsError("InvalidArgumentException", "an S3 destination update is required")
     version = request["CurrentDeliveryStreamVersionId"]
-    if not str(version).isdigit() or int(version) != ds.describe().version:
+    # ASCII digits only ("²" passes str.isdigit() and fails int()), of a size
+    # a version can have: anything else is simply not the current version.
+    if not _VERSION_ID.fullmatch(version) or int(version) != ds.describe().version:
         raise AwsError(
             "ConcurrentModificationException",
             f"CurrentDeliveryStreamVersionId {version!r} is not the current version",

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tidelog import json_limits
 from tidelog.server.context import ACCOUNT_ID, Context
 from tidelog.server.errors import AwsError
 from tidelog.topics import Subscription, Topic
@@ -22,6 +24,8 @@ from tidelog.topics import Subscription, Topic
 Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
 
 PAGE_SIZE = 100  # ListTopics and ListSubscriptions pages, as SNS
+_TOKEN = re.compile(r"[0-9]{1,12}")
+POLICY_DEPTH_MAX = 8  # RedrivePolicy and DeliveryPolicy are small flat objects
 _SCOPES = {"MessageAttributes": "attributes", "MessageBody": "body"}
 _SCOPE_NAMES = {v: k for k, v in _SCOPES.items()}
 
@@ -57,9 +61,12 @@ def _page(items: list[Any], token: str | None) -> tuple[list[Any], str | None]:
     start = 0
     if token:
         try:
-            start = int(base64.urlsafe_b64decode(token.encode()).decode())
+            text = base64.urlsafe_b64decode(token.encode()).decode()
         except ValueError:
-            raise _invalid("NextToken") from None
+            text = ""
+        if not _TOKEN.fullmatch(text):  # the tokens _page hands out: a decimal index
+            raise _invalid("NextToken")
+        start = int(text)
     page = items[start : start + PAGE_SIZE]
     more = start + PAGE_SIZE < len(items)
     return page, base64.urlsafe_b64encode(
@@ -148,15 +155,19 @@ def _subscription_options(attributes: Mapping[str, str]) -> dict[str, Any]:
             options["raw"] = _bool(name, raw)
         elif name == "RedrivePolicy":
             try:
-                target = json.loads(raw)["deadLetterTargetArn"] if raw else None
+                target = (
+                    json_limits.loads(raw, POLICY_DEPTH_MAX)["deadLetterTargetArn"] if raw else None
+                )
             except (ValueError, KeyError, TypeError):
                 raise _invalid("RedrivePolicy: must be JSON with deadLetterTargetArn") from None
             options["dead_letter"] = _arn_name(target, "deadLetterTargetArn") if target else None
         elif name == "DeliveryPolicy":
             try:
-                policy = json.loads(raw)
+                policy = json_limits.loads(raw, POLICY_DEPTH_MAX)
             except ValueError:
                 raise _invalid("DeliveryPolicy: must be JSON") from None
+            if not isinstance(policy, dict):
+                raise _invalid("DeliveryPolicy: must be a JSON object")
             options["delivery_policy"] = policy.get("healthyRetryPolicy", policy)
         else:
             raise _invalid(f"Attributes: unknown attribute {name}")

@@ -13,19 +13,53 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import tidelog
+from tidelog import json_limits, queues
+from tidelog.catalog import FIFO_SUFFIX
 from tidelog.queues import Message, md5_of_attributes, md5_of_body
+from tidelog.server import model
 from tidelog.server.context import Context
-from tidelog.server.errors import sqs_error
+from tidelog.server.errors import from_library_sqs, sqs_error
+from tidelog.server.xml_text import sqs_text
 
 Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
 
-# SQS attribute name -> (create_queue keyword, parse, format)
+# SQS attribute name -> create_queue keyword, and the values SQS takes for it.
 _INT_ATTRIBUTES = {
     "VisibilityTimeout": "visibility_timeout",
     "DelaySeconds": "delay",
     "MessageRetentionPeriod": "retention",
     "MaximumMessageSize": "max_message_size",
     "ReceiveMessageWaitTimeSeconds": "receive_wait",
+}
+_ATTRIBUTE_RANGES = {
+    "VisibilityTimeout": (0, queues.VISIBILITY_SECONDS_MAX),
+    "DelaySeconds": (0, queues.DELAY_SECONDS_MAX),
+    "MessageRetentionPeriod": (queues.RETENTION_SECONDS_MIN, queues.RETENTION_SECONDS_MAX),
+    "MaximumMessageSize": (queues.MESSAGE_BYTES_MIN, queues.MESSAGE_BYTES_MAX),
+    "ReceiveMessageWaitTimeSeconds": (0, queues.WAIT_SECONDS_MAX),
+    "maxReceiveCount": (1, queues.MAX_RECEIVE_COUNT_MAX),
+}
+# Request members SQS bounds (its model gives no min/max): (low, high, AWS's reason).
+# Batch entries' members are checked per entry by the library instead.
+_PARAMETER_RANGES = {
+    "MaxNumberOfMessages": (1, queues.BATCH_ENTRIES_MAX, "Must be between 1 and 10, if provided."),
+    "WaitTimeSeconds": (0, queues.WAIT_SECONDS_MAX, "Must be >= 0 and <= 20, if provided."),
+    "VisibilityTimeout": (
+        0,
+        queues.VISIBILITY_SECONDS_MAX,
+        f"Must be >= 0 and <= {queues.VISIBILITY_SECONDS_MAX}, if provided.",
+    ),
+    "DelaySeconds": (
+        0,
+        queues.DELAY_SECONDS_MAX,
+        f"DelaySeconds must be >= 0 and <= {queues.DELAY_SECONDS_MAX}.",
+    ),
+    "MaxResults": (1, 1000, "Must be between 1 and 1000, if provided."),
+    "MaxNumberOfMessagesPerSecond": (
+        1,
+        queues.MOVE_RATE_MAX,
+        f"Must be between 1 and {queues.MOVE_RATE_MAX}, if provided.",
+    ),
 }
 # Accepted and not kept: tidelog has no access policies or encryption at rest.
 _IGNORED_ATTRIBUTES = {
@@ -46,6 +80,7 @@ _SYSTEM_ATTRIBUTES = (
 )
 SENDER_ID = "000000000000"
 LIST_RESULTS_MAX = 1000
+POLICY_DEPTH_MAX = 8  # a RedrivePolicy is one flat object
 
 
 def _queue_name(url: object) -> str:
@@ -65,17 +100,37 @@ def _name_of_arn(arn: object, what: str) -> str:
 
 
 def _int_attribute(name: str, raw: object) -> int:
-    text = str(raw).strip()
-    if not text.lstrip("-").isdigit():
-        raise sqs_error("InvalidAttributeValue", f"Invalid value for the parameter {name}: {raw!r}")
-    return int(text)
+    """A queue attribute's integer (SQS sends them as text), in the attribute's range."""
+    if isinstance(raw, bool) or not isinstance(raw, str | int):
+        raise sqs_error("InvalidAttributeValue", parameter=name)
+    try:
+        number = model.parse_number("integer", str(raw), name)
+    except model.ShapeError:
+        raise sqs_error("InvalidAttributeValue", parameter=name) from None
+    low, high = _ATTRIBUTE_RANGES[name]
+    if not isinstance(number, int) or not low <= number <= high:
+        raise sqs_error("InvalidAttributeValue", parameter=name)
+    return number
 
 
 def _bool_attribute(name: str, raw: object) -> bool:
     text = str(raw).lower()
     if text not in ("true", "false"):
-        raise sqs_error("InvalidAttributeValue", f"Invalid value for the parameter {name}")
+        raise sqs_error("InvalidAttributeValue", parameter=name)
     return text == "true"
+
+
+def check_parameters(request: Mapping[str, Any]) -> None:
+    """SQS's bounds on a request's numeric members, in AWS's words.
+
+    The model checks their types (check_json; the query protocol's form
+    text is typed first); the bounds live here, for every operation, since
+    SQS's model has none. Zero is a value: MaxNumberOfMessages=0 is refused.
+    """
+    for name, (low, high, reason) in _PARAMETER_RANGES.items():
+        value = request.get(name)
+        if value is not None and not low <= value <= high:
+            raise sqs_error("InvalidParameterValue", value=value, parameter=name, reason=reason)
 
 
 def _library_attributes(attributes: Mapping[str, str], *, creating: bool) -> dict[str, Any]:
@@ -89,7 +144,7 @@ def _library_attributes(attributes: Mapping[str, str], *, creating: bool) -> dic
                 out["dead_letter"] = None
                 continue
             try:
-                policy = json.loads(raw)
+                policy = json_limits.loads(raw, POLICY_DEPTH_MAX)
                 target = _name_of_arn(policy["deadLetterTargetArn"], "deadLetterTargetArn")
                 count = _int_attribute("maxReceiveCount", policy["maxReceiveCount"])
             except (ValueError, KeyError, TypeError):
@@ -109,7 +164,7 @@ def _library_attributes(attributes: Mapping[str, str], *, creating: bool) -> dic
         elif name == "FifoThroughputLimit":
             out["fifo_throughput_limit"] = raw
         elif name not in _IGNORED_ATTRIBUTES:
-            raise sqs_error("InvalidAttributeName", f"Unknown Attribute {name}.")
+            raise sqs_error("InvalidAttributeName", attribute=name)
     return out
 
 
@@ -205,7 +260,11 @@ def set_queue_attributes(ctx: Context, request: dict[str, Any]) -> dict[str, Any
 
 
 def purge_queue(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    _queue(ctx, request).purge()
+    queue = _queue(ctx, request)
+    try:
+        queue.purge(min_interval=queues.PURGE_INTERVAL_SECONDS)
+    except tidelog.InvalidArgument as exc:
+        raise from_library_sqs(exc, queue=queue.name) from None
     return {}
 
 
@@ -248,10 +307,19 @@ def _sent(result: tidelog.SendResult) -> dict[str, Any]:
     return out
 
 
+def _missing_group(queue: tidelog.Queue, entry: Mapping[str, Any]) -> bool:
+    # FIFO queue names end in .fifo (the library's rule), so no lookup is needed.
+    return queue.name.endswith(FIFO_SUFFIX) and entry.get("MessageGroupId") is None
+
+
 def send_message(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     queue = _queue(ctx, request)
+    if _missing_group(queue, request):
+        raise sqs_error("MissingParameter", parameter="MessageGroupId")
+    # The body goes to the library as text, which refuses what SQS refuses
+    # (InvalidMessageContents) before it is encoded.
     result = queue.send(
-        request["MessageBody"].encode(),
+        request["MessageBody"],
         _message_attributes(request.get("MessageAttributes")),
         delay=request.get("DelaySeconds"),
         group_id=request.get("MessageGroupId"),
@@ -262,10 +330,12 @@ def send_message(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
 
 def send_message_batch(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     queue = _queue(ctx, request)
+    # An entry without a MessageGroupId on a FIFO queue fails alone, as
+    # InvalidParameterValue (the library's per-entry code), as in SQS.
     entries = [
         {
             "id": entry["Id"],
-            "body": entry["MessageBody"].encode(),
+            "body": entry["MessageBody"],
             "attributes": _message_attributes(entry.get("MessageAttributes")),
             "delay": entry.get("DelaySeconds"),
             "group_id": entry.get("MessageGroupId"),
@@ -280,11 +350,21 @@ def send_message_batch(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _failures(result: tidelog.BatchResult) -> list[dict[str, Any]]:
-    return [
-        {"Id": f.entry_id, "SenderFault": f.sender_fault, "Code": f.code, "Message": f.message}
-        for f in result.failed
-    ]
+def _failures(
+    result: tidelog.BatchResult, receipts: Mapping[str, object] | None = None
+) -> list[dict[str, Any]]:
+    """A batch's failed entries, in AWS's words where the table has them."""
+    out = []
+    for f in result.failed:
+        message = f.message
+        if f.code == "InvalidMessageContents":
+            message = sqs_error(f.code).message
+        elif f.code == "ReceiptHandleIsInvalid" and receipts is not None:
+            message = sqs_error(f.code, handle=receipts.get(f.entry_id)).message
+        out.append(
+            {"Id": f.entry_id, "SenderFault": f.sender_fault, "Code": f.code, "Message": message}
+        )
+    return out
 
 
 def _wire_attribute(value: tidelog.AttributeValue) -> dict[str, Any]:
@@ -319,17 +399,19 @@ def receive_message(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     wanted = set(request.get("AttributeNames") or []) | set(
         request.get("MessageSystemAttributeNames") or []
     )
+    max_messages = request.get("MaxNumberOfMessages")
     messages = queue.receive(
-        request.get("MaxNumberOfMessages") or 1,
+        1 if max_messages is None else max_messages,
         wait=request.get("WaitTimeSeconds"),
         visibility_timeout=request.get("VisibilityTimeout"),
         attribute_names=list(request.get("MessageAttributeNames") or []),
     )
     out = []
     for message in messages:
-        # SQS bodies are text; a body sent as bytes through the library that is
-        # not UTF-8 arrives with replacement characters, digested as sent here.
-        body = message.body.decode("utf-8", "replace")
+        # SQS bodies are text; a body sent as bytes through the library or STOMP
+        # arrives with U+FFFD for what is not UTF-8 or not SQS's characters
+        # (which the query protocol's XML could not carry), digested as sent here.
+        body = sqs_text(message.body.decode("utf-8", "replace"))
         item: dict[str, Any] = {
             "MessageId": message.id,
             "ReceiptHandle": message.receipt,
@@ -349,8 +431,16 @@ def receive_message(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_message(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    _queue(ctx, request).delete(request["ReceiptHandle"])
+    queue = _queue(ctx, request)
+    try:
+        queue.delete(request["ReceiptHandle"])
+    except tidelog.InvalidArgument as exc:
+        raise from_library_sqs(exc, handle=request["ReceiptHandle"]) from None
     return {}
+
+
+def _receipts(request: Mapping[str, Any]) -> dict[str, object]:
+    return {e["Id"]: e["ReceiptHandle"] for e in request["Entries"]}
 
 
 def delete_message_batch(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
@@ -358,12 +448,16 @@ def delete_message_batch(ctx: Context, request: dict[str, Any]) -> dict[str, Any
     result = queue.delete_many([(e["Id"], e["ReceiptHandle"]) for e in request["Entries"]])
     return {
         "Successful": [{"Id": entry_id} for entry_id, _ in result.successful],
-        "Failed": _failures(result),
+        "Failed": _failures(result, _receipts(request)),
     }
 
 
 def change_message_visibility(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    _queue(ctx, request).change_visibility(request["ReceiptHandle"], request["VisibilityTimeout"])
+    queue = _queue(ctx, request)
+    try:
+        queue.change_visibility(request["ReceiptHandle"], request["VisibilityTimeout"])
+    except tidelog.InvalidArgument as exc:
+        raise from_library_sqs(exc, handle=request["ReceiptHandle"]) from None
     return {}
 
 
@@ -374,7 +468,7 @@ def change_message_visibility_batch(ctx: Context, request: dict[str, Any]) -> di
     )
     return {
         "Successful": [{"Id": entry_id} for entry_id, _ in result.successful],
-        "Failed": _failures(result),
+        "Failed": _failures(result, _receipts(request)),
     }
 
 
@@ -469,7 +563,17 @@ def _policy(ctx: Context, name: str, permissions: Mapping[str, Any]) -> str:
     )
 
 
-HANDLERS: dict[str, Handler] = {
+def _checked(handler: Handler) -> Handler:
+    def checked(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+        check_parameters(request)
+        return handler(ctx, request)
+
+    checked.__name__ = handler.__name__
+    checked.__doc__ = handler.__doc__
+    return checked
+
+
+_HANDLERS: dict[str, Handler] = {
     "CreateQueue": create_queue,
     "GetQueueUrl": get_queue_url,
     "ListQueues": list_queues,
@@ -494,5 +598,8 @@ HANDLERS: dict[str, Handler] = {
     "AddPermission": add_permission,
     "RemovePermission": remove_permission,
 }
+# Both protocols (JSON here, query in sqs_query.py) call these: each checks
+# its request's bounds first.
+HANDLERS: dict[str, Handler] = {name: _checked(h) for name, h in _HANDLERS.items()}
 
 __all__ = ["HANDLERS"]

@@ -27,20 +27,17 @@ import logging
 import re
 from collections.abc import Mapping
 from typing import Any
-from xml.sax.saxutils import escape
 
 import tidelog
 from tidelog.server import model, sqs
 from tidelog.server.context import Context
-from tidelog.server.errors import AwsError, from_library_sqs, sqs_error
+from tidelog.server.errors import AwsError, from_library_sqs, sqs_error, sqs_invalid
+from tidelog.server.xml_text import xml_escape
 
 log = logging.getLogger("tidelog.server")
 
 NAMESPACE = "http://queue.amazonaws.com/doc/2012-11-05/"
 VERSION = "2012-11-05"
-# A form has at most this many fields: 10 batch entries of 10 attributes each
-# with a handful of fields fit many times over.
-FORM_FIELDS_MAX = 2000
 
 # Query list parameter (AttributeName.1, ...) -> JSON member.
 _LISTS = {
@@ -71,8 +68,8 @@ _RESULT_LISTS = {
     "Failed": "BatchResultErrorEntry",
     "Results": "ListMessageMoveTasksResultEntry",
 }
-_INDEX = re.compile(r"^[1-9][0-9]{0,4}$")
-_QUEUE_PATH = re.compile(r"^/[0-9]{12}/[A-Za-z0-9_.-]{1,80}/?$")
+_INDEX = re.compile(r"[1-9][0-9]{0,4}")
+_QUEUE_PATH = re.compile(r"/[0-9]{12}/[A-Za-z0-9_.-]{1,80}/?")
 
 
 def is_sqs(form: Mapping[str, str]) -> bool:
@@ -100,7 +97,7 @@ def _tree(form: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _numbered(node: Any, where: str) -> list[Any]:
-    if not isinstance(node, dict) or not all(_INDEX.match(k) for k in node):
+    if not isinstance(node, dict) or not all(_INDEX.fullmatch(k) for k in node):
         raise sqs_error("InvalidParameterValue", f"{where}: expected {where}.1, {where}.2, ...")
     return [node[k] for k in sorted(node, key=int)]
 
@@ -145,10 +142,13 @@ def _typed(shape: Any, value: Any) -> Any:
     if kind == "map" and isinstance(value, dict):
         return {k: _typed(shape.value, v) for k, v in value.items()}
     if isinstance(value, str):
-        if kind in ("integer", "long"):
-            if not value.lstrip("-").isdigit():
-                raise sqs_error("InvalidParameterValue", f"{value!r} is not an integer")
-            return int(value)
+        if kind in ("integer", "long", "float", "double"):
+            # The JSON path's checks (model.check_json) run on the result: this
+            # only turns the text into a number, as strictly as JSON's parser.
+            try:
+                return model.parse_number(kind, value, shape.name)
+            except model.ShapeError as exc:
+                raise sqs_error("InvalidParameterValue", str(exc)) from None
         if kind == "boolean":
             if value.lower() not in ("true", "false"):
                 raise sqs_error("InvalidParameterValue", f"{value!r} is not true or false")
@@ -164,22 +164,22 @@ def _xml(result: Mapping[str, Any], operation: str) -> str:
         if key in _RESULT_MAPS and isinstance(value, dict):
             tag, key_field, value_field = _RESULT_MAPS[key]
             for name, item in value.items():
-                inner = _xml(item, operation) if isinstance(item, dict) else escape(str(item))
+                inner = _xml(item, operation) if isinstance(item, dict) else xml_escape(str(item))
                 parts.append(
-                    f"<{tag}><{key_field}>{escape(name)}</{key_field}>"
+                    f"<{tag}><{key_field}>{xml_escape(name)}</{key_field}>"
                     f"<{value_field}>{inner}</{value_field}></{tag}>"
                 )
         elif isinstance(value, list):
             tag = _RESULT_LISTS.get(key, f"{operation}ResultEntry")
             for item in value:
-                inner = _xml(item, operation) if isinstance(item, dict) else escape(str(item))
+                inner = _xml(item, operation) if isinstance(item, dict) else xml_escape(str(item))
                 parts.append(f"<{tag}>{inner}</{tag}>")
         elif isinstance(value, dict):
             parts.append(f"<{key}>{_xml(value, operation)}</{key}>")
         elif isinstance(value, bool):
             parts.append(f"<{key}>{'true' if value else 'false'}</{key}>")
         else:
-            parts.append(f"<{key}>{escape(str(value))}</{key}>")
+            parts.append(f"<{key}>{xml_escape(str(value))}</{key}>")
     return "".join(parts)
 
 
@@ -189,7 +189,7 @@ def error_xml(error: AwsError, request_id: str) -> str:
     code = error.query_code or error.code
     return (
         f'<ErrorResponse xmlns="{NAMESPACE}"><Error><Type>{kind}</Type>'
-        f"<Code>{escape(code)}</Code><Message>{escape(error.message)}</Message><Detail/>"
+        f"<Code>{xml_escape(code)}</Code><Message>{xml_escape(error.message)}</Message><Detail/>"
         f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>"
     )
 
@@ -198,8 +198,6 @@ def call(ctx: Context, form: Mapping[str, str], path: str, request_id: str) -> t
     """One query request: its HTTP status and XML body."""
     action = form.get("Action", "")
     try:
-        if len(form) > FORM_FIELDS_MAX:
-            raise sqs_error("InvalidParameterValue", f"more than {FORM_FIELDS_MAX} form fields")
         handler = sqs.HANDLERS.get(action)
         op_model = model.operation("sqs", action)
         if handler is None or op_model is None:
@@ -210,15 +208,13 @@ def call(ctx: Context, form: Mapping[str, str], path: str, request_id: str) -> t
             "QueueUrl" not in request
             and shape is not None
             and "QueueUrl" in shape.members
-            and _QUEUE_PATH.match(path)
+            and _QUEUE_PATH.fullmatch(path)
         ):
             request["QueueUrl"] = ctx.base_url + path.rstrip("/")
         try:
             model.check_json(shape, request)
         except model.ShapeError as exc:
-            raise sqs_error(
-                "MissingParameter" if exc.missing else "InvalidParameterValue", str(exc)
-            ) from None
+            raise sqs_invalid(exc) from None
         result = handler(ctx, request)
     except AwsError as error:
         return error.status, error_xml(error, request_id)

@@ -429,7 +429,11 @@ def test_error_shapes(sqs: Any, server: ServerThread) -> None:
         sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "soon"})
     with pytest.raises(ClientError) as bad_value:
         sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "99999"})
-    assert bad_value.value.response["Error"]["Code"] == "InvalidParameterValue"
+    # Out of range is InvalidAttributeValue, as SQS answers (issue 14, point 10).
+    assert bad_value.value.response["Error"]["Code"] == "InvalidAttributeValue"
+    assert bad_value.value.response["Error"]["Message"] == (
+        "Invalid value for the parameter VisibilityTimeout."
+    )
     with pytest.raises(sqs.exceptions.ReceiptHandleIsInvalid):
         sqs.delete_message(QueueUrl=url, ReceiptHandle="garbage")
     with pytest.raises(sqs.exceptions.BatchEntryIdsNotDistinct):
