@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import accumulate, chain
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from tidelog.catalog import CHANNELS_DB, channel_key, log_name
 from tidelog.delivery_formats import (
@@ -313,8 +313,7 @@ def check_name(name: object) -> str:
         isinstance(name, str) and NAME_RE.fullmatch(name) is not None,
         f"delivery stream name: {name!r} is not 1-64 of a-zA-Z0-9_.-",
     )
-    assert isinstance(name, str)
-    return name
+    return cast(str, name)
 
 
 def _int_in(value: object, low: int, high: int, what: str) -> int:
@@ -1339,6 +1338,9 @@ class Deliverer:
 
 
 def get_delivery_stream(store: Store, name: str) -> DeliveryStream:
+    if not isinstance(name, str) or NAME_RE.fullmatch(name) is None:
+        # No delivery stream has such a name; and "" is no LMDB key at all.
+        raise NotFound(f"delivery stream {name!r:.80}: not found")
     ds = DeliveryStream(store, name)
     ds._config()
     return ds

@@ -154,7 +154,8 @@ class Service:
         except ValueError:
             raise AwsError("SerializationException", "Request body is not valid JSON") from None
         try:
-            model.check_json(op_model.input_shape, request)
+            library_text = model.LIBRARY_TEXT.get(self.name, frozenset())
+            model.check_json(op_model.input_shape, request, library_text=library_text)
         except model.ShapeError as exc:
             raise self.invalid(exc) from None
         return _json_reply(200, self.content_type, handler(ctx, request), [])

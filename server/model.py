@@ -116,9 +116,24 @@ def check_limits(shape: Shape, value: int | float, where: str) -> None:
         )
 
 
-def check_json(shape: Shape | None, value: Any, path: str = "") -> None:
+# Members whose text the library checks itself, for the error code the service
+# answers (SQS: InvalidMessageContents for a body, InvalidParameterValue for an
+# attribute): a lone surrogate in any other string is a shape error here.
+LIBRARY_TEXT = {"sqs": frozenset({"MessageBody", "StringValue"})}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_json(
+    shape: Shape | None,
+    value: Any,
+    path: str = "",
+    library_text: frozenset[str] = frozenset(),
+    name: str = "",
+) -> None:
     """Raise ShapeError if `value` does not fit `shape`: required members, types,
-    number ranges (the type's, then the model's min/max)."""
+    number ranges (the type's, then the model's min/max), and text that is not
+    Unicode (a lone surrogate, which JSON's \\ud800 escapes can carry) except in
+    members named in `library_text`."""
     if shape is None:
         return
     kind = shape.type_name
@@ -137,17 +152,19 @@ def check_json(shape: Shape | None, value: Any, path: str = "") -> None:
         for key, item in value.items():
             member = members.get(key)
             if member is not None and item is not None:
-                check_json(member, item, _join(path, key))
+                check_json(member, item, _join(path, key), library_text, key)
     elif kind == "list":
         if not isinstance(value, list):
             raise ShapeError(f"{where}: expected a list")
         for index, item in enumerate(value):
-            check_json(shape.member, item, f"{where}.{index + 1}")
+            check_json(shape.member, item, f"{where}.{index + 1}", library_text, name)
     elif kind == "map":
         if not isinstance(value, dict):
             raise ShapeError(f"{where}: expected an object")
         for key, item in value.items():
-            check_json(shape.value, item, f"{where}.{key}")
+            if _SURROGATE.search(key):
+                raise ShapeError(f"{where}: a key is not Unicode text (a lone surrogate)")
+            check_json(shape.value, item, f"{where}.{key}", library_text, name)
     else:
         allowed = _JSON_TYPES.get(kind)
         if allowed is None:
@@ -156,6 +173,8 @@ def check_json(shape: Shape | None, value: Any, path: str = "") -> None:
             raise ShapeError(f"{where}: expected {kind}, got a boolean")
         if not isinstance(value, allowed):
             raise ShapeError(f"{where}: expected {kind}, got {type(value).__name__}")
+        if isinstance(value, str) and name not in library_text and _SURROGATE.search(value):
+            raise ShapeError(f"{where}: not Unicode text (a lone surrogate)")
         if kind == "blob":
             try:
                 base64.b64decode(str(value), validate=True)

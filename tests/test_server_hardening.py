@@ -782,3 +782,29 @@ def test_fifo_send_without_group(sqs: Any, server: ServerThread) -> None:
     )
     assert [s["Id"] for s in sent["Successful"]] == ["ok"]
     assert [(f["Id"], f["Code"]) for f in sent["Failed"]] == [("none", "InvalidParameterValue")]
+
+
+# -- what the fuzzers (tests/test_fuzz_*.py) found ------------------------------------------------
+
+
+def test_lone_surrogates_in_any_json_string(server: ServerThread) -> None:
+    # Every string of a JSON request is Unicode text or the request's 400: a
+    # lone surrogate reached str.encode() in CancelMessageMoveTask (a 500).
+    for service, operation, members in (
+        ("sqs", "CancelMessageMoveTask", {"TaskHandle": "\ud800"}),
+        ("sqs", "GetQueueUrl", {"QueueName": "q\udfff"}),
+        ("sqs", "TagQueue", {"QueueUrl": "x", "Tags": {"\ud800": "v"}}),
+        ("kinesis", "PutRecord", {"StreamName": "s", "Data": "eA==", "PartitionKey": "\ud800"}),
+        ("firehose", "DescribeDeliveryStream", {"DeliveryStreamName": "\ud800"}),
+    ):
+        reply = post_json(server.port, service, operation, json.dumps(members).encode())
+        assert reply.status == 400, (operation, reply.body[:300])
+        assert "lone surrogate" in reply.json()["message"]
+
+
+def test_empty_delivery_stream_name(server: ServerThread) -> None:
+    # "" was looked up as an LMDB key, which LMDB refuses (BadValsizeError, a 500).
+    for operation in ("DescribeDeliveryStream", "PutRecord", "TagDeliveryStream"):
+        members = {"DeliveryStreamName": "", "Record": {"Data": "eA=="}, "Tags": []}
+        reply = post_json(server.port, "firehose", operation, members)
+        assert reply.status == 400 and reply.error_type() == "ResourceNotFoundException"
