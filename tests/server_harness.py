@@ -126,10 +126,13 @@ def post(
         connection.close()
 
 
-def post_json(port: int, service: str, operation: str, body: bytes | Any) -> RawReply:
+def post_json(
+    port: int, service: str, operation: str, body: bytes | Any, content_type: str | None = None
+) -> RawReply:
     """A JSON-protocol call (service "sqs", "kinesis" or "firehose"); `body` as bytes is
-    sent as it is, anything else as JSON."""
-    prefix, content_type = JSON_TARGETS[service]
+    sent as it is, anything else as JSON; `content_type` replaces the protocol's."""
+    prefix, default_type = JSON_TARGETS[service]
+    content_type = content_type or default_type
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {"X-Amz-Target": f"{prefix}.{operation}", "Content-Type": content_type}
     return post(port, data, headers)

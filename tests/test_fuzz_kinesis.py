@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from fuzz_wire import FUZZ, KEEP, check_json_reply, json_request
 from hypothesis import assume, given
+from hypothesis import strategies as st
 from server_harness import client, post_json, running
 
 import tidelog
@@ -168,5 +169,38 @@ def test_fuzz_firehose_json(server: ServerThread) -> None:
         assume(KEEP.encode() not in body)
         check_json_reply(post_json(server.port, "firehose", operation, body))
         _ensure_targets(server)
+
+    run()
+
+
+# CBOR data items (RFC 8949) as the Java SDK's AWS CBOR 1.1 sends them: maps of
+# text keys, byte strings for blobs, tag 1 for timestamps; some well formed,
+# some cut short, some nested 100,000 deep.
+_CBOR_ITEMS = [
+    b"\xa1\x6aStreamName\x62fz",  # {"StreamName": "fz"}
+    b"\xa3\x6aStreamName\x62fz\x64Data\x41x\x6cPartitionKey\x61a",  # with a byte string
+    b"\xa1\x69Timestamp\xc1\x1b\x00\x00\x01\x8b\xcf\xe5\x68\x00",  # tag 1, epoch ms
+    b"\xbf\x6aStreamName\x62fz\xff",  # an indefinite-length map
+    b"\x81" * 100_000,  # arrays nested 100,000 deep
+    b"\xa1\x6aStreamName",  # cut short
+    b"\x5b\xff\xff\xff\xff\xff\xff\xff\xff",  # a byte string of 2**64-1 bytes, announced
+    b"\xf9\x7e\x00",  # a half-precision NaN
+]
+
+
+def test_fuzz_kinesis_cbor(server: ServerThread) -> None:
+    """tidelog does not serve AWS CBOR (docs/server.md): a CBOR request is refused
+    as a request it cannot read, in the JSON error shape, whatever the bytes."""
+
+    @FUZZ
+    @given(
+        operation=st.sampled_from(KINESIS_OPERATIONS),
+        body=st.sampled_from(_CBOR_ITEMS) | st.binary(max_size=200),
+    )
+    def run(operation: str, body: bytes) -> None:
+        assume(KEEP.encode() not in body)
+        reply = post_json(server.port, "kinesis", operation, body, "application/x-amz-cbor-1.1")
+        check_json_reply(reply)
+        assert reply.status == 400
 
     run()
