@@ -212,11 +212,23 @@ def decrease_stream_retention_period(ctx: Context, request: dict[str, Any]) -> d
 # -- records --------------------------------------------------------------------------------------
 
 
+def _partition_key(record: Mapping[str, Any], where: str) -> Any:
+    # botocore's current model leaves PartitionKey optional; Kinesis needs one.
+    key = record.get("PartitionKey")
+    if key is None:
+        raise AwsError(
+            "ValidationException",
+            f"1 validation error detected: Value null at '{where}' failed to satisfy "
+            "constraint: Member must not be null",
+        )
+    return key
+
+
 def put_record(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     stream = _stream(ctx, request)
     result = stream.put(
         base64.b64decode(request["Data"]),
-        request["PartitionKey"],
+        _partition_key(request, "partitionKey"),
         request.get("ExplicitHashKey"),
     )
     return {
@@ -229,8 +241,12 @@ def put_record(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
 def put_records(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     stream = _stream(ctx, request)
     records = [
-        (base64.b64decode(r["Data"]), r["PartitionKey"], r.get("ExplicitHashKey"))
-        for r in request["Records"]
+        (
+            base64.b64decode(r["Data"]),
+            _partition_key(r, f"records.{i + 1}.member.partitionKey"),
+            r.get("ExplicitHashKey"),
+        )
+        for i, r in enumerate(request["Records"])
     ]
     result = stream.put_many(records)
     entries: list[dict[str, Any]] = []

@@ -808,3 +808,16 @@ def test_empty_delivery_stream_name(server: ServerThread) -> None:
         members = {"DeliveryStreamName": "", "Record": {"Data": "eA=="}, "Tags": []}
         reply = post_json(server.port, "firehose", operation, members)
         assert reply.status == 400 and reply.error_type() == "ResourceNotFoundException"
+
+
+def test_kinesis_records_without_partition_key(server: ServerThread) -> None:
+    # botocore's model leaves PartitionKey optional; a record without one was a KeyError (500).
+    client("kinesis", server.url).create_stream(StreamName="s", ShardCount=1)
+    reply = post_json(server.port, "kinesis", "PutRecord", {"StreamName": "s", "Data": "eA=="})
+    assert reply.status == 400 and reply.error_type() == "ValidationException"
+    records = {
+        "StreamName": "s",
+        "Records": [{"Data": "eA==", "PartitionKey": "k"}, {"Data": "eA=="}],
+    }
+    reply = post_json(server.port, "kinesis", "PutRecords", records)
+    assert reply.status == 400 and reply.error_type() == "ValidationException"
