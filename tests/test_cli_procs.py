@@ -57,7 +57,7 @@ def test_tail_follow_stops_after_limit(tmp_path: Path) -> None:
     data = tmp_path / "d"
     with tidelog.open(data) as store:
         store.create_stream("s", shards=2)
-    proc = start("tail", "s", "-f", "-n", "3", "--data", str(data))
+    proc = start("tail", "s", "-f", "--max", "3", "--data", str(data))
     try:
         time.sleep(0.5)
         with tidelog.open(data) as store:
