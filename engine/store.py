@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from tidelog import queues
 from tidelog.catalog import ENGINE_DATABASES
 from tidelog.log import Log, as_bytes
+from tidelog.objects import OBJECT_DATABASES, ObjectStore
 from tidelog.queues import DedupScope, MoveTask, Queue, ThroughputLimit
 from tidelog.segments.errors import Corruption, InvalidArgument
 from tidelog.segments.fs import OsFileSystem
@@ -53,7 +54,8 @@ class Store:
             segment_bytes_default=segment_bytes_max,
         )
         self.path = self._logs.path
-        self._logs.open_databases(ENGINE_DATABASES)
+        self._logs.open_databases(ENGINE_DATABASES + OBJECT_DATABASES)
+        self._objects: ObjectStore | None = None
         queues.resume_move_tasks(self)  # a move task left running by a dead process
 
     # -- lifecycle -----------------------------------------------------------
@@ -97,6 +99,13 @@ class Store:
     def sync(self) -> None:
         """Force everything written so far to stable storage (any sync mode)."""
         self._logs.sync()
+
+    @property
+    def objects(self) -> ObjectStore:
+        """The store's S3 buckets and objects (engine/objects.py; served by `tidelog serve`)."""
+        if self._objects is None:
+            self._objects = ObjectStore(self)
+        return self._objects
 
     # -- logs ------------------------------------------------------------------
 
