@@ -467,9 +467,22 @@ class Transaction:
         self._done = False
 
     def append(self, log: Log, value: Any, key: Any = b"", headers: Any = b"") -> int:
-        """Queue an append; returns its index into `offsets` after the commit."""
+        """Queue an append to a plain log; returns its index into `offsets` after the commit.
+
+        Raises InvalidArgument for anything but a `Log` (`store.log(name)`):
+        a queue's, stream's or topic's log holds messages in their model's
+        format, which only their own calls (`send`, `put`, `publish`) write.
+        """
         if self._done:
             raise InvalidArgument("transaction: already committed")
+        if not isinstance(log, Log):
+            what = type(log).__name__
+            call = {"Queue": "send", "Stream": "put", "Topic": "publish"}.get(what)
+            hint = f" (use {what.lower()}.{call}(...))" if call else ""
+            raise InvalidArgument(
+                f"transaction: append takes a Log from store.log() or store.create_log(), "
+                f"not a {what}{hint}"
+            )
         self._items.append(
             (log.info, as_bytes(value, "value"), as_bytes(key, "key"), as_bytes(headers, "headers"))
         )
