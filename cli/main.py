@@ -1546,6 +1546,16 @@ def stats(follow: bool, interval: float, count: int | None, kind: str | None, ou
     is_flag=True,
     help="Run no delivery streams or SQL applications in the background.",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="warning",
+    show_default=True,
+    help="What the server logs to stderr.",
+)
+@click.option(
+    "--access-log", is_flag=True, help="Log one line per HTTP request (on stdout, as uvicorn)."
+)
 @common_options
 def serve(
     host: str,
@@ -1556,21 +1566,29 @@ def serve(
     stomp_users: str | None,
     auth_file: str | None,
     no_workers: bool,
+    log_level: str,
+    access_log: bool,
     out: Output,
 ) -> None:
-    """Serve the store over the wire: SQS, SNS and Kinesis for boto3 (AWS endpoint),
-    and STOMP for ActiveMQ clients (docs/stomp.md).
+    """Serve the store over the wire: SQS, SNS, Kinesis, Firehose and S3 for boto3 and
+    the AWS CLI (one endpoint), and STOMP for ActiveMQ clients (docs/stomp.md).
+
+    S3 serves buckets and objects kept in the store (docs/server.md, "S3"):
+    `aws s3 ls/cp/sync` work against the same endpoint, and a Firehose
+    delivery stream whose bucket is here delivers into it.
 
     Also runs the background workers: every delivery stream is delivered as
     its buffering hints fall due, and every running SQL application computes
     its windows (those created, started or stopped meanwhile, by any
     process, are picked up within a second); --no-workers leaves them to
-    `tidelog deliver` and `tidelog run-app`. Blocks until SIGINT or SIGTERM.
+    `tidelog deliver` and `tidelog run-app`. Blocks until SIGINT or SIGTERM,
+    then finishes in-flight requests and prints a line saying it stopped.
 
     Example:
 
     \b
         tidelog serve --port 4566 &  aws --endpoint-url http://127.0.0.1:4566 sqs list-queues
+        aws --endpoint-url http://127.0.0.1:4566 s3 mb s3://landing
     """
     from tidelog import server
 
@@ -1593,7 +1611,11 @@ def serve(
             stomp_users=stomp_users,
             auth_file=auth_file,
             workers=not no_workers,
+            log_level=log_level,
+            access_log=access_log,
         )
+    if not out.json:
+        click.echo(f"stopped serving {data_path(out.data)}", err=True)
 
 
 # -- bench ---------------------------------------------------------------------------------------

@@ -284,15 +284,29 @@ def test_serve_passes_its_options_to_the_server(
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     monkeypatch.setattr(server, "serve", lambda *a, **kw: calls.append((a, kw)))
     run(tmp_path, "serve", "--port", "4999", "--sync", "never")
-    run(tmp_path, "serve", "--no-stomp", "--no-workers")
+    run(tmp_path, "serve", "--no-stomp", "--no-workers", "--log-level", "debug", "--access-log")
     assert calls == [
         (
             (str(tmp_path), "127.0.0.1", 4999, "never"),
-            {"stomp_port": 61613, "stomp_users": None, "auth_file": None, "workers": True},
+            {
+                "stomp_port": 61613,
+                "stomp_users": None,
+                "auth_file": None,
+                "workers": True,
+                "log_level": "warning",
+                "access_log": False,
+            },
         ),
         (
             (str(tmp_path), "127.0.0.1", 4566, "always"),
-            {"stomp_port": None, "stomp_users": None, "auth_file": None, "workers": False},
+            {
+                "stomp_port": None,
+                "stomp_users": None,
+                "auth_file": None,
+                "workers": False,
+                "log_level": "debug",
+                "access_log": True,
+            },
         ),
     ]
 
