@@ -27,7 +27,7 @@ def _examples(path: Path) -> list[CodeExample]:
 def test_every_doc_with_python_is_covered() -> None:
     """The markdown files that hold Python blocks are the ones run below."""
     with_python = {p.name for p in FILES if _examples(p)}
-    assert {"README.md", "api.md", "server.md", "stomp.md"} <= with_python
+    assert {"README.md", "api.md", "scale-out.md", "server.md", "stomp.md"} <= with_python
 
 
 def test_tx_append_refuses_a_queue(tmp_path: Path) -> None:
