@@ -26,7 +26,7 @@ import tidelog
 from tidelog.segments.repair import repair_log
 from tidelog.topic_filters import FilterPolicy, attribute_view, body_view
 
-from . import background
+from . import background, ops
 from .background import BACKGROUND_KINDS
 from .channels import (
     KINDS,
@@ -44,6 +44,7 @@ from .channels import (
 from .deliver import deliver
 from .output import (
     EXIT_CORRUPTION,
+    Group,
     Output,
     common_options,
     data_path,
@@ -51,6 +52,7 @@ from .output import (
     open_store,
     printable,
     progress_file,
+    show,
     silent_option,
     table,
     text_or_base64,
@@ -78,19 +80,26 @@ kind_option = click.option(
 )
 
 
-@click.group()
+@click.group(cls=Group)
 @click.version_option(tidelog.__version__, prog_name="tidelog")
-def main() -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable JSON output (for every command)."
+)
+@click.pass_context
+def main(ctx: click.Context, as_json: bool) -> None:
     """Inspect, operate and replay a tidelog store.
 
     Every command takes --data DIR (default $TIDELOG_DATA, else ./tidelog-data)
-    and --json. Exit codes: 0 ok, 1 error, 2 usage, 3 corruption found.
+    and --json (before or after the command's name). Under --json, errors are
+    one JSON line on stderr: {"error": {"code", "message", "exit_code"}}.
+    Exit codes: 0 ok, 1 error, 2 usage, 3 corruption found.
 
     Example:
 
     \b
         tidelog create queue jobs && echo hello | tidelog send jobs && tidelog ls
     """
+    ctx.obj = {"json": as_json}
 
 
 # -- ls ------------------------------------------------------------------------------------------
@@ -103,13 +112,14 @@ def _oldest_ms(log: tidelog.Log) -> int | None:
 
 
 def _channel_summary(store: tidelog.Store, channel: Channel) -> dict[str, Any]:
-    records = sum(len(p.log) for p in channel.parts)
+    records = sum(p.log.end_offset - p.log.start_offset for p in channel.parts)
     oldest = [t for p in channel.parts if len(p.log) and (t := _oldest_ms(p.log)) is not None]
     newest = [p.log.ends().last_timestamp_ms for p in channel.parts if len(p.log)]
     row: dict[str, Any] = {
         "kind": channel.kind,
         "name": channel.name,
         "messages": records,
+        "records": records,
         "bytes": sum(bytes_on_disk(store, p.log) for p in channel.parts),
         "oldest": iso_ms(min(oldest)) if oldest else None,
         "newest": iso_ms(max(newest)) if newest else None,
@@ -120,6 +130,8 @@ def _channel_summary(store: tidelog.Store, channel: Channel) -> dict[str, Any]:
     if channel.kind == "queue":
         counts = channel.handle.approximate_counts()
         row.update(visible=counts.visible, in_flight=counts.in_flight, delayed=counts.delayed)
+        # What a user calls a queue's messages: those not deleted yet.
+        row["messages"] = counts.visible + counts.in_flight + counts.delayed
     if channel.kind == "stream":
         row["shards"] = len(channel.parts)
     return row
@@ -131,9 +143,11 @@ def _channel_summary(store: tidelog.Store, channel: Channel) -> dict[str, Any]:
 def ls(kind: str | None, out: Output) -> None:
     """List channels: messages, bytes on disk, oldest and newest record, queue counts.
 
-    Opens the store read-only. `messages` counts records still on disk (a
-    queue's history in its replay window included); visible / in flight /
-    delayed are a queue's approximate counts.
+    Opens the store read-only. For a queue, `messages` counts the messages
+    not deleted yet (visible + in flight + delayed, SQS's approximate
+    counts); for a stream, topic or log, the records retained. `records`
+    counts the records still on disk (a queue's deleted messages that its
+    segments or replay window still hold included).
 
     Example:
 
@@ -142,7 +156,7 @@ def ls(kind: str | None, out: Output) -> None:
     """
     with open_store(out, readonly=True) as store:
         rows = [_channel_summary(store, c) for c in all_channels(store, kind)]
-    columns = ["kind", "name", "messages", "bytes", "oldest", "newest"]
+    columns = ["kind", "name", "messages", "records", "bytes", "oldest", "newest"]
     columns += ["visible", "in_flight", "delayed"]
     out.emit(
         {"data": data_path(out.data), "channels": rows},
@@ -194,12 +208,12 @@ def info(name: str, kind: str | None, out: Output) -> None:
         out.emit(doc, lines=background.info_lines(doc))
         return
     lines = [f"{channel.title}", "", "configuration:"]
-    lines += [f"  {k}: {v}" for k, v in doc["config"].items()]
+    lines += [f"  {k}: {show(v)}" for k, v in doc["config"].items()]
     if doc.get("shards"):
         lines += ["", "shards:", table(doc["shards"])]
     if doc.get("queue"):
         lines += ["", "queue position:"]
-        lines += [f"  {k}: {v}" for k, v in doc["queue"].items()]
+        lines += [f"  {k}: {show(v)}" for k, v in doc["queue"].items()]
     if doc.get("consumers"):
         lines += ["", "consumers:", table(doc["consumers"])]
     if doc.get("subscriptions") is not None:
@@ -358,7 +372,7 @@ def _info_doc(store: tidelog.Store, channel: Channel) -> dict[str, Any]:
 
 @main.group("create")
 def create() -> None:
-    """Create a stream, queue or topic.
+    """Create a stream, queue, topic, delivery stream or SQL application.
 
     Example:
 
@@ -509,17 +523,26 @@ def create_topic(
 @main.command("delete")
 @click.argument("name")
 @kind_option
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @common_options
-def delete(name: str, kind: str | None, out: Output) -> None:
+def delete(name: str, kind: str | None, yes: bool, out: Output) -> None:
     """Delete a channel and all its messages (atomic; files go after the commit).
+
+    Asks for confirmation, saying how many records go, unless --yes (with
+    no terminal to ask, it refuses without --yes).
 
     Example:
 
     \b
-        tidelog delete queue:jobs
+        tidelog delete queue:jobs --yes
     """
     with open_store(out, readonly=False) as store:
         channel = resolve(store, name, kind)
+        if not yes:
+            records = sum(p.log.end_offset - p.log.start_offset for p in channel.parts)
+            click.confirm(
+                f"delete {channel.title} and its {records} records?", abort=True, err=True
+            )
         if channel.kind == "stream":
             store.delete_stream(channel.name)
         elif channel.kind == "queue":
@@ -797,10 +820,10 @@ def publish(
 @click.option(
     "--from",
     "start",
-    default="trim-horizon",
-    show_default=True,
+    default=None,
     metavar="trim-horizon|latest|TIME|SEQ",
-    help="Where to start: TIME is ISO 8601 or an age (-5m, 2h); SEQ a sequence number or offset.",
+    help="Where to start (default trim-horizon): TIME is ISO 8601 or an age (-5m, 2h); "
+    "SEQ a sequence number or offset.",
 )
 @click.option("--shard", help="Only this shard (id or number) of a stream.")
 @click.option(
@@ -810,28 +833,41 @@ def publish(
     default="text",
     show_default=True,
 )
-@click.option("-n", "--limit", type=click.IntRange(min=1), help="Stop after N records.")
+@click.option(
+    "-n",
+    "--lines",
+    "newest",
+    type=click.IntRange(min=0),
+    help="Print only the newest N records (of all shards, by arrival time), as tail -n.",
+)
+@click.option("--max", "limit", type=click.IntRange(min=1), help="Stop after printing N records.")
 @common_options
 def tail(
     name: str,
     kind: str | None,
     follow: bool,
-    start: str,
+    start: str | None,
     shard: str | None,
     fmt: str,
+    newest: int | None,
     limit: int | None,
     out: Output,
 ) -> None:
-    """Print a channel's records; with -f, follow new ones as `tail -f` does.
+    """Print a channel's records; -n N the newest N; with -f, follow new ones as `tail -f`.
 
-    Opens the store read-only. Following wakes within 50 ms of appends made
-    by any process, and stops cleanly on Ctrl-C. --json prints JSON lines
-    (as --format json).
+    Without -n it prints every retained record from --from (default the
+    oldest). With -n N it prints the newest N of them, oldest first (a
+    stream's shards merged by arrival time), as Unix tail and redis-cli do;
+    with -f it then keeps printing new records. --max stops after N records
+    in all. Opens the store read-only. Following wakes within 50 ms of
+    appends made by any process, and stops cleanly on Ctrl-C. --json prints
+    JSON lines (as --format json).
 
     Example:
 
     \b
-        tidelog tail clicks -f --from -10m --format json
+        tidelog tail jobs -n 10 -f        # the newest 10, then follow
+        tidelog tail clicks --from -10m --format json
     """
     if out.json:
         fmt = "json"
@@ -844,9 +880,15 @@ def tail(
                 raise click.BadParameter(
                     f"{channel.title} has no shard {shard}", param_hint="--shard"
                 )
-        positions = start_offsets(channel, start)
+        positions = start_offsets(channel, start or "trim-horizon")
         printed = 0
         try:
+            if newest is not None:
+                for part, record in _newest(channel, positions, newest):
+                    _print_record(channel, part, record, fmt)
+                    printed += 1
+                    if limit is not None and printed >= limit:
+                        return
             while True:
                 progressed = False
                 for part in channel.parts:
@@ -867,6 +909,25 @@ def tail(
         except BrokenPipeError:
             sys.stderr.close()  # the reader went away (tail ... | head): stop quietly
             return
+
+
+def _newest(
+    channel: Channel, positions: dict[str, int], count: int
+) -> list[tuple[Part, tidelog.Record]]:
+    """The newest `count` records at or after `positions`, oldest first.
+
+    Reads at most `count` records of each part; moves each position past
+    what it read, so following goes on from there.
+    """
+    found: list[tuple[int, int, int, Part, tidelog.Record]] = []
+    for index, part in enumerate(channel.parts):
+        begin = max(positions[part.label], part.log.end_offset - count)
+        positions[part.label] = begin
+        for record in part.log.read(begin):
+            positions[part.label] = record.offset + 1
+            found.append((record.timestamp_ms, index, record.offset, part, record))
+    found.sort(key=lambda item: item[:3])
+    return [(part, record) for *_, part, record in found[-count:]] if count else []
 
 
 def _print_record(channel: Channel, part: Part, record: tidelog.Record, fmt: str) -> None:
@@ -982,13 +1043,16 @@ def _channel_config(store: tidelog.Store, channel: Channel) -> dict[str, Any]:
 @click.option(
     "--format", "fmt", type=click.Choice(["jsonl", "hex"]), default="jsonl", show_default=True
 )
+@silent_option
 @common_options
-def dump(name: str, kind: str | None, fmt: str, out: Output) -> None:
+def dump(name: str, kind: str | None, fmt: str, silent: bool, out: Output) -> None:
     """Export a channel's records: JSON lines that `tidelog load` reads back, or hex.
 
-    The first line describes the channel; each further line is one record
-    with its part (shard), offset, timestamp, flags, key, headers and value
-    (UTF-8 text where they are, else base64). Opens the store read-only.
+    The first line describes the channel (and how many records follow);
+    each further line is one record with its part (shard), offset,
+    timestamp, flags, key, headers and value (UTF-8 text where they are,
+    else base64). Opens the store read-only. A progress bar goes to stderr
+    (--silent hides it); the records go to stdout.
 
     Example:
 
@@ -997,33 +1061,44 @@ def dump(name: str, kind: str | None, fmt: str, out: Output) -> None:
     """
     with open_store(out, readonly=True) as store:
         channel = resolve(store, name, kind)
+        # The end of each part when the dump starts: a snapshot, however
+        # many records writers append meanwhile.
+        ranges = [(p, p.log.start_offset, p.log.end_offset) for p in channel.parts]
+        total = sum(end - begin for _, begin, end in ranges)
         header = {
             "tidelog_dump": DUMP_VERSION,
             "kind": channel.kind,
             "name": channel.name,
             "config": _channel_config(store, channel),
             "parts": [p.label for p in channel.parts],
+            "records": total,
         }
         if fmt == "jsonl":
             click.echo(json.dumps(header))
-        for part in channel.parts:
-            for record in part.log.read(part.log.start_offset):
-                if fmt == "jsonl":
-                    click.echo(json.dumps(dump_line(part, record)))
-                else:
-                    click.echo(record_hex(channel, part, record))
+        with click.progressbar(
+            length=total, label=f"dumping {channel.title}", file=progress_file(silent)
+        ) as bar:
+            for part, begin, end in ranges:
+                for record in part.log.read(begin, end):
+                    if fmt == "jsonl":
+                        click.echo(json.dumps(dump_line(part, record)))
+                    else:
+                        click.echo(record_hex(channel, part, record))
+                    bar.update(1)
 
 
 @main.command("load")
 @click.argument("name")
 @click.option("--input", "source", type=click.File("r"), default="-", help="Dump file (stdin).")
+@silent_option
 @common_options
-def load(name: str, source: TextIO, out: Output) -> None:
+def load(name: str, source: TextIO, silent: bool, out: Output) -> None:
     """Import a `tidelog dump` into a new channel NAME, byte for byte.
 
     Creates the channel with the dumped configuration and appends every
     record with its original timestamp, key, headers and value. Offsets
     start again at 0. A stream keeps its shard count (not resharding lineage).
+    A progress bar goes to stderr (--silent hides it).
 
     Example:
 
@@ -1042,7 +1117,17 @@ def load(name: str, source: TextIO, out: Output) -> None:
     kind = header["kind"]
     config = header.get("config", {})
     loaded = 0
-    with open_store(out, readonly=False) as store:
+    total = header.get("records")
+    with (
+        open_store(out, readonly=False) as store,
+        # An older dump's header has no count: the bar then counts lines.
+        click.progressbar(
+            source,
+            length=total if isinstance(total, int) else None,
+            label=f"loading {kind} {name}",
+            file=progress_file(silent),
+        ) as lines,
+    ):
         logs = _create_for_load(store, kind, name, config, header.get("parts", [""]))
         pending: list[dict[str, Any]] = []
 
@@ -1061,7 +1146,7 @@ def load(name: str, source: TextIO, out: Output) -> None:
             )
             pending.clear()
 
-        for line_number, line in enumerate(source, start=2):
+        for line_number, line in enumerate(lines, start=2):
             if not line.strip():
                 continue
             try:
@@ -1461,6 +1546,16 @@ def stats(follow: bool, interval: float, count: int | None, kind: str | None, ou
     is_flag=True,
     help="Run no delivery streams or SQL applications in the background.",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="warning",
+    show_default=True,
+    help="What the server logs to stderr.",
+)
+@click.option(
+    "--access-log", is_flag=True, help="Log one line per HTTP request (on stdout, as uvicorn)."
+)
 @common_options
 def serve(
     host: str,
@@ -1471,21 +1566,29 @@ def serve(
     stomp_users: str | None,
     auth_file: str | None,
     no_workers: bool,
+    log_level: str,
+    access_log: bool,
     out: Output,
 ) -> None:
-    """Serve the store over the wire: SQS, SNS and Kinesis for boto3 (AWS endpoint),
-    and STOMP for ActiveMQ clients (docs/stomp.md).
+    """Serve the store over the wire: SQS, SNS, Kinesis, Firehose and S3 for boto3 and
+    the AWS CLI (one endpoint), and STOMP for ActiveMQ clients (docs/stomp.md).
+
+    S3 serves buckets and objects kept in the store (docs/server.md, "S3"):
+    `aws s3 ls/cp/sync` work against the same endpoint, and a Firehose
+    delivery stream whose bucket is here delivers into it.
 
     Also runs the background workers: every delivery stream is delivered as
     its buffering hints fall due, and every running SQL application computes
     its windows (those created, started or stopped meanwhile, by any
     process, are picked up within a second); --no-workers leaves them to
-    `tidelog deliver` and `tidelog run-app`. Blocks until SIGINT or SIGTERM.
+    `tidelog deliver` and `tidelog run-app`. Blocks until SIGINT or SIGTERM,
+    then finishes in-flight requests and prints a line saying it stopped.
 
     Example:
 
     \b
         tidelog serve --port 4566 &  aws --endpoint-url http://127.0.0.1:4566 sqs list-queues
+        aws --endpoint-url http://127.0.0.1:4566 s3 mb s3://landing
     """
     from tidelog import server
 
@@ -1508,7 +1611,11 @@ def serve(
             stomp_users=stomp_users,
             auth_file=auth_file,
             workers=not no_workers,
+            log_level=log_level,
+            access_log=access_log,
         )
+    if not out.json:
+        click.echo(f"stopped serving {data_path(out.data)}", err=True)
 
 
 # -- bench ---------------------------------------------------------------------------------------
@@ -1631,6 +1738,12 @@ def bench(records: int, size: int, seconds: float, out: Output) -> None:
 
 
 main.add_command(deliver)  # cli/deliver.py
+main.add_command(ops.delete_message)  # cli/ops.py
+main.add_command(ops.purge)
+main.add_command(ops.checkpoint)
+main.add_command(ops.config)
+create.add_command(ops.create_delivery_stream)
+create.add_command(ops.create_app)
 main.add_command(sql)  # cli/sql.py
 main.add_command(apps)
 main.add_command(run_app)

@@ -1,11 +1,13 @@
 """Shared options and output for every command (as sqlite-utils' output_options).
 
-Every command takes `--data DIR` and `--json`. A command builds a JSON-able
+Every command takes `--data DIR` and `--json` (`--json` may also come
+before the command: `tidelog --json ls`). A command builds a JSON-able
 document and hands it to `Output.emit` with a way to show it to people (a
 table or lines); `--json` prints the document instead. Library errors become
 click errors here, in one place: `Corruption` exits 3, every other
-`tidelog.Error` and OS error exits 1 (click.ClickException), usage errors
-exit 2 (click's own).
+`tidelog.Error` and OS error exits 1 (`CommandError`), usage errors exit 2
+(click's own). Under `--json` an error is one JSON object on stderr (see
+`error_document`), so scripts never parse prose.
 """
 
 from __future__ import annotations
@@ -30,10 +32,48 @@ EXIT_CORRUPTION = 3
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class CorruptionFound(click.ClickException):
+class CommandError(click.ClickException):
+    """A command failed (exit 1); `code` names the error for --json (e.g. NotFound)."""
+
+    def __init__(self, message: str, code: str = "Error") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class CorruptionFound(CommandError):
     """Corruption reached the command line: printed, and the exit code is 3."""
 
     exit_code = EXIT_CORRUPTION
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "Corruption")
+
+
+def error_document(exc: click.ClickException) -> dict[str, Any]:
+    """The stable JSON shape of an error under --json (one line on stderr).
+
+    {"error": {"code": ..., "message": ..., "exit_code": ...}}: `code` is the
+    library error's class name (NotFound, AlreadyExists, InvalidArgument,
+    StaleReceipt, Corruption, ...), "UsageError" for bad usage (exit 2),
+    "OSError" for a file system error, or "Error".
+    """
+    if isinstance(exc, CommandError):
+        code = exc.code
+    elif isinstance(exc, click.UsageError):
+        code = "UsageError"
+    else:
+        code = "Error"
+    return {"error": {"code": code, "message": exc.format_message(), "exit_code": exc.exit_code}}
+
+
+def json_requested(ctx: click.Context | None = None) -> bool:
+    """Whether --json was given, before the command (`tidelog --json ls`) or after it."""
+    ctx = ctx or click.get_current_context(silent=True)
+    while ctx is not None:
+        if ctx.params.get("as_json") or (isinstance(ctx.obj, dict) and ctx.obj.get("json")):
+            return True
+        ctx = ctx.parent
+    return False
 
 
 class Output:
@@ -83,6 +123,13 @@ def _cell(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:,.1f}"
+    return show(value)
+
+
+def show(value: Any) -> str:
+    """A value for people: dicts and lists as JSON (a filter policy), the rest as str."""
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, default=str)
     return str(value)
 
 
@@ -95,15 +142,16 @@ def common_options(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, data: str, as_json: bool, **kwargs: Any) -> Any:
-        out = Output(data, as_json)
+        out = Output(data, as_json or json_requested())
         try:
             return fn(*args, out=out, **kwargs)
         except tidelog.Corruption as exc:
             raise CorruptionFound(f"corruption: {exc}") from exc
         except tidelog.Error as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise CommandError(str(exc), type(exc).__name__) from exc
         except OSError as exc:
-            raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}") from exc
+            message = f"{exc.strerror or exc}: {exc.filename or ''}"
+            raise CommandError(message, "OSError") from exc
 
     wrapped: Any = click.option(
         "--json", "as_json", is_flag=True, help="Machine-readable JSON output."
@@ -173,3 +221,34 @@ def iso_ms(ms: int | None) -> str | None:
 def progress_file(silent: bool) -> Any:
     """The progress bar's stream: stderr, or nothing with --silent."""
     return open(os.devnull, "w") if silent else sys.stderr  # noqa: SIM115
+
+
+class Group(click.Group):
+    """click's Group, printing errors as JSON on stderr when --json is anywhere in argv.
+
+    The check is on the raw arguments because a usage error (a bad option)
+    happens before click has parsed any --json; `error_document` gives the
+    shape. Without --json, errors print as click prints them.
+    """
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode or "--json" not in argv:
+            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(argv, prog_name, complete_var, False, **extra)
+        except click.ClickException as exc:
+            click.echo(json.dumps(error_document(exc)), err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            doc = {"error": {"code": "Aborted", "message": "aborted", "exit_code": 1}}
+            click.echo(json.dumps(doc), err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)

@@ -60,7 +60,10 @@ def sql(
     arrival_time. `data` is text, so DuckDB's JSON operators apply
     (data->>'field'). Filters on arrival_time, shard_id and sequence_number
     read only the matching segments. Where a stream and a queue share a
-    name, write stream.NAME or queue.NAME. Opens the store read-only.
+    name, write stream.NAME or queue.NAME. A queue's table holds its
+    undeleted messages (visible, in flight or delayed: what `tidelog ls`
+    counts); history.NAME is its whole retained log, deleted messages
+    included. Opens the store read-only.
 
     Example:
 

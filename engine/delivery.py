@@ -147,15 +147,30 @@ def _destination_of(value: object) -> dict[str, Any]:
 class _Writer:
     """Writes one object durably; a second write of a key replaces the first."""
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
+    def __init__(self, config: Mapping[str, Any], store: Store | None = None) -> None:
         self.config = config
+        self.store = store
         self._client: Any = None
 
     def put(self, key: str, body: bytes) -> None:
         if self.config["type"] == "directory":
             self._put_file(key, body)
+        elif (store := self._local_store()) is not None:
+            # The bucket is in this store's own S3 (engine/objects.py): no HTTP, no boto3.
+            store.objects.put(self.config["bucket"], key, body)
         else:
             self._put_s3(key, body)
+
+    def _local_store(self) -> Store | None:
+        """This store, if the S3 destination names one of its buckets (and no other endpoint).
+
+        Looked up at every write, so a bucket created after the delivery
+        stream is written to as soon as it exists.
+        """
+        store = self.store
+        if store is None or self.config.get("endpoint_url"):
+            return None
+        return store if store.objects.has_bucket(self.config["bucket"]) else None
 
     def _put_file(self, key: str, body: bytes) -> None:
         root = self.config["path"]
@@ -1117,7 +1132,7 @@ class DeliveryStream:
         ident = json.dumps(config["destination"], sort_keys=True)
         writer = self._writers.get(ident)
         if writer is None:
-            writer = self._writers[ident] = _Writer(config["destination"])
+            writer = self._writers[ident] = _Writer(config["destination"], self.store)
         return writer
 
     def _put_with_retry(

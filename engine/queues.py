@@ -835,6 +835,30 @@ def _entry_key(log_id: int, offset: int) -> bytes:
     return KEY2.pack(log_id, offset)
 
 
+def undeleted_offsets(logs: LogStore, log_id: int) -> tuple[int, int, frozenset[int]]:
+    """What of a queue's log is not deleted: (head, frontier, kept).
+
+    Offsets below the head are deleted; between the head and the frontier
+    only those in `kept` (the entries still leased, delayed or waiting) are
+    not; every offset at or past the frontier is not. Read in one read
+    transaction; the set is as large as the messages in flight. Read-only.
+    """
+    prefix = U64.pack(log_id)
+    state_db = logs.database(STATE_DB)
+    if state_db is None:  # read-only, and no queue ever written
+        return 0, 0, frozenset()
+    with logs.env.begin() as txn:
+        state = _State(txn.get(prefix, db=state_db))
+        kept = []
+        cursor = txn.cursor(db=logs.database(ENTRIES_DB))
+        if cursor.set_range(prefix):
+            for key in cursor.iternext(values=False):
+                if key[:8] != prefix:
+                    break
+                kept.append(KEY2.unpack(key)[1])
+    return state.head, state.frontier, frozenset(kept)
+
+
 def _due_key(log_id: int, visible_at: int, offset: int) -> bytes:
     return KEY3.pack(log_id, visible_at, offset)
 

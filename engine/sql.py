@@ -66,6 +66,8 @@ BATCH_BYTES_MAX = 1024 * 1024  # payload bytes per batch, whatever the record si
 SCAN_BYTES_MAX_DEFAULT: int | None = None  # no bound unless asked for
 WINDOW_RECORDS_MAX = 1_000_000  # rows one window may hold in memory
 OUTPUT_ROWS_MAX = 10_000  # result rows one window may write
+# `history.NAME`: a queue's whole retained log, deleted messages included.
+HISTORY_SCHEMA = "history"
 APP_NAME_RE = re.compile(r"[a-zA-Z0-9_.-]{1,128}")
 WindowKind = Literal["tumbling", "sliding", "session"]
 
@@ -126,6 +128,11 @@ class _Part:
     shard_index: int | None  # streams only
     start: int = 0
     stop: int | None = None
+    # A queue's undeleted messages only (one-off queries): offsets below
+    # `floor` are deleted, and below `frontier` only those in `kept` are not.
+    floor: int = 0
+    frontier: int = 0
+    kept: frozenset[int] | None = None
 
 
 @dataclass
@@ -136,13 +143,20 @@ class _Channel:
 
 
 def _resolve(store: Store, table: str) -> _Channel:
-    """The channel a table name means: `name`, or `stream.name` / `queue.name` / `topic.name`."""
+    """The channel a table name means: `name`, or `stream.name` / `queue.name` / `topic.name`.
+
+    `history.name` is a queue's whole retained log (its deleted messages too).
+    """
     logs = store._logs
     schema, _, bare = table.rpartition(".")
     kinds: tuple[Kind, ...] = ("stream", "queue", "topic")
-    if schema:
+    if schema == HISTORY_SCHEMA:
+        kinds = ("queue",)
+    elif schema:
         if schema not in kinds:
-            raise SqlError(f"unknown channel {table!r}: the schema must be stream, queue or topic")
+            raise SqlError(
+                f"unknown channel {table!r}: the schema must be stream, queue, topic or history"
+            )
         kinds = tuple(k for k in kinds if k == schema)
     found = [(kind, cfg) for kind in kinds if (cfg := read_channel(logs, kind, bare)) is not None]
     if not found:
@@ -171,6 +185,20 @@ def _resolve(store: Store, table: str) -> _Channel:
 
         parts = [_Part(logs.get_log(log_name(kind, bare)), None)]
     return _Channel(kind, bare, parts)
+
+
+def _undeleted_only(logs: LogStore, channel: _Channel) -> None:
+    """Make a queue's table hold only its undeleted messages (the default).
+
+    The deleted messages a queue's segments still hold (a replay window, or
+    a segment not yet reclaimed) are left out, as SQS would no longer
+    deliver them: what remains is what `tidelog ls` counts as the queue's
+    messages (visible, in flight, delayed).
+    """
+    from tidelog.queues import undeleted_offsets
+
+    for part in channel.parts:
+        part.floor, part.frontier, part.kept = undeleted_offsets(logs, part.info.id)
 
 
 def _utf8(values: list[bytes], pa: Any) -> Any:
@@ -272,6 +300,9 @@ def _batches(
         size = 0
         for chunk in read(logs, part.info, part.start, part.stop):
             # A chunk is at most one pread (1 MiB) of records, or one record.
+            if part.kept is not None and chunk and _offsets(chunk[0]) < part.frontier:
+                kept, frontier = part.kept, part.frontier
+                chunk = [r for r in chunk if _offsets(r) >= frontier or _offsets(r) in kept]  # type: ignore[assignment]
             pending += chunk
             size += sum(map(len, map(_values, chunk)))
             while len(pending) >= batch_rows:
@@ -468,7 +499,7 @@ def _narrow(logs: LogStore, channel: _Channel, bounds: _Bounds) -> None:
         if channel.kind == "stream" and bounds.shards is not None and shard_id not in bounds.shards:
             continue
         ends = logs.ends(part.info)
-        start, stop = ends.start_offset, ends.next_offset
+        start, stop = max(ends.start_offset, part.floor), ends.next_offset
         if bounds.seq_low is not None or bounds.seq_high is not None:
             if channel.kind == "stream":
                 base = _SEQUENCE_TOP | (part.shard_index or 0) << 64
@@ -679,6 +710,8 @@ def _run(
         failures = _Failures()
         for index, table in enumerate(sorted(names)):
             channel = _resolve(store, table)
+            if channel.kind == "queue" and table.rpartition(".")[0] != HISTORY_SCHEMA:
+                _undeleted_only(logs, channel)
             aliases = [
                 alias
                 for schema, name, alias in refs

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from tidelog import queues
 from tidelog.catalog import ENGINE_DATABASES
 from tidelog.log import Log, as_bytes
+from tidelog.objects import OBJECT_DATABASES, ObjectStore
 from tidelog.queues import DedupScope, MoveTask, Queue, ThroughputLimit
 from tidelog.segments.errors import Corruption, InvalidArgument
 from tidelog.segments.fs import OsFileSystem
@@ -53,7 +54,8 @@ class Store:
             segment_bytes_default=segment_bytes_max,
         )
         self.path = self._logs.path
-        self._logs.open_databases(ENGINE_DATABASES)
+        self._logs.open_databases(ENGINE_DATABASES + OBJECT_DATABASES)
+        self._objects: ObjectStore | None = None
         queues.resume_move_tasks(self)  # a move task left running by a dead process
 
     # -- lifecycle -----------------------------------------------------------
@@ -97,6 +99,13 @@ class Store:
     def sync(self) -> None:
         """Force everything written so far to stable storage (any sync mode)."""
         self._logs.sync()
+
+    @property
+    def objects(self) -> ObjectStore:
+        """The store's S3 buckets and objects (engine/objects.py; served by `tidelog serve`)."""
+        if self._objects is None:
+            self._objects = ObjectStore(self)
+        return self._objects
 
     # -- logs ------------------------------------------------------------------
 
@@ -458,9 +467,22 @@ class Transaction:
         self._done = False
 
     def append(self, log: Log, value: Any, key: Any = b"", headers: Any = b"") -> int:
-        """Queue an append; returns its index into `offsets` after the commit."""
+        """Queue an append to a plain log; returns its index into `offsets` after the commit.
+
+        Raises InvalidArgument for anything but a `Log` (`store.log(name)`):
+        a queue's, stream's or topic's log holds messages in their model's
+        format, which only their own calls (`send`, `put`, `publish`) write.
+        """
         if self._done:
             raise InvalidArgument("transaction: already committed")
+        if not isinstance(log, Log):
+            what = type(log).__name__
+            call = {"Queue": "send", "Stream": "put", "Topic": "publish"}.get(what)
+            hint = f" (use {what.lower()}.{call}(...))" if call else ""
+            raise InvalidArgument(
+                f"transaction: append takes a Log from store.log() or store.create_log(), "
+                f"not a {what}{hint}"
+            )
         self._items.append(
             (log.info, as_bytes(value, "value"), as_bytes(key, "key"), as_bytes(headers, "headers"))
         )

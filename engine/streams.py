@@ -1287,6 +1287,39 @@ class Consumer:
 
         stream._logs.submit(op)
 
+    def reset(self, shard: str | int, offset: int) -> None:
+        """Make the consumer's next read of `shard` start at record `offset`.
+
+        The counterpart of kafka-consumer-groups --reset-offsets: `offset` is
+        clamped to the shard's retained records (its start to its end, the end
+        meaning "only new records"). The checkpoint becomes the record before
+        `offset`; when no record precedes it (offset 0), the shard's
+        checkpoint is removed, so `read` starts the shard at its
+        `initial_position` (TRIM_HORIZON by default). Atomic and durable as
+        the store's sync mode. Raises InvalidArgument for a bad shard or a
+        negative offset, NotFound if the stream or consumer is gone.
+        """
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidArgument(f"reset: offset {offset!r} must be an integer >= 0")
+        index = shard_index_of(shard)
+        stream = self.stream
+        registration = self.name.encode() + b"\0"
+
+        def op(ctx: WriteContext) -> None:
+            view = stream._view_in(ctx)
+            info = view.shard(index).info
+            db = ctx.db(CHECKPOINTS_DB)
+            if ctx.txn.get(view.uid + registration, db=db) is None:
+                raise NotFound(f"consumer {self.name!r} of stream {stream.name!r}: not found")
+            ends = ctx.ends(info)
+            at = min(max(offset, ends.start_offset), ends.next_offset)
+            if at == 0:
+                ctx.txn.delete(self._key(view.uid, index), db=db)
+            else:
+                ctx.txn.put(self._key(view.uid, index), _U64.pack(at - 1), db=db)
+
+        stream._logs.submit(op)
+
     def checkpoints(self) -> dict[str, str]:
         """{shard id: checkpointed sequence number} for the shards that have one."""
         logs = self.stream._logs

@@ -6,6 +6,7 @@ Routing follows the wire protocols botocore speaks:
 - `X-Amz-Target: Kinesis_20131202.<Op>` (AWS JSON 1.1) -> server/kinesis.py
 - `X-Amz-Target: Firehose_20150804.<Op>` (AWS JSON 1.1) -> server/firehose.py
 - a form body with `Action=<Op>` (query protocol, XML replies) -> server/sns.py
+- S3's REST shape (see `s3.claims`: signed for "s3", or an unsigned GET/PUT/...) -> server/s3/
 
 Request signatures are verified only when the app is given access keys
 (server/auth.py); otherwise any credentials work. Handlers call the
@@ -25,7 +26,7 @@ from typing import Any
 
 import tidelog
 from tidelog import json_limits
-from tidelog.server import firehose, kinesis, model, sns, sqs, sqs_query
+from tidelog.server import firehose, kinesis, model, s3, sns, sqs, sqs_query
 from tidelog.server.auth import Authenticator
 from tidelog.server.context import Context
 from tidelog.server.errors import (
@@ -260,6 +261,7 @@ class App:
         self.base_url = base_url
         self.auth = auth
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tidelog-http")
+        self.s3 = s3.S3(store, self.executor, auth)
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=False)
@@ -271,6 +273,9 @@ class App:
         if scope["type"] != "http":
             return
         headers: dict[bytes, bytes] = dict(scope["headers"])
+        if s3.claims(scope, headers):  # S3's REST shape: server/s3/
+            await self.s3(scope, headers, receive, send)
+            return
         reply = await self._handle(scope, headers, receive)
         await send(
             {

@@ -25,7 +25,7 @@ from calendar import timegm
 from collections.abc import Mapping
 from pathlib import Path
 
-from botocore.auth import SigV4Auth
+from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
@@ -171,7 +171,9 @@ def _signature(
         method=method, url=url, headers={h: headers.get(h, "") for h in signed}, data=body
     )
     request.context["timestamp"] = stamp
-    signer = SigV4Auth(Credentials(access_key, secret), service, region)
+    # S3 signs the path as sent, without SigV4's normalisation of "." and "//".
+    signer_class = S3SigV4Auth if service == "s3" else SigV4Auth
+    signer = signer_class(Credentials(access_key, secret), service, region)
     canonical = signer.canonical_request(request)
     result: str = signer.signature(signer.string_to_sign(request, canonical), request)
     return result

@@ -9,6 +9,7 @@ catch), so uvicorn's two writes per reply (headers, body) do not meet the
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import socket
 import threading
@@ -31,13 +32,18 @@ PORT_DEFAULT = 4566
 SHUTDOWN_SECONDS = 25
 
 
-def _config(app: App, host: str, port: int) -> uvicorn.Config:
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def _config(
+    app: App, host: str, port: int, log_level: str = "warning", access_log: bool = False
+) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        log_level="warning",
-        access_log=False,
+        log_level=log_level,
+        access_log=access_log,
         lifespan="on",
         timeout_graceful_shutdown=SHUTDOWN_SECONDS,
         # 200 long polls of 20 s must not be cut: a connection only closes
@@ -111,6 +117,8 @@ def serve(
     stomp_users: str | None = None,
     auth_file: str | None = None,
     workers: bool = True,
+    log_level: str = "warning",
+    access_log: bool = False,
 ) -> None:
     """Open the store at `data` and serve SQS, SNS and Kinesis on host:port,
     and STOMP on host:stomp_port (None: no STOMP listener).
@@ -127,8 +135,14 @@ def serve(
     every AWS request must be SigV4-signed by one of its keys; without it any
     credentials work. STOMP logins are checked against `stomp_users` (a file
     of login:passcode lines) when given. Raises InvalidArgument for a bad
-    sync mode or key file, OSError if a port cannot be bound.
+    sync mode or key file, OSError if a port cannot be bound. `log_level`
+    (critical, error, warning, info, debug) sets what the server logs to
+    stderr, tidelog's own loggers included; `access_log` logs a line per
+    request (uvicorn's access log).
     """
+    if log_level not in LOG_LEVELS:
+        raise tidelog.InvalidArgument(f"log_level: {log_level!r} is not one of {LOG_LEVELS}")
+    logging.getLogger("tidelog").setLevel(log_level.upper())
     if sync not in ("always", "interval", "never"):
         raise tidelog.InvalidArgument(f"sync: {sync!r} is not always, interval or never")
     mode: SyncMode = sync  # type: ignore[assignment]
@@ -148,7 +162,7 @@ def serve(
         bound = sock.getsockname()[1]
         app = App(store, f"http://{_url_host(host)}:{bound}", auth=auth)
         started.callback(app.close)
-        _Server(_config(app, host, bound)).run(sockets=[sock])
+        _Server(_config(app, host, bound, log_level, access_log)).run(sockets=[sock])
 
 
 class ServerThread(Service):

@@ -29,7 +29,7 @@ def run(data: Path, *args: str, input: str | None = None, code: int = 0) -> Resu
 
 
 def run_json(data: Path, *args: str, input: str | None = None) -> Any:
-    return json.loads(run(data, *args, "--json", input=input).output)
+    return json.loads(run(data, *args, "--json", input=input).stdout)
 
 
 @pytest.fixture
@@ -129,11 +129,15 @@ def test_create_and_delete(tmp_path: Path) -> None:
     assert "already exists" in run(data, "create", "queue", "q", code=1).output
     run(data, "create", "queue", "bad name!", code=1)
     run(data, "create", "stream", "s2", "--shards", "0", code=2)
-    assert run_json(data, "delete", "q")["deleted"] == {"kind": "queue", "name": "q"}
-    assert "deleted stream s" in run(data, "delete", "stream:s").output
+    refused = run(data, "delete", "q", input="n\n", code=1)  # asks first; "n" keeps it
+    assert "delete queue q and its 0 records?" in refused.output
+    with tidelog.open(data) as store:
+        assert sorted(q.name for q in store.queues()) == ["dlq", "q"]
+    assert run_json(data, "delete", "q", "--yes")["deleted"] == {"kind": "queue", "name": "q"}
+    assert "deleted stream s" in run(data, "delete", "stream:s", input="y\n").output
     with tidelog.open(data) as store:
         assert [q.name for q in store.queues()] == ["dlq"] and store.streams() == []
-    run(data, "delete", "q", code=1)
+    run(data, "delete", "q", "--yes", code=1)
 
 
 def test_put_send_from_argument_and_stdin(tmp_path: Path) -> None:
@@ -201,21 +205,21 @@ def test_receive_and_delete(data: Path) -> None:
 def test_dump_load_round_trips_every_byte(data: Path, tmp_path: Path) -> None:
     fresh = tmp_path / "fresh"
     for name in ("jobs", "clicks", "events"):
-        dumped = run(data, "dump", name).output
+        dumped = run(data, "dump", name).stdout
         loaded = run_json(fresh, "load", name, input=dumped)
         assert loaded["records"] == len(dumped.splitlines()) - 1
-        assert run(fresh, "dump", name).output == dumped
+        assert run(fresh, "dump", name).stdout == dumped
     with tidelog.open(data) as a, tidelog.open(fresh) as b:
         for log in a.logs():
             assert list(log.read()) == list(b.log(log.name).read())
         got = b.queue("jobs").receive(10)
     assert [m.body for m in got] == [b"a", b"b", b"c"]
     assert got[0].attributes == {"kind": "img", "n": 3}
-    line = json.loads(run(data, "dump", "events").output.splitlines()[2])
+    line = json.loads(run(data, "dump", "events").stdout.splitlines()[2])
     assert base64.b64decode(line["value"]["base64"]) == b"\xff\x00binary"
-    assert "ff 00" in run(data, "dump", "events", "--format", "hex").output
+    assert "ff 00" in run(data, "dump", "events", "--format", "hex").stdout
     run(fresh, "load", "x", input="not a dump\n", code=1)
-    run(fresh, "load", "jobs", input=run(data, "dump", "jobs").output, code=1)  # exists
+    run(fresh, "load", "jobs", input=run(data, "dump", "jobs").stdout, code=1)  # exists
 
 
 def test_replay_into_queue_and_stream_with_filter(data: Path) -> None:
@@ -248,10 +252,10 @@ def test_verify_ok_and_json(data: Path) -> None:
 
 
 def test_repair_on_a_sound_store_changes_nothing(data: Path) -> None:
-    before = run(data, "dump", "clicks").output
+    before = run(data, "dump", "clicks").stdout
     doc = run_json(data, "repair")
     assert doc["records_dropped"] == 0 and all(r["damage"] is None for r in doc["logs"])
-    assert run(data, "dump", "clicks").output == before
+    assert run(data, "dump", "clicks").stdout == before
 
 
 def test_stats_measures_rates(data: Path) -> None:
@@ -280,15 +284,29 @@ def test_serve_passes_its_options_to_the_server(
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     monkeypatch.setattr(server, "serve", lambda *a, **kw: calls.append((a, kw)))
     run(tmp_path, "serve", "--port", "4999", "--sync", "never")
-    run(tmp_path, "serve", "--no-stomp", "--no-workers")
+    run(tmp_path, "serve", "--no-stomp", "--no-workers", "--log-level", "debug", "--access-log")
     assert calls == [
         (
             (str(tmp_path), "127.0.0.1", 4999, "never"),
-            {"stomp_port": 61613, "stomp_users": None, "auth_file": None, "workers": True},
+            {
+                "stomp_port": 61613,
+                "stomp_users": None,
+                "auth_file": None,
+                "workers": True,
+                "log_level": "warning",
+                "access_log": False,
+            },
         ),
         (
             (str(tmp_path), "127.0.0.1", 4566, "always"),
-            {"stomp_port": None, "stomp_users": None, "auth_file": None, "workers": False},
+            {
+                "stomp_port": None,
+                "stomp_users": None,
+                "auth_file": None,
+                "workers": False,
+                "log_level": "debug",
+                "access_log": True,
+            },
         ),
     ]
 
@@ -312,14 +330,14 @@ def test_topic_commands(tmp_path: Path) -> None:
     assert tailed[2]["subject"] == "hi"
     got = run_json(data, "receive", "video", "--max", "10")
     assert [m["body"]["text"] for m in got["messages"]] == ["o1", "o2"]
-    dumped = run(data, "dump", "orders").output
+    dumped = run(data, "dump", "orders").stdout
     run(tmp_path / "fresh", "load", "orders", input=dumped)
-    assert run(tmp_path / "fresh", "dump", "orders").output == dumped
+    assert run(tmp_path / "fresh", "dump", "orders").stdout == dumped
     assert run_json(data, "ls", "--kind", "topic")["channels"][0]["messages"] == 3
     assert run_json(data, "unsubscribe", "orders", "video")["unsubscribed"] == [sub["id"]]
     assert run_json(data, "info", "orders")["subscriptions"] == []
     run(data, "unsubscribe", "orders", "video", code=1)
-    assert run_json(data, "delete", "topic:orders")["deleted"]["kind"] == "topic"
+    assert run_json(data, "delete", "topic:orders", "-y")["deleted"]["kind"] == "topic"
 
 
 def test_usage_errors_exit_2(data: Path) -> None:

@@ -57,7 +57,7 @@ def test_tail_follow_stops_after_limit(tmp_path: Path) -> None:
     data = tmp_path / "d"
     with tidelog.open(data) as store:
         store.create_stream("s", shards=2)
-    proc = start("tail", "s", "-f", "-n", "3", "--data", str(data))
+    proc = start("tail", "s", "-f", "--max", "3", "--data", str(data))
     try:
         time.sleep(0.5)
         with tidelog.open(data) as store:
@@ -164,3 +164,47 @@ def test_serve_runs_the_wire_server_until_ctrl_c(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == f"stopped serving {tmp_path / 'd'}"
+
+
+def test_serve_access_log_and_log_level(tmp_path: Path) -> None:
+    """--access-log prints a line per request (stdout); --log-level info shows the start-up."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = start(
+        "serve", "--port", str(port), "--no-stomp", "--no-workers", "--sync", "never",
+        "--log-level", "info", "--access-log", "--data", str(tmp_path / "d"),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "the server never listened"
+                time.sleep(0.1)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/",
+            data=b"{}",
+            headers={
+                "Content-Type": "application/x-amz-json-1.0",
+                "X-Amz-Target": "AmazonSQS.ListQueues",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert '"POST / HTTP/1.1" 200' in out  # the access log line (uvicorn's: on stdout)
+    assert "Uvicorn running on" in err or "Application startup complete" in err  # info level
+    assert err.strip().splitlines()[-1].startswith("stopped serving ")

@@ -132,7 +132,9 @@ def test_serve_delivers_runs_applications_and_stops_on_sigterm(tmp_path: Path) -
             raise
     assert process.returncode == 0, err
     assert time.monotonic() - started < 5
-    assert err.startswith("serving ") and len(err.strip().splitlines()) == 1, err  # no errors
+    lines = err.strip().splitlines()  # the banner and the shutdown line: no errors
+    assert len(lines) == 2 and lines[0].startswith("serving "), err
+    assert lines[1].startswith("stopped serving "), err
 
 
 def test_info_shows_a_delivery_streams_buffer_lag_and_last_delivery(tmp_path: Path) -> None:
