@@ -232,7 +232,7 @@ class ShardLag:
     shard_id: str
     checkpoint: str | None
     records_behind: int
-    millis_behind: int
+    millis_behind: int | None  # None: not asked for (lag(ages=False))
 
 
 # -- pure helpers ---------------------------------------------------------------------
@@ -1345,12 +1345,13 @@ class Consumer:
                         out[shard_id_for(index)] = sequence_number(index, _U64.unpack(value)[0])
         return out
 
-    def lag(self) -> list[ShardLag]:
+    def lag(self, *, ages: bool = True) -> list[ShardLag]:
         """How far behind the consumer is in each shard, by shard index (see ShardLag).
 
         Reads the checkpoints, each shard's end and, where records are
-        behind, the oldest of them (for its age); writes nothing. Raises
-        NotFound, Corruption.
+        behind and `ages` is true, the oldest of them (for its age; with
+        `ages=False` millis_behind is None and no record is read). Writes
+        nothing. Raises NotFound, Corruption.
         """
         stream = self.stream
         logs = stream._logs
@@ -1364,8 +1365,8 @@ class Consumer:
             position = 0 if checkpoint is None else parse_sequence_number(checkpoint)[1] + 1
             end = ends.next_offset if shard.end_offset is None else shard.end_offset
             behind = max(0, end - max(position, ends.start_offset))
-            millis = 0
-            if behind:
+            millis: int | None = 0 if ages else None
+            if behind and ages:
                 records, _ = stream._fetch(view, shard, position, 1, GET_RECORDS_BYTES_MAX)
                 if records:
                     millis = max(0, now - records[0].arrival_timestamp_ms)

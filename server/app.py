@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
 import tidelog
-from tidelog.server import firehose, kinesis, model, sns, sqs, sqs_query
+from tidelog.server import console, firehose, kinesis, model, sns, sqs, sqs_query
 from tidelog.server.auth import Authenticator
 from tidelog.server.context import Context
 from tidelog.server.errors import (
@@ -252,8 +252,10 @@ class App:
         self.base_url = base_url
         self.auth = auth
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tidelog-http")
+        self.console = console.Console(store, base_url=base_url, auth=auth)  # docs/console.md
 
     def close(self) -> None:
+        self.console.close()
         self.executor.shutdown(wait=True, cancel_futures=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -261,6 +263,9 @@ class App:
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if console.handles(scope["path"]):  # /console..., /metrics, /health
+            await self.console(scope, receive, send)
             return
         headers: dict[bytes, bytes] = dict(scope["headers"])
         reply = await self._handle(scope, headers, receive)

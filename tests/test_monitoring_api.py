@@ -215,6 +215,7 @@ def test_stream_stats_and_consumer_lag_and_reset(timed: tidelog.Store, clock: Fa
     assert lag[shard].checkpoint == sequences[1]
     assert lag[shard].records_behind == len(sequences) - 2
 
+    assert [x.millis_behind for x in c.lag(ages=False)] == [None, None]
     c.reset("LATEST")
     assert all(x.records_behind == 0 and x.millis_behind == 0 for x in c.lag())
     assert list(c.read()) == []
