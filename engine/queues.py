@@ -2253,6 +2253,13 @@ class Queue:
         )
         return counts, state, end
 
+    @property
+    def dead_letter(self) -> tuple[str, int] | None:
+        """(dead-letter queue, max_receive_count), or None: the configuration as
+        every handle sees it now (one catalog read, no JSON parse when unchanged)."""
+        target = self._config().dead_letter
+        return None if target is None else (target[0], target[1])
+
     def stats(self) -> QueueStats:
         """The approximate counts and the running totals (see QueueStats), in O(1).
 

@@ -10,6 +10,7 @@ refreshed) or to a temporary directory.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import tempfile
@@ -92,11 +93,24 @@ def wait(
         raise AssertionError(f"timed out waiting for {what}; browser errors: {errors}") from None
 
 
+SHOT_HEIGHT_MAX = 2200
+
+
 def shot(driver: Any, name: str) -> Path:
+    """Save the whole page (up to SHOT_HEIGHT_MAX px tall) as console-NAME.png."""
     folder = Path(os.environ.get("TIDELOG_SCREENSHOTS") or tempfile.gettempdir())
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"console-{name}.png"
-    driver.save_screenshot(str(path))
+    width, height = driver.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+    )
+    clip = {"x": 0, "y": 0, "width": width, "height": min(height, SHOT_HEIGHT_MAX), "scale": 1}
+    # Chromium's DevTools call: the page beyond the window too (a window cannot
+    # grow past the headless screen).
+    image = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+    )
+    path.write_bytes(base64.b64decode(image["data"]))
     return path
 
 

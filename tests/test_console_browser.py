@@ -422,3 +422,23 @@ def test_with_auth_the_console_asks_for_a_key_and_secret(driver: Any, tmp_path: 
             )
             driver.delete_all_cookies()
             driver.get("about:blank")
+
+
+def test_many_channels_are_cut_to_a_page_with_a_filter(
+    driver: Any, served: tuple[tidelog.Store, ServerThread]
+) -> None:
+    store, server = served
+    for i in range(60):
+        store.create_queue(f"queue-{i:02d}")
+    open_page(driver, server, "#/", "overview")
+    wait(driver, lambda d: by_css(d, "#queues .show-all"), "the show-all button")
+    assert one(driver, "#count-queues .value").text == "60"
+    assert len(by_css(driver, "#queues tr[data-name]")) == 50
+    assert one(driver, "#queues .show-all").text == "10 more: show all"
+    one(driver, "#filter").send_keys("queue-5")
+    wait(driver, lambda d: len(by_css(d, "#queues tr[data-name]")) == 10, "ten matches")
+    one(driver, "#filter").clear()
+    one(driver, "#filter").send_keys("-")  # input events: everything matches again
+    wait(driver, lambda d: by_css(d, "#queues .show-all"), "the cut again")
+    one(driver, "#queues .show-all").click()
+    wait(driver, lambda d: len(by_css(d, "#queues tr[data-name]")) == 60, "all sixty")

@@ -93,6 +93,14 @@ def test_peek_marks_expired_messages(timed: tidelog.Store, clock: FakeClock) -> 
     assert [(m.body, m.state) for m in q.peek()] == [(b"old", "expired"), (b"new", "visible")]
 
 
+def test_dead_letter_property_follows_the_configuration(timed: tidelog.Store) -> None:
+    timed.create_queue("dlq")
+    q = timed.create_queue("jobs")
+    assert q.dead_letter is None
+    q.set_attributes(dead_letter=("dlq", 3))
+    assert timed.queue("jobs").dead_letter == ("dlq", 3) == q.dead_letter
+
+
 def test_stats_totals_follow_sends_receives_and_deletes(timed: tidelog.Store) -> None:
     q = timed.create_queue("jobs")
     assert q.stats() == tidelog.QueueStats(0, 0, 0, 0, 0, 0)

@@ -249,8 +249,7 @@ def _destination(description: Any) -> str:
 
 def queue_row(queue: tidelog.Queue, disk: Mapping[tuple[str, str], int]) -> Result:
     stats = queue.stats()
-    attributes = queue.attributes()
-    dead_letter = attributes.get("dead_letter")
+    dead_letter = queue.dead_letter
     return {
         "name": queue.name,
         "fifo": queue.fifo,

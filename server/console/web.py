@@ -275,7 +275,7 @@ class Console:
         if path.startswith(PREFIX + "/static/"):
             if method not in ("GET", "HEAD"):
                 return _error(405, "MethodNotAllowed", "use GET")
-            return self._asset(path[len(PREFIX + "/static/") :])
+            return self._asset(path[len(PREFIX + "/static/") :], headers)
         if not path.startswith(PREFIX + "/api/"):
             return _error(404, "NotFound", f"no console page {path!r}")
         name = path[len(PREFIX + "/api/") :]
@@ -352,7 +352,9 @@ class Console:
 
     # -- pages --------------------------------------------------------------------------
 
-    def _asset(self, name: str) -> _Reply:
+    def _asset(self, name: str, request: Mapping[bytes, bytes]) -> _Reply:
+        """A static file, with an ETag: a page loaded again revalidates (no-cache)
+        and gets 304 without the bytes while the package is unchanged."""
         data = self._assets.get(name)
         if data is None:
             parts = name.split("/")
@@ -364,11 +366,15 @@ class Console:
             data = self._assets[name] = node.read_bytes()
         suffix = "." + name.rpartition(".")[2] if "." in name else ""
         content_type = _CONTENT_TYPES.get(suffix, "text/plain; charset=utf-8")
+        etag = b'"' + hashlib.sha256(data).hexdigest()[:32].encode() + b'"'
         headers = [
             (b"content-type", content_type.encode()),
             (b"cache-control", b"no-cache"),
+            (b"etag", etag),
             *_SECURITY_HEADERS,
         ]
+        if request.get(b"if-none-match") == etag:
+            return _Reply(304, headers, b"")
         return _Reply(200, headers, data)
 
     async def _body(self, headers: Mapping[bytes, bytes], receive: Receive) -> bytes | None:

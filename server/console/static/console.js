@@ -36,7 +36,8 @@
     return (i ? n.toFixed(1) : n) + " " + units[i];
   }
 
-  function num(n) { return n == null ? "" : Number(n).toLocaleString("en-US"); }
+  const NUMBER = new Intl.NumberFormat("en-US", { maximumFractionDigits: 3 }); // toLocaleString is slow per call
+  function num(n) { return n == null ? "" : NUMBER.format(n); }
 
   function when(ms) {
     if (!ms) return "";
@@ -216,6 +217,29 @@
 
   // -- live charts ---------------------------------------------------------------------------
 
+  // uPlot is loaded after the page's own script, so it never delays the first render.
+  let uplotLoading = null;
+  function charting() {
+    if (window.uPlot) return Promise.resolve();
+    if (!uplotLoading) {
+      uplotLoading = new Promise((resolve, reject) => {
+        const script = document.createElement("script");
+        script.src = "/console/static/vendor/uPlot.iife.min.js";
+        script.onload = resolve;
+        script.onerror = () => reject(new Error("could not load the chart library"));
+        document.head.appendChild(script);
+      });
+    }
+    return uplotLoading;
+  }
+
+  // Whether the view that started as render `token` is still the one shown once
+  // the chart library is there (the user may have moved on meanwhile).
+  async function ready(token) {
+    await charting();
+    return token === state.renders;
+  }
+
   const SERIES = {
     sent: ["sent/s", "#2563eb"], received: ["received/s", "#16a34a"],
     deleted: ["deleted/s", "#dc2626"], published: ["published/s", "#9333ea"],
@@ -315,18 +339,43 @@
   }
 
   const REFRESH_MS = 5000; // the overview's tables; the charts are live
+  // Rows shown per channel table until "show all": a browser lays out a table of
+  // thousands of rows in hundreds of milliseconds, and nobody reads them unfiltered.
+  const ROWS_SHOWN = 50;
+
+  // The rows of one table that match the name filter, cut at ROWS_SHOWN unless shown all.
+  function shown(kind, list, columns) {
+    const filter = (state.filter || "").toLowerCase();
+    const matching = filter ? list.filter((c) => c.name.toLowerCase().includes(filter)) : list;
+    const all = state.showAll && state.showAll[kind];
+    const rows = all ? matching : matching.slice(0, ROWS_SHOWN);
+    rows.hidden = matching.length - rows.length;
+    rows.kind = kind;
+    rows.columns = columns;
+    return rows;
+  }
+
+  function more(rows) {
+    if (!rows.hidden) return "";
+    return `<tr class="more"><td colspan="${rows.columns}"><button type="button" class="link show-all" data-kind="${rows.kind}">${num(rows.hidden)} more: show all</button></td></tr>`;
+  }
 
   function overviewTables(data) {
-    const queues = data.queues.map((q) => `<tr data-name="${esc(q.name)}"><td><a href="${chan("queue", q.name)}">${esc(q.name)}</a>${q.fifo ? ' <span class="tag">FIFO</span>' : ""}${q.dead_letter ? ` <span class="muted">→ ${esc(q.dead_letter)}</span>` : ""}</td>
+    const queueRows = shown("queues", data.queues, 8);
+    const topicRows = shown("topics", data.topics, 4);
+    const streamRows = shown("streams", data.streams, 6);
+    const deliveryRows = shown("delivery", data.delivery_streams, 8);
+    const appRows = shown("applications", data.applications, 7);
+    const queues = queueRows.map((q) => `<tr data-name="${esc(q.name)}"><td><a href="${chan("queue", q.name)}">${esc(q.name)}</a>${q.fifo ? ' <span class="tag">FIFO</span>' : ""}${q.dead_letter ? ` <span class="muted">→ ${esc(q.dead_letter)}</span>` : ""}</td>
       <td class="n visible">${num(q.visible)}</td><td class="n in-flight">${num(q.in_flight)}</td><td class="n delayed">${num(q.delayed)}</td>
       <td class="n">${num(q.sent_total)}</td><td class="n">${num(q.received_total)}</td><td class="n">${num(q.deleted_total)}</td><td class="n">${bytes(q.disk_bytes)}</td></tr>`);
-    const topics = data.topics.map((t) => `<tr data-name="${esc(t.name)}"><td><a href="${chan("topic", t.name)}">${esc(t.name)}</a>${t.fifo ? ' <span class="tag">FIFO</span>' : ""}</td>
+    const topics = topicRows.map((t) => `<tr data-name="${esc(t.name)}"><td><a href="${chan("topic", t.name)}">${esc(t.name)}</a>${t.fifo ? ' <span class="tag">FIFO</span>' : ""}</td>
       <td class="n">${num(t.subscriptions)}</td><td class="n">${num(t.published_total)}</td><td class="n">${bytes(t.disk_bytes)}</td></tr>`);
-    const streams = data.streams.map((st) => `<tr data-name="${esc(st.name)}"><td><a href="${chan("stream", st.name)}">${esc(st.name)}</a></td>
+    const streams = streamRows.map((st) => `<tr data-name="${esc(st.name)}"><td><a href="${chan("stream", st.name)}">${esc(st.name)}</a></td>
       <td class="n">${num(st.shards_open)}${st.shards_closed ? ` (+${num(st.shards_closed)} closed)` : ""}</td><td class="n">${num(st.records)}</td><td class="n">${num(st.records_total)}</td><td class="n">${num(st.consumers)}</td><td class="n">${bytes(st.disk_bytes)}</td></tr>`);
-    const deliveries = data.delivery_streams.map((d) => `<tr data-name="${esc(d.name)}"><td><a href="${chan("delivery", d.name)}">${esc(d.name)}</a></td>
+    const deliveries = deliveryRows.map((d) => `<tr data-name="${esc(d.name)}"><td><a href="${chan("delivery", d.name)}">${esc(d.name)}</a></td>
       <td>${esc(d.source)}</td><td>${esc(d.destination)}</td><td class="n">${num(d.buffered_records)}</td><td class="n">${bytes(d.buffered_bytes)}</td><td class="n">${num(d.records_delivered)}</td><td class="n">${num(d.records_failed)}</td><td>${when(d.last_delivery_ms)}</td></tr>`);
-    const apps = data.applications.map((a) => `<tr data-name="${esc(a.name)}"><td><a href="${chan("application", a.name)}">${esc(a.name)}</a></td>
+    const apps = appRows.map((a) => `<tr data-name="${esc(a.name)}"><td><a href="${chan("application", a.name)}">${esc(a.name)}</a></td>
       <td>${esc(a.source)}</td><td>${esc(a.destination)}</td><td>${a.running ? "running" : "stopped"}</td><td class="n">${num(a.windows_emitted)}</td><td class="n">${num(a.lag_records)}</td><td class="error">${esc(a.error || "")}</td></tr>`);
     const s = data.store;
     storeBadge(s);
@@ -335,11 +384,17 @@
         ${card("streams", count(data.streams), "count-streams")}${card("delivery streams", count(data.delivery_streams))}
         ${card("SQL applications", count(data.applications))}${card("disk", bytes(s.disk_bytes), "disk-total")}
         ${card("index (LMDB)", bytes(s.index_bytes))}${card("sync", esc(s.sync_mode))}`;
-    $("#queues-table").innerHTML = table("queues", ["queue", "visible", "in flight", "delayed", "sent", "received", "deleted", "disk"], queues);
-    $("#topics-table").innerHTML = table("topics", ["topic", "subscriptions", "published", "disk"], topics);
-    $("#streams-table").innerHTML = table("streams", ["stream", "shards", "records", "put total", "consumers", "disk"], streams);
-    $("#delivery-table").innerHTML = table("delivery-streams", ["delivery stream", "source", "destination", "buffered", "buffered bytes", "delivered", "failed", "last delivery"], deliveries);
-    $("#applications-table").innerHTML = table("applications", ["application", "source", "destination", "state", "windows", "lag", "error"], apps);
+    $("#queues-table").innerHTML = table("queues", ["queue", "visible", "in flight", "delayed", "sent", "received", "deleted", "disk"], queues.concat(more(queueRows)));
+    $("#topics-table").innerHTML = table("topics", ["topic", "subscriptions", "published", "disk"], topics.concat(more(topicRows)));
+    $("#streams-table").innerHTML = table("streams", ["stream", "shards", "records", "put total", "consumers", "disk"], streams.concat(more(streamRows)));
+    $("#delivery-table").innerHTML = table("delivery-streams", ["delivery stream", "source", "destination", "buffered", "buffered bytes", "delivered", "failed", "last delivery"], deliveries.concat(more(deliveryRows)));
+    $("#applications-table").innerHTML = table("applications", ["application", "source", "destination", "state", "windows", "lag", "error"], apps.concat(more(appRows)));
+    for (const button of $$("button.show-all")) {
+      button.addEventListener("click", () => {
+        state.showAll = { ...(state.showAll || {}), [button.dataset.kind]: true };
+        overviewTables(state.overview);
+      });
+    }
   }
 
   function storeBadge(s) {
@@ -350,11 +405,14 @@
   }
 
   async function overview() {
+    const token = state.renders;
     const view = $("#view");
-    const data = await get("overview");
+    const data = await (state.prefetch || get("overview"));
+    state.prefetch = null;
     state.overview = data;
     view.innerHTML = `<section class="cards" id="summary"></section>
       <section class="live"><div class="live-head"><h2>Live</h2></div><div class="charts" id="charts"></div></section>
+      <p><input id="filter" type="search" placeholder="filter channels by name" size="30" value="${esc(state.filter || "")}"></p>
       <section><h2>Queues</h2><div id="queues-table"></div>
         <details><summary>Create a queue</summary><form id="create-queue" class="inline">
           <input name="name" placeholder="name (.fifo for FIFO)" required>
@@ -376,13 +434,22 @@
       <section><h2>Delivery streams</h2><div id="delivery-table"></div></section>
       <section><h2>SQL applications</h2><div id="applications-table"></div></section>`;
     overviewTables(data);
+    $("#filter").addEventListener("input", (e) => {
+      state.filter = e.target.value;
+      overviewTables(state.overview);
+    });
     if (!state.firstRender) {
       state.firstRender = true;
-      performance.mark("tidelog:first-render");
+      // Marked in the next frame: the tables are laid out and painted by then.
+      requestAnimationFrame(() => performance.mark("tidelog:first-render"));
     }
     document.body.dataset.view = "overview";
-    const charts = $("#charts");
     $(".live-head", view).appendChild(windowPicker(null));
+    // The charts come right after the tables' first paint (uPlot loads meanwhile).
+    if (!(await ready(token))) return;
+    await new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+    if (token !== state.renders) return;
+    const charts = $("#charts");
     chart(charts, "Rates", ["sent", "received", "deleted", "published", "put"], "store");
     chart(charts, "Queue backlog", ["visible", "in_flight", "delayed"], "store");
     chart(charts, "Consumer lag", ["lag"], "store");
@@ -447,6 +514,7 @@
   }
 
   async function queueView(name) {
+    const token = state.renders;
     const view = $("#view");
     const data = await get("queue", { name });
     const q = data.queue;
@@ -471,6 +539,7 @@
         <table id="messages" class="grid"><thead><tr><th>offset</th><th>state</th><th>receives</th><th>sent</th><th>visible at</th><th>id</th><th>body</th></tr></thead><tbody></tbody></table>
         <div id="messages-more"></div></section>`;
     document.body.dataset.view = "queue";
+    if (!(await ready(token))) return;
     $(".live-head", view).appendChild(windowPicker("queue:" + name));
     chart($("#charts"), "Rates", ["sent", "received", "deleted"], "channel");
     chart($("#charts"), "Backlog", ["visible", "in_flight", "delayed"], "channel");
@@ -544,6 +613,7 @@
   }
 
   async function topicView(name) {
+    const token = state.renders;
     const view = $("#view");
     const data = await get("topic", { name });
     const t = data.topic;
@@ -570,6 +640,7 @@
         <table id="messages" class="grid"><thead><tr><th>offset</th><th>published</th><th>subject</th><th>id</th><th>body</th></tr></thead><tbody></tbody></table>
         <div id="messages-more"></div></section>`;
     document.body.dataset.view = "topic";
+    if (!(await ready(token))) return;
     $(".live-head", view).appendChild(windowPicker("topic:" + name));
     chart($("#charts"), "Published", ["published"], "channel");
     listen("topic:" + name);
@@ -620,6 +691,7 @@
   }
 
   async function streamView(name) {
+    const token = state.renders;
     const view = $("#view");
     const data = await get("stream", { name });
     const st = data.stream;
@@ -642,6 +714,7 @@
         <table id="records" class="grid"><thead><tr><th>sequence number</th><th>partition key</th><th>arrived</th><th>data</th></tr></thead><tbody></tbody></table>
         <div id="records-more"></div></section>`;
     document.body.dataset.view = "stream";
+    if (!(await ready(token))) return;
     $(".live-head", view).appendChild(windowPicker("stream:" + name));
     chart($("#charts"), "Records put", ["put"], "channel");
     chart($("#charts"), "Consumer lag", ["lag"], "channel");
@@ -727,6 +800,7 @@
 
   function showLogin() {
     stopLive();
+    state.prefetch = null;
     document.body.dataset.view = "login";
     $("#view").innerHTML = `<section class="login"><h1>Log in</h1>
       <p class="muted">This server checks AWS signatures (--auth). Log in with one of its access keys and the key's secret.</p>
@@ -749,6 +823,7 @@
 
   async function route() {
     stopLive();
+    state.renders = (state.renders || 0) + 1;
     if (state.session.auth_required && !state.session.logged_in) { showLogin(); return; }
     const [, kind, raw] = (location.hash || "#/").split("/");
     const name = raw ? decodeURIComponent(raw) : "";
@@ -768,6 +843,13 @@
   }
 
   async function main() {
+    charting().catch((error) => notice(error.message, "error"));
+    // The overview's data is asked for at once, beside the session: the first
+    // render waits for one round trip, not two (a 401 just leads to the login).
+    if ((location.hash || "#/") === "#/") {
+      state.prefetch = get("overview");
+      state.prefetch.catch(() => null);
+    }
     $("#logout").addEventListener("click", async () => {
       await attempt(() => post("logout"));
       await session();
