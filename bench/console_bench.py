@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The web console's costs: first render with many channels, and the data path watched.
 
-    python bench/console_bench.py              # both parts (about 3 minutes)
+    python bench/console_bench.py              # both parts (about 4 minutes)
     python bench/console_bench.py --render     # only the first render
     python bench/console_bench.py --watched    # only the data path, watched and not
+    python bench/console_bench.py --control    # the same with no page either time (noise)
     python bench/console_bench.py --json       # JSON on stdout (the table goes to stderr)
 
 Needs Debian's chromium and chromium-driver and selenium (tests/console_harness.py
@@ -20,14 +21,15 @@ starts the browser the same way the tests do).
 
 2. **The data path, watched.** queue_bench's tidelog cases (send and
    receive+delete in batches of 10, single round trips, 16 threads of
-   single sends, sync="always") and stream_bench's cases (put_many of 500
-   records, get_records replay), each run in this process on a store that a
-   `tidelog serve` child has open. Two contenders take turns in short
-   slices: the console not watched (serve running, no page) and watched
-   (a Chromium page on the overview: live charts over server-sent events,
-   the sampler reading every channel each second, the tables refreshed
-   every 5 s). The figure is the median over slices of watched / not
-   watched, per case; 1.00 is "no cost".
+   single sends; 100 B, sync="always") and stream_bench's (put_many of 500
+   records, get_records replay), in smaller counts, run in this process on
+   a store that a `tidelog serve` child has open. In each of ROUNDS rounds
+   every case runs once with the console not watched (the page elsewhere:
+   the sampler stops) and once watched (a Chromium page on the overview:
+   live charts over server-sent events, the sampler reading every channel
+   each second, the tables refreshed every 5 s), in ABBA order across
+   rounds. The figure is the median over rounds of watched / not watched,
+   with its quartiles; 1.00 is "no cost".
 """
 
 from __future__ import annotations
@@ -41,9 +43,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -59,9 +62,10 @@ import tidelog  # noqa: E402
 
 RENDER_LOADS = 7
 CHANNELS = {"queues": 500, "topics": 250, "streams": 250}
-SLICES = 5
-QUEUE_MESSAGES = 5_000
-STREAM_BATCHES = 40  # of stream_bench.BATCH records
+ROUNDS = 12
+QUEUE_MESSAGES = 2_000
+ROUND_TRIPS = 200
+STREAM_BATCHES = 20  # of stream_bench.BATCH records
 STREAM_REPLAY = 100_000
 
 
@@ -145,83 +149,137 @@ def first_render(root: str) -> dict[str, Any]:
     }
 
 
-def stream_cases(data: str) -> dict[str, float]:
-    """stream_bench's two cases on the watched store (same records and batches)."""
-    batch = [(stream_bench.RECORD, f"key-{i}") for i in range(stream_bench.BATCH)]
+def _rate(count: int, fn: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    fn()
+    return count / (time.perf_counter() - started)
+
+
+def cases(store: tidelog.Store, replay: tidelog.Stream) -> dict[str, float]:
+    """One run of each case, on fresh channels of the watched store (queue_bench's
+    tidelog cases and stream_bench's, at their record sizes, in smaller counts)."""
+    body = queue_bench.BODY
+    q = store.create_queue(f"bench-{time.monotonic_ns()}")
     out: dict[str, float] = {}
-    with tidelog.open(data) as store:
-        s = store.create_stream(f"bench-{time.monotonic_ns()}", shards=1)
-        s.put_many(batch)
-        started = time.perf_counter()
+
+    def send() -> None:
+        for _ in range(QUEUE_MESSAGES // 10):
+            q.send_many([body] * 10)
+
+    def receive_delete() -> None:
+        while batch := q.receive(max_messages=10):
+            q.delete_many([m.receipt for m in batch])
+
+    def round_trip() -> None:
+        for _ in range(ROUND_TRIPS):
+            q.send(body)
+            [m] = q.receive()
+            q.delete(m.receipt)
+
+    def threaded() -> None:
+        def sender() -> None:
+            for _ in range(QUEUE_MESSAGES // 16):
+                q.send(body)
+
+        workers = [threading.Thread(target=sender) for _ in range(16)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+
+    out["queue_send_batch10"] = _rate(QUEUE_MESSAGES, send)
+    out["queue_receive_delete_batch10"] = _rate(QUEUE_MESSAGES, receive_delete)
+    out["queue_round_trip_single"] = _rate(ROUND_TRIPS, round_trip)
+    out["queue_send_single_16_threads"] = _rate(QUEUE_MESSAGES // 16 * 16, threaded)
+    q.purge()
+    store.delete_queue(q.name)
+
+    batch = [(stream_bench.RECORD, f"key-{i}") for i in range(stream_bench.BATCH)]
+    s = store.create_stream(f"bench-{time.monotonic_ns()}", shards=1)
+    s.put_many(batch)
+
+    def put() -> None:
         for _ in range(STREAM_BATCHES):
             s.put_many(batch)
-        out["stream_put_many_500"] = (
-            STREAM_BATCHES * stream_bench.BATCH / (time.perf_counter() - started)
-        )
-        for _ in range(STREAM_REPLAY // stream_bench.BATCH - STREAM_BATCHES - 1):
-            s.put_many(batch)
-        started = time.perf_counter()
-        count = 0
-        iterator: str | None = s.get_shard_iterator("shardId-000000000000", "TRIM_HORIZON")
+
+    out["stream_put_many_500"] = _rate(STREAM_BATCHES * stream_bench.BATCH, put)
+    store.delete_stream(s.name)
+    count = 0
+
+    def read() -> None:
+        nonlocal count
+        iterator: str | None = replay.get_shard_iterator("shardId-000000000000", "TRIM_HORIZON")
         while iterator is not None:
-            result = s.get_records(iterator, limit=10_000)
+            result = replay.get_records(iterator, limit=10_000)
             if not result.records:
                 break
             count += len(result.records)
             iterator = result.next_shard_iterator
-        out["stream_get_records"] = count / (time.perf_counter() - started)
+
+    started = time.perf_counter()
+    read()
+    out["stream_get_records"] = count / (time.perf_counter() - started)
     return out
 
 
-def one_slice(root: str, driver: Any | None) -> dict[str, float]:
-    """One run of every case on a fresh store that `serve` has open (watched or not)."""
-    slice_root = tempfile.mkdtemp(dir=root)
-    data = os.path.join(slice_root, "tl")  # where queue_bench.tidelog_cases opens its store
-    try:
-        with serving(data) as url:
-            if driver is not None:
-                driver.get(url + "/console/")
-                wait(
-                    driver, lambda d: d.execute_script("return document.body.dataset.view"), "page"
-                )
-            results = queue_bench.tidelog_cases(slice_root, QUEUE_MESSAGES, 16)
-            results.update(stream_cases(data))
-            if driver is not None:
-                points = driver.execute_script(
-                    "return window.tidelog.state.charts.map((c) => c.data[0].length)"
-                )
-                if not points or max(points) < 2:
-                    raise RuntimeError(f"the page saw no live samples: {points}")
-                driver.get("about:blank")
-        return results
-    finally:
-        shutil.rmtree(slice_root, ignore_errors=True)
+def watch(driver: Any, url: str | None) -> None:
+    """Point the page at the overview (until its charts have a sample) or away."""
+    if url is None:
+        driver.get("about:blank")
+        return
+    driver.get(url + "/console/")
+    wait(
+        driver,
+        lambda d: d.execute_script(
+            "const c = window.tidelog && window.tidelog.state.charts;"
+            "return c && c.length && c[0].data[0].length > 0;"
+        ),
+        "a first live sample",
+        30,
+    )
 
 
-def watched(root: str) -> dict[str, Any]:
+def watched(root: str, control: bool = False) -> dict[str, Any]:
+    """ROUNDS rounds; in each, every case runs once not watched and once watched,
+    in ABBA order across rounds. One store, one serve child, one browser.
+    `control`: both runs unwatched (an A/A run: the method's own noise)."""
+    data = os.path.join(root, "watched")
     ratios: dict[str, list[float]] = {}
-    plain: dict[str, list[float]] = {}
-    seen: dict[str, list[float]] = {}
-    with browser() as driver:
-        for index in range(SLICES):
-            # Alternate which goes first, so drift does not favour one.
-            order: list[Any] = [None, driver] if index % 2 == 0 else [driver, None]
-            got = {id(who): one_slice(root, who) for who in order}
-            base, with_page = got[id(None)], got[id(driver)]
-            for case, value in base.items():
-                ratios.setdefault(case, []).append(with_page[case] / value)
-                plain.setdefault(case, []).append(value)
-                seen.setdefault(case, []).append(with_page[case])
-            print(f"slice {index + 1}/{SLICES} done", file=sys.stderr)
-    return {
-        case: {
-            "not_watched": round(statistics.median(plain[case])),
-            "watched": round(statistics.median(seen[case])),
+    runs: dict[str, dict[str, list[float]]] = {"not_watched": {}, "watched": {}}
+    with serving(data) as url, browser() as driver, tidelog.open(data) as store:
+        replay = store.create_stream("replay", shards=1)
+        batch = [(stream_bench.RECORD, f"key-{i}") for i in range(stream_bench.BATCH)]
+        for _ in range(STREAM_REPLAY // stream_bench.BATCH):
+            replay.put_many(batch)
+        cases(store, replay)  # warm: files, caches, the serve child's first look
+        for index in range(ROUNDS):
+            order = ["not_watched", "watched"] if index % 2 == 0 else ["watched", "not_watched"]
+            got: dict[str, dict[str, float]] = {}
+            for who in order:
+                watch(driver, url if who == "watched" and not control else None)
+                got[who] = cases(store, replay)
+                if who == "watched" and not control:
+                    points = driver.execute_script(
+                        "return window.tidelog.state.charts[0].data[0].length"
+                    )
+                    if points < 2:
+                        raise RuntimeError("the page got no live samples while the cases ran")
+            for case, value in got["not_watched"].items():
+                ratios.setdefault(case, []).append(got["watched"][case] / value)
+                for who in runs:
+                    runs[who].setdefault(case, []).append(got[who][case])
+            print(f"round {index + 1}/{ROUNDS} done", file=sys.stderr)
+        watch(driver, None)
+    out: dict[str, Any] = {}
+    for case, values in ratios.items():
+        quartiles = statistics.quantiles(values, n=4)
+        out[case] = {
+            "not_watched": round(statistics.median(runs["not_watched"][case])),
+            "watched": round(statistics.median(runs["watched"][case])),
             "ratio_median": round(statistics.median(values), 3),
-            "ratios": [round(v, 3) for v in values],
+            "ratio_quartiles": [round(quartiles[0], 3), round(quartiles[2], 3)],
         }
-        for case, values in ratios.items()
-    }
+    return out
 
 
 def main() -> int:
@@ -229,8 +287,12 @@ def main() -> int:
     parser.add_argument("--render", action="store_true")
     parser.add_argument("--watched", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--control", action="store_true", help="--watched with no page either time (A/A)"
+    )
     parser.add_argument("--data", default=None)
     args = parser.parse_args()
+    args.watched = args.watched or args.control
     both = not args.render and not args.watched
     root = tempfile.mkdtemp(prefix="tidelog-console-bench-", dir=args.data)
     results: dict[str, Any] = {}
@@ -238,7 +300,7 @@ def main() -> int:
         if args.render or both:
             results["first_render"] = first_render(root)
         if args.watched or both:
-            results["watched"] = watched(root)
+            results["watched"] = watched(root, control=args.control)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     lines = []
@@ -250,10 +312,14 @@ def main() -> int:
             f"(overview API alone {r['overview_api_ms_median']} ms)"
         )
     if "watched" in results:
-        lines.append(f"{'case':34} {'not watched':>12} {'watched':>12} {'ratio':>7}")
+        lines.append(
+            f"{'case (per s)':30} {'not watched':>12} {'watched':>12} {'ratio':>7} {'IQR':>13}"
+        )
         for case, r in results["watched"].items():
+            low, high = r["ratio_quartiles"]
             lines.append(
-                f"{case:34} {r['not_watched']:12,} {r['watched']:12,} {r['ratio_median']:7.3f}"
+                f"{case:30} {r['not_watched']:12,} {r['watched']:12,} "
+                f"{r['ratio_median']:7.3f} {low:6.2f}-{high:<6.2f}"
             )
     print("\n".join(lines), file=sys.stderr)
     if args.json:

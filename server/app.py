@@ -264,7 +264,7 @@ class App:
             return
         if scope["type"] != "http":
             return
-        if console.handles(scope["path"]):  # /console..., /metrics, /health
+        if console.handles(scope):  # /console..., /metrics, /health
             await self.console(scope, receive, send)
             return
         headers: dict[bytes, bytes] = dict(scope["headers"])

@@ -353,3 +353,48 @@ def test_with_auth_every_console_call_needs_a_session(tmp_path: Path) -> None:
             )
             assert status == 401
         assert store.queue("jobs").approximate_counts().visible == 1
+
+
+def test_delivery_streams_and_applications_are_listed_and_described(
+    served: tuple[tidelog.Store, ServerThread], tmp_path: Path
+) -> None:
+    store, server = served
+    store.create_stream("clicks")
+    ds = store.create_delivery_stream("landing", destination=str(tmp_path / "out"))
+    ds.put_record(b"buffered")
+    store.create_queue("counts")
+    store.create_application(
+        "per-window",
+        "clicks",
+        "SELECT count(*) AS n FROM clicks",
+        window="tumbling",
+        size=60,
+        destination="queue:counts",
+    )
+    status, _, body = request(server, "GET", "/console/api/overview")
+    overview = json.loads(body)
+    [delivery] = overview["delivery_streams"]
+    assert delivery["name"] == "landing" and delivery["buffered_records"] == 1
+    assert delivery["destination"].endswith("out")
+    [application] = overview["applications"]
+    assert application["name"] == "per-window" and application["destination"] == "queue:counts"
+    status, _, body = request(server, "GET", "/console/api/delivery?name=landing")
+    assert status == 200 and json.loads(body)["settings"]["source"] == "direct"
+    status, _, body = request(server, "GET", "/console/api/application?name=per-window")
+    assert status == 200 and "count(*)" in json.loads(body)["sql"]
+    values = samples(request(server, "GET", "/metrics")[2])
+    label = (("delivery_stream", "landing"),)
+    assert values[("tidelog_delivery_buffered_records", label)] == 1
+    assert values[("tidelog_sql_application_running", (("application", "per-window"),))] == 1
+
+
+def test_signed_requests_on_console_paths_go_to_the_aws_endpoint(
+    served: tuple[tidelog.Store, ServerThread],
+) -> None:
+    _, server = served
+    signed = {"Authorization": "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/s3/aws4_request"}
+    status, headers, body = request(server, "GET", "/metrics", headers=signed)
+    assert b"tidelog_store_up" not in body and status >= 400  # the AWS side answered
+    status, _, body = request(server, "GET", "/metrics?X-Amz-Signature=abc")
+    assert b"tidelog_store_up" not in body
+    assert b"tidelog_store_up" in request(server, "GET", "/metrics")[2]

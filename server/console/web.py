@@ -92,9 +92,18 @@ _SECURITY_HEADERS = [
 ]
 
 
-def handles(path: str) -> bool:
-    """Whether a request path belongs to the console (the rest is the AWS endpoint's)."""
-    return path in ("/metrics", "/health", PREFIX) or path.startswith(PREFIX + "/")
+def handles(scope: Scope) -> bool:
+    """Whether a request belongs to the console (the rest is the AWS endpoint's):
+    its paths, unless the request is SigV4-signed. boto3 signs every request,
+    so an S3 bucket that happens to be named console, metrics or health still
+    reaches the S3 API; the console's own requests are never signed."""
+    path: str = scope["path"]
+    if not (path in ("/metrics", "/health", PREFIX) or path.startswith(PREFIX + "/")):
+        return False
+    for name, value in scope["headers"]:
+        if name.lower() == b"authorization" and value.startswith(b"AWS4-"):
+            return False
+    return "X-Amz-Signature=" not in scope.get("query_string", b"").decode("latin-1")
 
 
 def _is_loopback(host: str | None) -> bool:
