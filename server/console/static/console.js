@@ -265,7 +265,13 @@
       legend: { show: false },
     };
     const plot = new uPlot(options, data, $(".plot", box));
-    const entry = { plot, keys, data, source, box, title };
+    // Follow the box's width (the flex layout settles after the chart exists).
+    const resize = new ResizeObserver(() => {
+      const fits = Math.max(280, box.clientWidth - 16);
+      if (Math.abs(fits - plot.width) > 4) plot.setSize({ width: fits, height: 170 });
+    });
+    resize.observe(box);
+    const entry = { plot, keys, data, source, box, title, resize };
     state.charts.push(entry);
     return entry;
   }
@@ -323,7 +329,7 @@
     if (state.source) state.source.close();
     state.source = null;
     clearInterval(state.timer);
-    for (const entry of state.charts) entry.plot.destroy();
+    for (const entry of state.charts) { entry.resize.disconnect(); entry.plot.destroy(); }
     state.charts = [];
   }
 
