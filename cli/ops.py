@@ -185,7 +185,7 @@ def checkpoint(
                 new = min(max(new, log.start_offset), log.end_offset)
                 row["new_next_offset"] = new
                 if not readonly:
-                    reader.reset(part.label, new)
+                    reader.seek(part.label, new)
             rows.append(row)
     action = "would reset" if dry_run else "reset"
     changed = [r for r in rows if "new_next_offset" in r]

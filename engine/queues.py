@@ -122,6 +122,10 @@ DEDUP_EXPIRE_PER_SEND = 16
 CROSS_PROCESS_POLL_SECONDS = 0.05
 READ_CHUNK_BYTES_FIRST = 4096
 READ_CHUNK_BYTES_MAX = 256 * 1024
+PEEK_MESSAGES_MAX = 1000
+# delete_at walks the undelivered messages before its offset in commits of
+# at most this many records, so one operator delete never makes a huge commit.
+MATERIALIZE_RECORDS_MAX = 4096
 
 _ATTR_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,256}")
 _ID_RE = re.compile(r"[\x21-\x7e]{1,128}")  # SQS: alphanumerics and punctuation
@@ -584,6 +588,61 @@ class QueueCounts:
     visible: int
     in_flight: int
     delayed: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """A queue's counts and running totals (`Queue.stats()`), read in O(1).
+
+    `visible`, `in_flight` and `delayed` are `approximate_counts()`.
+    `sent_total` counts every message appended to the queue's log (sends,
+    fan-out, dead-letter and redrive arrivals, replays); `received_total`
+    every lease a receive took (a message received twice counts twice);
+    `deleted_total` every message that left the queue: deleted, purged,
+    expired, or moved to its dead-letter queue or by a move task. Each only
+    grows while the queue exists (Prometheus counters).
+    """
+
+    visible: int
+    in_flight: int
+    delayed: int
+    sent_total: int
+    received_total: int
+    deleted_total: int
+
+
+PeekState = Literal["visible", "in_flight", "delayed", "expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class PeekedMessage:
+    """A message as `Queue.peek` sees it, without receiving it.
+
+    `state` is "visible" (a receive would take it; FIFO messages waiting
+    behind their group count here, as in SQS's counts), "in_flight"
+    (leased until `visible_at_ms`), "delayed" (until `visible_at_ms`) or
+    "expired" (past the queue's retention; the next receive or retention
+    pass drops it). `receive_count` and `first_received_at_ms` (0: never
+    received) are as a receive would report them. `offset` names the
+    message for `Queue.delete_at`.
+    """
+
+    offset: int
+    id: str
+    body: bytes
+    typed_attributes: dict[str, AttributeValue]
+    state: PeekState
+    receive_count: int
+    sent_at_ms: int
+    visible_at_ms: int
+    first_received_at_ms: int
+    group_id: str | None = None
+    dedup_id: str | None = None
+    sequence_number: str | None = None
+
+    @property
+    def attributes(self) -> dict[str, str | int | float | bytes]:
+        return {name: value.python for name, value in self.typed_attributes.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -1554,6 +1613,120 @@ def _purge_in(ctx: WriteContext, config: _Config, info: LogInfo) -> None:
     _put_state(ctx, log_id, state)
 
 
+# -- looking without receiving; an operator's delete ---------------------------------------------
+
+
+def _peeked(config: _Config, record: Record, entry: _Entry | None, now: int) -> PeekedMessage:
+    """The message at `record` as peek shows it: its entry's state, or (past the
+    frontier, never looked at) the state a receive's scan would give it."""
+    meta = decode_meta(record.headers)
+    sent_at = _record_sent_at(record, meta)
+    state: PeekState
+    if entry is None:
+        visible_at = record.timestamp_ms + meta.get("d", 0)
+        receive_count = first_received = 0
+        state = "delayed" if visible_at > now else "visible"
+    else:
+        visible_at = entry.visible_at
+        receive_count, first_received = entry.receive_count, entry.first_received
+        if visible_at > now and entry.kind == KIND_LEASED:
+            state = "in_flight"
+        elif visible_at > now and entry.kind == KIND_DELAYED:
+            state = "delayed"
+        else:
+            state = "visible"
+    if sent_at + config.retention_ms <= now:
+        state = "expired"
+    return PeekedMessage(
+        offset=record.offset,
+        id=_message_id(record.key),
+        body=record.value,
+        typed_attributes=meta_attributes(meta),
+        state=state,
+        receive_count=receive_count,
+        sent_at_ms=sent_at,
+        visible_at_ms=visible_at,
+        first_received_at_ms=first_received,
+        group_id=meta.get("g"),
+        dedup_id=meta.get("dd"),
+        sequence_number=_sequence_number(record.offset) if config.fifo else None,
+    )
+
+
+def _materialize_in(
+    ctx: WriteContext, config: _Config, info: LogInfo, state: _State, stop: int
+) -> None:
+    """Move the frontier to `stop`, giving every undelivered message before it
+    the entry a receive's scan gives a message it does not take (waiting, or
+    delayed until its delay ends). No message changes state, count or order
+    class; expired ones are dropped as that scan drops them."""
+    txn = ctx.txn
+    now = ctx.now_ms
+    log_id = config.log_id
+    entries_db = ctx.db(ENTRIES_DB)
+    due_db = ctx.db(DUE_DB)
+    for record in _read_records(ctx.store, info, state.frontier, stop):
+        meta = decode_meta(record.headers)
+        delay_ms: int = meta.get("d", 0)
+        if delay_ms:
+            state.pending_delayed -= 1
+        sent_at = _record_sent_at(record, meta)
+        if sent_at + config.retention_ms <= now:
+            continue
+        visible_at = record.timestamp_ms + delay_ms
+        kind = KIND_DELAYED if visible_at > now else KIND_WAITING
+        group = meta["g"].encode() if config.fifo and "g" in meta else b""
+        entry = _Entry(visible_at, sent_at, 0, 0, 0, kind, group)
+        txn.put(_entry_key(log_id, record.offset), entry.pack(), db=entries_db)
+        txn.put(_due_key(log_id, visible_at, record.offset), _KIND_BYTES[kind], db=due_db)
+        state.count(kind, 1)
+    state.frontier = max(state.frontier, stop)
+
+
+def _delete_at_in(ctx: WriteContext, config: _Config, info: LogInfo, offset: int) -> bool | None:
+    """One step of Queue.delete_at: True or False when done, None when it only
+    moved the frontier closer to `offset` (call again)."""
+    log_id = config.log_id
+    state = _state(ctx, log_id)
+    end = ctx.ends(info).next_offset
+    if offset < state.head or offset >= end:
+        return False
+    if offset < state.frontier:
+        raw = ctx.txn.get(_entry_key(log_id, offset), db=ctx.db(ENTRIES_DB))
+        if raw is None:
+            return False
+        _drop_entry(ctx, log_id, offset, _Entry.unpack(raw), state)
+        deleted = True
+    else:
+        ahead = offset - state.frontier
+        if config.fifo and state.waiting + ahead > SCAN_ENTRIES_MAX:
+            # A FIFO receive looks at SCAN_ENTRIES_MAX waiting entries at a time:
+            # more of them could let a later message of a group pass an earlier one.
+            raise InvalidArgument(
+                f"delete_at: offset {offset} of FIFO queue {config.name!r} is {ahead} "
+                f"messages past the delivered frontier (at most "
+                f"{max(0, SCAN_ENTRIES_MAX - state.waiting)} here; receive some first)"
+            )
+        if ahead > 0:
+            _materialize_in(
+                ctx, config, info, state, min(offset, state.frontier + MATERIALIZE_RECORDS_MAX)
+            )
+            if state.frontier < offset:
+                _put_state(ctx, log_id, state)
+                return None
+        record = _read_record(ctx.store, info, offset)
+        deleted = False
+        if record is not None:
+            meta = decode_meta(record.headers)
+            if meta.get("d", 0):
+                state.pending_delayed -= 1
+            deleted = _record_sent_at(record, meta) + config.retention_ms > ctx.now_ms
+        state.frontier = offset + 1
+    _advance_head(ctx, config, info, state)
+    _put_state(ctx, log_id, state)
+    return deleted
+
+
 # -- Queue ----------------------------------------------------------------------------------------
 
 
@@ -2112,6 +2285,10 @@ class Queue:
         SQS's counts are). Messages past retention count until a receive or
         the retention pass (`enforce_retention`) drops them. Read-only.
         """
+        return self._read_counts()[0]
+
+    def _read_counts(self) -> tuple[QueueCounts, _State, int]:
+        """approximate_counts, with the state row and the log's end they came from."""
         logs = self._logs
         now = logs.now_ms()
         prefix = U64.pack(self.log_id)
@@ -2139,11 +2316,114 @@ class Queue:
                         moved += 1
         unscanned = max(0, end - state.frontier)
         visible = state.waiting + moved + max(0, unscanned - state.pending_delayed)
-        return QueueCounts(
+        counts = QueueCounts(
             visible=max(0, visible),
             in_flight=max(0, leased),
             delayed=max(0, delayed + max(0, min(state.pending_delayed, unscanned))),
         )
+        return counts, state, end
+
+    @property
+    def dead_letter(self) -> tuple[str, int] | None:
+        """(dead-letter queue, max_receive_count), or None: the configuration as
+        every handle sees it now (one catalog read, no JSON parse when unchanged)."""
+        target = self._config().dead_letter
+        return None if target is None else (target[0], target[1])
+
+    def stats(self) -> QueueStats:
+        """The approximate counts and the running totals (see QueueStats), in O(1).
+
+        One read transaction, no write: safe to call as often as a
+        monitoring page or a Prometheus scrape wants. Raises NotFound.
+        """
+        counts, state, end = self._read_counts()
+        entries = state.leased + state.delayed + state.waiting  # undeleted below the frontier
+        return QueueStats(
+            visible=counts.visible,
+            in_flight=counts.in_flight,
+            delayed=counts.delayed,
+            sent_total=end,
+            received_total=state.nonce,
+            deleted_total=max(0, state.frontier - entries),
+        )
+
+    def peek(self, limit: int = 100, *, start_offset: int = 0) -> list[PeekedMessage]:
+        """Up to `limit` (1-1000) undeleted messages at or after `start_offset`,
+        in log order, visible, in flight and delayed alike, without receiving them.
+
+        Nothing is written: receive counts, leases, visibility, the
+        frontier and the counters stay as they were (LocalStack's and Kafka
+        UIs' peek). The queue's state is read in one snapshot, then the
+        messages' records; a message deleted in between may still be listed.
+        Page on with `start_offset=messages[-1].offset + 1`. Thread- and
+        process-safe. Raises InvalidArgument (limit, start_offset), NotFound,
+        Corruption.
+        """
+        limit = check_int("limit", limit, 1, PEEK_MESSAGES_MAX)
+        start_offset = check_int("start_offset", start_offset, 0, 2**63 - 1)
+        logs = self._logs
+        info = self.info
+        config = self._config()
+        now = logs.now_ms()
+        prefix = U64.pack(self.log_id)
+        found: list[tuple[int, _Entry]] = []
+        with logs.env.begin() as txn:
+            state = _State(txn.get(prefix, db=logs.database(STATE_DB)))
+            raw_ends = txn.get(keys.log_key(self.log_id), db=logs.dbs[keys.DB_ENDS])
+            if raw_ends is None:
+                raise NotFound(f"queue {self.name!r}: not found (deleted?)")
+            end = Ends.unpack(raw_ends).next_offset
+            start = max(start_offset, state.head)
+            cursor = txn.cursor(db=logs.database(ENTRIES_DB))
+            if start < state.frontier and cursor.set_range(_entry_key(self.log_id, start)):
+                for key, raw in cursor:
+                    offset = KEY2.unpack(key)[1] if key[:8] == prefix else state.frontier
+                    if offset >= state.frontier or len(found) >= limit:
+                        break
+                    found.append((offset, _Entry.unpack(raw)))
+        out: list[PeekedMessage] = []
+        if found:
+            first, last = found[0][0], found[-1][0]
+            wanted = dict(found)
+            if last - first < 4 * len(found):  # dense: one pass over the range
+                records: Iterable[Record | None] = _read_records(logs, info, first, last + 1)
+            else:
+                records = (_read_record(logs, info, offset) for offset in wanted)
+            for record in records:
+                entry = wanted.get(record.offset) if record is not None else None
+                if record is not None and entry is not None:
+                    out.append(_peeked(config, record, entry, now))
+        if len(out) < limit:
+            for record in _read_records(logs, info, max(start, state.frontier), end):
+                out.append(_peeked(config, record, None, now))
+                if len(out) >= limit:
+                    break
+        return out
+
+    def delete_at(self, offset: int) -> bool:
+        """Delete the message at `offset` (a PeekedMessage's) in whatever state,
+        without a receipt: an operator's delete (the console's "delete").
+
+        Returns False when no undeleted message is there (deleted, purged,
+        expired, or past the end). The delete is one atomic commit. A message
+        past the delivered frontier is reached by first recording the
+        undelivered messages before it as a receive's scan would (commits of
+        at most MATERIALIZE_RECORDS_MAX records that change no message's
+        state or count); on a FIFO queue at most SCAN_ENTRIES_MAX messages
+        may wait that way, else InvalidArgument. A receiver holding the
+        message's lease then finds its delete succeeding (already deleted)
+        and change_visibility raising StaleReceipt. Raises InvalidArgument,
+        NotFound.
+        """
+        offset = check_int("offset", offset, 0, 2**63 - 1)
+
+        def step(ctx: WriteContext, config: _Config, info: LogInfo) -> bool | None:
+            return _delete_at_in(ctx, config, info, offset)
+
+        while True:
+            done: bool | None = self._submit(step)
+            if done is not None:
+                return done
 
     def enforce_retention(self, now_ms: int | None = None) -> int:
         """Drop this queue's expired messages from the head (see queues.enforce_retention).
@@ -2965,7 +3245,9 @@ __all__ = [
     "Message",
     "MoveTask",
     "Queue",
+    "PeekedMessage",
     "QueueCounts",
+    "QueueStats",
     "SendEntry",
     "SendResult",
     "md5_of_attributes",

@@ -592,7 +592,7 @@ def _spill_dir() -> str:
 
 
 def _connect(
-    module: Any, threads: int | None, memory_limit: str | None = None
+    module: Any, threads: int | None, memory_limit: str | None = None, files: bool = True
 ) -> duckdb.DuckDBPyConnection:
     con: duckdb.DuckDBPyConnection = module.connect(":memory:")
     if threads is not None:
@@ -605,6 +605,10 @@ def _connect(
         con.execute(f"SET memory_limit = '{memory_limit}'")
     # Naive timestamps in queries mean UTC, as pushdown reads them (arrival_time is UTC).
     con.execute("SET TimeZone = 'UTC'")
+    if not files:
+        # No COPY TO, read_csv, ATTACH or extension loads: the query sees the
+        # channels only (spilling to temp_directory still works). Cannot be undone.
+        con.execute("SET enable_external_access = false")
     return con
 
 
@@ -617,6 +621,7 @@ def run_sql(
     threads: int | None = None,
     scan_workers: int | None = None,
     memory_limit: str | None = None,
+    files: bool = True,
 ) -> SqlResult:
     """Run one SQL query (DuckDB's dialect) over the store's channels; see the module doc.
 
@@ -625,7 +630,9 @@ def run_sql(
     logs (sql_scan.py); `scan_workers` sets how many (1: read in this process).
     `memory_limit` (DuckDB's, e.g. "1GB"; default 80% of RAM) bounds what
     DuckDB holds: past it, tables (a self-join's), sorts, joins and
-    aggregates spill to a private temporary directory.
+    aggregates spill to a private temporary directory. `files=False` turns
+    DuckDB's file access off (COPY TO, read_csv, ATTACH, extensions): for
+    queries from users who must not reach the server's files.
 
     Reads a snapshot: records committed after the query starts are not seen.
     Memory is bounded by `batch_rows` per table plus what DuckDB's operators
@@ -641,13 +648,12 @@ def run_sql(
         raise InvalidArgument(f"batch_rows: {batch_rows!r} is outside 1-1000000")
     if scan_workers is not None and (not isinstance(scan_workers, int) or scan_workers < 1):
         raise InvalidArgument(f"scan_workers: {scan_workers!r} is not a positive integer")
+    options = (scan_bytes_max, batch_rows, threads, scan_workers, memory_limit, files)
     try:
-        return _run(store, query, scan_bytes_max, batch_rows, threads, scan_workers, memory_limit)
+        return _run(store, query, *options)
     except _Pruned:
         # A column the parse-tree walk missed (COLUMNS(...), USING, ...): build them all.
-        return _run(
-            store, query, scan_bytes_max, batch_rows, threads, scan_workers, memory_limit, False
-        )
+        return _run(store, query, *options, prune=False)
 
 
 class _Failures:
@@ -692,10 +698,11 @@ def _run(
     threads: int | None,
     scan_workers: int | None,
     memory_limit: str | None,
+    files: bool = True,
     prune: bool = True,
 ) -> SqlResult:
     duckdb, pa = _require_modules()
-    con = _connect(duckdb, threads, memory_limit)
+    con = _connect(duckdb, threads, memory_limit, files)
     try:
         try:
             bare_names = duckdb.get_table_names(query, qualified=False)  # CTEs left out

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from tidelog import queues
+from tidelog import monitor, queues
 from tidelog.catalog import ENGINE_DATABASES
 from tidelog.log import Log, as_bytes
+from tidelog.monitor import CommitStats, DiskUsage, StoreStatus
 from tidelog.objects import OBJECT_DATABASES, ObjectStore
 from tidelog.queues import DedupScope, MoveTask, Queue, ThroughputLimit
 from tidelog.segments.errors import Corruption, InvalidArgument
@@ -106,6 +107,36 @@ class Store:
         if self._objects is None:
             self._objects = ObjectStore(self)
         return self._objects
+
+    # -- monitoring (engine/monitor.py) ------------------------------------------
+
+    def status(self) -> StoreStatus:
+        """The handle's state: ok, readonly, failed (an I/O failure stopped
+        writes) or closed. Never raises; reads no file."""
+        return monitor.status(self)
+
+    def disk_usage(self) -> DiskUsage:
+        """Allocated bytes per channel and for the LMDB index (see DiskUsage).
+
+        Lists each log's directory once (no record is read); read-only.
+        """
+        return monitor.disk_usage(self)
+
+    def commit_stats(self) -> CommitStats:
+        """This handle's commits, the operations they carried and its file flushes."""
+        return monitor.commit_stats(self)
+
+    def observe_commits(self, observer: Callable[[float, int], None]) -> Callable[[], None]:
+        """Call `observer(seconds, operations)` after each commit this handle makes.
+
+        `seconds` runs from the commit's write transaction start to its
+        durable end (waiting for the write lock excluded); `operations` is
+        how many calls the group commit carried. The observer runs on the
+        committing thread before the callers are woken: it must be quick
+        (a histogram's observe) and must not call the store; an exception
+        it raises is logged and dropped. Returns a function that removes it.
+        """
+        return monitor.observe_commits(self, observer)
 
     # -- logs ------------------------------------------------------------------
 
@@ -368,6 +399,7 @@ class Store:
         scan_bytes_max: int | None = None,
         scan_workers: int | None = None,
         memory_limit: str | None = None,
+        files: bool = True,
     ) -> SqlResult:
         """Run a SQL query (DuckDB) over the store's streams, queues and topics.
 
@@ -376,6 +408,7 @@ class Store:
         segments. A large scan is read by worker processes (`scan_workers`:
         how many; default one a core, 1: none). `memory_limit` (e.g. "1GB")
         bounds DuckDB's memory; past it, it spills to a temporary directory.
+        `files=False` turns DuckDB's file access off (COPY TO, read_csv, ATTACH).
         Raises SqlError, ScanLimitExceeded (over `scan_bytes_max`), Corruption.
         """
         from tidelog import sql
@@ -386,6 +419,7 @@ class Store:
             scan_bytes_max=scan_bytes_max,
             scan_workers=scan_workers,
             memory_limit=memory_limit,
+            files=files,
         )
 
     def create_application(

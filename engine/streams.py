@@ -202,6 +202,39 @@ class StreamDescription:
         return sum(1 for shard in self.shards if not shard.closed)
 
 
+@dataclass(frozen=True)
+class StreamStats:
+    """A stream's record counts (`Stream.stats()`), from the shards' log ends.
+
+    `records_total` counts every record ever put (it only grows while the
+    stream exists); `records` those its shards still hold (retention
+    deletes whole segments, so expired records may be counted until their
+    segment goes).
+    """
+
+    records_total: int
+    records: int
+    shards_open: int
+    shards_closed: int
+
+
+@dataclass(frozen=True)
+class ShardLag:
+    """How far a consumer is behind in one shard (`Consumer.lag()`).
+
+    `checkpoint` is the checkpointed sequence number (None: none yet, so
+    the count starts at the oldest record kept). `records_behind` counts the
+    committed records after it; `millis_behind` is the age of the oldest
+    of them by the store's clock (0 when caught up), as Kinesis's
+    MillisBehindLatest.
+    """
+
+    shard_id: str
+    checkpoint: str | None
+    records_behind: int
+    millis_behind: int | None  # None: not asked for (lag(ages=False))
+
+
 # -- pure helpers ---------------------------------------------------------------------
 
 
@@ -600,6 +633,21 @@ class Stream:
     def shards(self, *, open_only: bool = False) -> list[ShardDescription]:
         """The stream's shards (as describe), optionally only the open ones."""
         return [s for s in self.describe().shards if not (open_only and s.closed)]
+
+    def stats(self) -> StreamStats:
+        """Record and shard counts from the shards' log ends (see StreamStats).
+
+        One read of the configuration and of each shard's end; writes
+        nothing. Raises NotFound.
+        """
+        view = self._view()
+        total = kept = 0
+        for shard in view.shards.values():
+            ends = self._logs.ends(shard.info)
+            total += ends.next_offset
+            kept += max(0, ends.next_offset - ends.start_offset)
+        closed = sum(1 for shard in view.shards.values() if shard.closed)
+        return StreamStats(total, kept, len(view.shards) - closed, closed)
 
     @property
     def retention_hours(self) -> int:
@@ -1287,7 +1335,7 @@ class Consumer:
 
         stream._logs.submit(op)
 
-    def reset(self, shard: str | int, offset: int) -> None:
+    def seek(self, shard: str | int, offset: int) -> None:
         """Make the consumer's next read of `shard` start at record `offset`.
 
         The counterpart of kafka-consumer-groups --reset-offsets: `offset` is
@@ -1300,7 +1348,7 @@ class Consumer:
         negative offset, NotFound if the stream or consumer is gone.
         """
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidArgument(f"reset: offset {offset!r} must be an integer >= 0")
+            raise InvalidArgument(f"seek: offset {offset!r} must be an integer >= 0")
         index = shard_index_of(shard)
         stream = self.stream
         registration = self.name.encode() + b"\0"
@@ -1336,6 +1384,82 @@ class Consumer:
                         index = _U64.unpack(key[len(prefix) :])[0]
                         out[shard_id_for(index)] = sequence_number(index, _U64.unpack(value)[0])
         return out
+
+    def lag(self, *, ages: bool = True) -> list[ShardLag]:
+        """How far behind the consumer is in each shard, by shard index (see ShardLag).
+
+        Reads the checkpoints, each shard's end and, where records are
+        behind and `ages` is true, the oldest of them (for its age; with
+        `ages=False` millis_behind is None and no record is read). Writes
+        nothing. Raises NotFound, Corruption.
+        """
+        stream = self.stream
+        logs = stream._logs
+        view = stream._view()
+        checkpoints = self.checkpoints()
+        now = logs.now_ms()
+        out = []
+        for shard in sorted(view.shards.values(), key=lambda s: s.index):
+            ends = logs.ends(shard.info)
+            checkpoint = checkpoints.get(shard.shard_id)
+            position = 0 if checkpoint is None else parse_sequence_number(checkpoint)[1] + 1
+            end = ends.next_offset if shard.end_offset is None else shard.end_offset
+            behind = max(0, end - max(position, ends.start_offset))
+            millis: int | None = 0 if ages else None
+            if behind and ages:
+                records, _ = stream._fetch(view, shard, position, 1, GET_RECORDS_BYTES_MAX)
+                if records:
+                    millis = max(0, now - records[0].arrival_timestamp_ms)
+            out.append(ShardLag(shard.shard_id, checkpoint, behind, millis))
+        return out
+
+    def reset(self, position: str = "TRIM_HORIZON", shard: str | int | None = None) -> None:
+        """Move the consumer's checkpoint in `shard` (None: every shard), atomically.
+
+        position: "TRIM_HORIZON" removes the checkpoint, so reading starts
+        again at `read`'s initial_position (TRIM_HORIZON by default);
+        "LATEST" checkpoints the shard's newest committed record (nothing
+        before now is read again); a sequence number checkpoints that
+        record, as `checkpoint(shard, sequence_number)` (then `shard` may be
+        left out: the sequence number names it). Blocks until committed.
+        Raises InvalidArgument (a bad position or shard), NotFound (stream,
+        shard or consumer gone).
+        """
+        stream = self.stream
+        registration = self.name.encode() + b"\0"
+        target: int | None = None if shard is None else shard_index_of(shard)
+        offset: int | None = None
+        if position not in ("TRIM_HORIZON", "LATEST"):
+            if not isinstance(position, str):
+                raise InvalidArgument(f"reset: position {position!r} is not a str")
+            index, offset = parse_sequence_number(position)
+            if target is not None and target != index:
+                raise InvalidArgument(
+                    f"reset: sequence number {position} belongs to {shard_id_for(index)}, "
+                    f"not {shard_id_for(target)}"
+                )
+            target = index
+
+        def op(ctx: WriteContext) -> None:
+            view = stream._view_in(ctx)
+            db = ctx.db(CHECKPOINTS_DB)
+            if ctx.txn.get(view.uid + registration, db=db) is None:
+                raise NotFound(f"consumer {self.name!r} of stream {stream.name!r}: not found")
+            shards = [view.shard(target)] if target is not None else list(view.shards.values())
+            for found in shards:
+                key = self._key(view.uid, found.index)
+                if position == "TRIM_HORIZON":
+                    ctx.txn.delete(key, db=db)
+                    continue
+                last = offset
+                if last is None:  # LATEST: the newest committed record, if any
+                    last = ctx.ends(found.info).next_offset - 1
+                    if last < 0:
+                        ctx.txn.delete(key, db=db)
+                        continue
+                ctx.txn.put(key, _U64.pack(last), db=db)
+
+        stream._logs.submit(op)
 
     def read(
         self,
@@ -1416,6 +1540,8 @@ class Consumer:
 
 __all__ = [
     "Consumer",
+    "ShardLag",
+    "StreamStats",
     "ExpiredIterator",
     "GetRecordsResult",
     "PutManyResult",

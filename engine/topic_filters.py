@@ -587,4 +587,22 @@ def body_view(body: bytes | str) -> dict[str, Values] | None:
     return {path: tuple(values) for path, values in view.items() if values}
 
 
-__all__ = ["FilterPolicy", "FilterScope", "attribute_view", "body_view"]
+def policy_matches(
+    policy: Mapping[str, Any] | str,
+    *,
+    body: bytes | str = b"",
+    attributes: Mapping[str, tuple[str, str | bytes]] | None = None,
+    scope: FilterScope = "attributes",
+) -> bool:
+    """Whether a message would pass `policy` (JSON text or a dict) in `scope`,
+    as a subscription with that policy would judge it: for trying a policy
+    before saving it. `attributes` maps names to (data type, value) pairs
+    ("String", "Number", "String.Array", "Binary"). Raises InvalidArgument
+    for a broken policy, naming the key and the rule. Pure.
+    """
+    compiled = FilterPolicy(policy, scope)
+    view = body_view(body) if scope == "body" else attribute_view(attributes or {})
+    return compiled.matches(view)
+
+
+__all__ = ["FilterPolicy", "FilterScope", "attribute_view", "body_view", "policy_matches"]

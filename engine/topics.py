@@ -104,6 +104,8 @@ from tidelog.topic_filters import (
 if TYPE_CHECKING:
     from tidelog.store import Store
 
+MESSAGES_PEEK_MAX = 1000  # Topic.messages' page size limit
+
 # -- LMDB databases (listed in catalog.ENGINE_DATABASES) -----------------------------------------
 
 SUBSCRIPTIONS_DB = b"topic_subscriptions"
@@ -314,6 +316,25 @@ class PublishEntry:
 
 # A failed entry of publish_many: the same shape as a queue batch's failure.
 PublishFailure = BatchFailure
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedMessage:
+    """A message in a topic's retained history (`Topic.messages`)."""
+
+    offset: int
+    id: str
+    body: bytes
+    typed_attributes: dict[str, AttributeValue]
+    subject: str | None
+    group_id: str | None
+    dedup_id: str | None
+    sequence_number: str | None  # FIFO topics
+    published_at_ms: int
+
+    @property
+    def attributes(self) -> dict[str, str | int | float | bytes]:
+        return {name: value.python for name, value in self.typed_attributes.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -1466,6 +1487,56 @@ class Topic:
 
         count: int = self._logs.submit(op)
         return count
+
+    def messages(
+        self,
+        limit: int = 100,
+        *,
+        start_offset: int | None = None,
+        from_time: float | None = None,
+    ) -> list[PublishedMessage]:
+        """Up to `limit` (1-1000) published messages of the retained history, oldest
+        first, from `start_offset` or the first at or after `from_time` (seconds
+        since the epoch), else from the oldest within the topic's retention.
+
+        Reads the topic's log only: no subscription sees anything, nothing is
+        written. Page on with `start_offset=messages[-1].offset + 1`. Raises
+        InvalidArgument, NotFound, Corruption.
+        """
+        limit = check_int("limit", limit, 1, MESSAGES_PEEK_MAX)
+        config = self._config()
+        info = self.info
+        logs = self._logs
+        oldest_ms = logs.now_ms() - config["retention"] * 1000
+        start = offset_for_time(logs, info, oldest_ms)
+        if start_offset is not None:
+            start = max(start, check_int("start_offset", start_offset, 0, 2**63 - 1))
+        if from_time is not None:
+            if not isinstance(from_time, int | float) or not math.isfinite(from_time):
+                raise InvalidArgument(f"from_time: {from_time!r} is not a number of seconds")
+            start = max(start, offset_for_time(logs, info, max(0, int(from_time * 1000))))
+        end = logs.ends(info).next_offset
+        out: list[PublishedMessage] = []
+        for record in logs.read(info, start, end):
+            if record.offset < start:
+                continue
+            meta = decode_meta(record.headers)
+            out.append(
+                PublishedMessage(
+                    offset=record.offset,
+                    id=str(uuid.UUID(bytes=record.key)) if len(record.key) == 16 else "",
+                    body=record.value,
+                    typed_attributes=meta_attributes(meta),
+                    subject=meta.get("s"),
+                    group_id=meta.get("g"),
+                    dedup_id=meta.get("dd"),
+                    sequence_number=f"{record.offset:020d}" if self.fifo else None,
+                    published_at_ms=record.timestamp_ms,
+                )
+            )
+            if len(out) >= limit:
+                break
+        return out
 
 
 def _sub_record(sub: Subscription) -> dict[str, Any]:

@@ -48,8 +48,11 @@ class OsFileSystem:
     def truncate(self, fd: int, size: int) -> None:
         os.ftruncate(fd, size)
 
+    flush_count = 0  # fdatasync and fsync calls done (for metrics; see Store.commit_stats)
+
     def fdatasync(self, fd: int) -> None:
         os.fdatasync(fd)
+        self.flush_count += 1
 
     def fsync_dir(self, path: str) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -57,6 +60,7 @@ class OsFileSystem:
             os.fsync(fd)
         finally:
             os.close(fd)
+        self.flush_count += 1
 
     def makedirs(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)

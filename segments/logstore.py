@@ -170,6 +170,7 @@ class LogStore:
         # and the operations they carried (ops / commits = group size).
         self.commit_count = 0
         self.op_count = 0
+        self.commit_observers: list[Callable[[float, int], None]] = []  # Store.observe_commits
         self._writer_fds: OrderedDict[int, tuple[int, int]] = OrderedDict()  # log id -> base, fd
         self._sync_pool: ThreadPoolExecutor | None = None
         self._unsynced: set[tuple[int, int]] = set()
@@ -567,6 +568,7 @@ class LogStore:
                 return
             failed: _Request | None = None
             with self.write_lock():  # see write_lock: before LMDB's own
+                started = time.perf_counter()
                 txn = self.env.begin(write=True)
                 try:
                     ctx = WriteContext(self, txn, self.now_ms())
@@ -606,6 +608,8 @@ class LogStore:
                     return
             self.commit_count += 1
             self.op_count += len(pending)
+            for observe in self.commit_observers:
+                observe(time.perf_counter() - started, len(pending))
             for request, result in zip(pending, results, strict=True):
                 request.result, request.done = result, True
             self._notify_appended()

@@ -26,7 +26,7 @@ from typing import Any
 
 import tidelog
 from tidelog import json_limits
-from tidelog.server import firehose, kinesis, model, s3, sns, sqs, sqs_query
+from tidelog.server import console, firehose, kinesis, model, s3, sns, sqs, sqs_query
 from tidelog.server.auth import Authenticator
 from tidelog.server.context import Context
 from tidelog.server.errors import (
@@ -262,8 +262,10 @@ class App:
         self.auth = auth
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tidelog-http")
         self.s3 = s3.S3(store, self.executor, auth)
+        self.console = console.Console(store, base_url=base_url, auth=auth)  # docs/console.md
 
     def close(self) -> None:
+        self.console.close()
         self.executor.shutdown(wait=True, cancel_futures=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -271,6 +273,9 @@ class App:
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if console.handles(scope):  # /console..., /metrics, /health
+            await self.console(scope, receive, send)
             return
         headers: dict[bytes, bytes] = dict(scope["headers"])
         if s3.claims(scope, headers):  # S3's REST shape: server/s3/
