@@ -49,7 +49,10 @@ def test_sigkill_deliverer_at_random_points(tmp_path: Path) -> None:
     for _round in range(8):
         with tidelog.open(data) as store:
             ds = store.delivery_stream("f")
-            for _ in range(rng.randrange(3, 6)):
+            # 9-15 batches of ~1 MiB per round: the child needs far longer than
+            # the random pause below to deliver them all, so the kill lands
+            # mid-way even when the machine is fast.
+            for _ in range(rng.randrange(10, 16)):
                 batch = [json.dumps({"id": next_id + i, "pad": RECORD_PAD}) for i in range(300)]
                 ds.put_record_batch(batch)
                 next_id += 300
@@ -61,7 +64,7 @@ def test_sigkill_deliverer_at_random_points(tmp_path: Path) -> None:
             # After the child's first batch, with more to go: the kill lands at a
             # random point of a later batch (plan, write, rename, commit).
             assert child.stdout.readline() == "batch\n"
-            time.sleep(rng.uniform(0.0, 0.05))
+            time.sleep(rng.uniform(0.0, 0.01))
         finally:
             os.kill(child.pid, signal.SIGKILL)
             child.wait()
