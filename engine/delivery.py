@@ -538,8 +538,15 @@ def _sdb(ctx: WriteContext) -> Any:
     return ctx.db(DELIVERY_STATE_DB)
 
 
+def _check_lookup(name: object) -> None:
+    """A name no delivery stream can have is NotFound ("" is no LMDB key at all)."""
+    if not isinstance(name, str) or NAME_RE.fullmatch(name) is None:
+        raise NotFound(f"delivery stream {name!r:.80}: not found")
+
+
 def _config_in(ctx: WriteContext, name: str) -> dict[str, Any]:
     """The configuration of delivery stream `name` as a write sees it. Raises NotFound."""
+    _check_lookup(name)
     raw = ctx.txn.get(name.encode(), db=ctx.db(DELIVERY_STREAMS_DB))
     if raw is None:
         raise NotFound(f"delivery stream {name!r}: not found")
@@ -1353,9 +1360,7 @@ class Deliverer:
 
 
 def get_delivery_stream(store: Store, name: str) -> DeliveryStream:
-    if not isinstance(name, str) or NAME_RE.fullmatch(name) is None:
-        # No delivery stream has such a name; and "" is no LMDB key at all.
-        raise NotFound(f"delivery stream {name!r:.80}: not found")
+    _check_lookup(name)
     ds = DeliveryStream(store, name)
     ds._config()
     return ds

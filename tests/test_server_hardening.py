@@ -804,8 +804,23 @@ def test_lone_surrogates_in_any_json_string(server: ServerThread) -> None:
 
 def test_empty_delivery_stream_name(server: ServerThread) -> None:
     # "" was looked up as an LMDB key, which LMDB refuses (BadValsizeError, a 500).
-    for operation in ("DescribeDeliveryStream", "PutRecord", "TagDeliveryStream"):
-        members = {"DeliveryStreamName": "", "Record": {"Data": "eA=="}, "Tags": []}
+    operations = (
+        "DescribeDeliveryStream",
+        "PutRecord",
+        "PutRecordBatch",
+        "TagDeliveryStream",
+        "UntagDeliveryStream",
+        "ListTagsForDeliveryStream",
+        "DeleteDeliveryStream",
+    )
+    for operation in operations:
+        members = {
+            "DeliveryStreamName": "",
+            "Record": {"Data": "eA=="},
+            "Records": [{"Data": "eA=="}],
+            "Tags": [],
+            "TagKeys": ["k"],
+        }
         reply = post_json(server.port, "firehose", operation, members)
         assert reply.status == 400 and reply.error_type() == "ResourceNotFoundException"
 
