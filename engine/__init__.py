@@ -59,6 +59,14 @@ from tidelog.sql import (
     SqlResult,
 )
 from tidelog.store import Store, Transaction, open
+from tidelog.stream_groups import (
+    Checkpointer,
+    ConsumerGroup,
+    LeaseLost,
+    RecordProcessor,
+    ShardLease,
+    Worker,
+)
 from tidelog.streams import (
     Consumer,
     ExpiredIterator,
@@ -93,8 +101,10 @@ __all__ = [
     "AttributeValue",
     "BatchFailure",
     "BatchResult",
+    "Checkpointer",
     "CommitStats",
     "Consumer",
+    "ConsumerGroup",
     "Corruption",
     "DROPPED",
     "Deliverer",
@@ -109,6 +119,7 @@ __all__ = [
     "FlushResult",
     "GetRecordsResult",
     "InvalidArgument",
+    "LeaseLost",
     "Log",
     "LogRecovery",
     "Message",
@@ -131,6 +142,7 @@ __all__ = [
     "QueueStats",
     "ReadOnly",
     "Record",
+    "RecordProcessor",
     "RecoveryReport",
     "S3Destination",
     "ScanLimitExceeded",
@@ -138,6 +150,7 @@ __all__ = [
     "SendResult",
     "ShardDescription",
     "ShardLag",
+    "ShardLease",
     "SqlError",
     "SqlResult",
     "StaleReceipt",
@@ -152,5 +165,6 @@ __all__ = [
     "Topic",
     "Transaction",
     "UnsupportedFormat",
+    "Worker",
     "open",
 ]

@@ -61,6 +61,7 @@ from tidelog.tags import TAGS_MAX, check_tags, merged_tags, remaining_tags
 
 if TYPE_CHECKING:
     from tidelog.store import Store
+    from tidelog.stream_groups import ConsumerGroup
 
 # -- limits (Kinesis's, see docs/api.md "Streams") -----------------------------
 
@@ -85,6 +86,7 @@ RETENTION_CHECK_INTERVAL_MS = 60_000  # puts apply retention at most this often
 FOLLOW_POLL_SECONDS = 0.05  # how soon a follower sees another process's append
 
 CHECKPOINTS_DB = b"stream_checkpoints"
+LEASES_DB = b"stream_leases"  # consumer groups' leases and subscriptions (stream_groups.py)
 
 SEQUENCE_TOP = 1 << 127
 _OFFSET_MASK = (1 << 64) - 1
@@ -538,6 +540,7 @@ def delete_stream(store: Store, name: str) -> None:
         for shard in view.shards.values():
             logs.delete_log_in(ctx, shard.info.name)
         delete_prefix(ctx.txn, ctx.db(CHECKPOINTS_DB), view.uid)
+        delete_prefix(ctx.txn, ctx.db(LEASES_DB), view.uid)  # groups' leases, subscriptions
         delete_channel(ctx, "stream", name)
 
     logs.submit(op)
@@ -1219,6 +1222,17 @@ class Stream:
             self._logs.submit(op)
         return consumer
 
+    def consumer_group(self, name: str, *, initial_position: str = "TRIM_HORIZON") -> ConsumerGroup:
+        """A consumer group: workers in any threads and processes share the shards
+        by leases, as the KCL's (engine/stream_groups.py). Its checkpoints are
+        those of `consumer(name)`, registered if new. `initial_position`
+        ("TRIM_HORIZON" or "LATEST") applies to the shards that have no
+        checkpoint when the group's first worker runs. Raises InvalidArgument.
+        """
+        from tidelog.stream_groups import ConsumerGroup
+
+        return ConsumerGroup(self, name, initial_position=initial_position)
+
     def consumers(self) -> list[str]:
         """Names of the stream's registered consumers."""
         uid = self._view().uid
@@ -1276,6 +1290,7 @@ class Stream:
             if ctx.txn.get(prefix, db=db) is None:
                 raise NotFound(f"consumer {name!r} of stream {self.name!r}: not found")
             delete_prefix(ctx.txn, db, prefix)
+            delete_prefix(ctx.txn, ctx.db(LEASES_DB), prefix)  # its group's leases, subscriptions
 
         self._logs.submit(op)
 
