@@ -67,6 +67,7 @@ from tidelog.stream_groups import (
     ShardLease,
     Worker,
 )
+from tidelog.stream_subscriptions import ShardSubscription, SubscriptionEvent, SubscriptionInUse
 from tidelog.streams import (
     Consumer,
     ExpiredIterator,
@@ -151,6 +152,7 @@ __all__ = [
     "ShardDescription",
     "ShardLag",
     "ShardLease",
+    "ShardSubscription",
     "SqlError",
     "SqlResult",
     "StaleReceipt",
@@ -162,6 +164,8 @@ __all__ = [
     "StreamRecord",
     "StreamStats",
     "Subscription",
+    "SubscriptionEvent",
+    "SubscriptionInUse",
     "Topic",
     "Transaction",
     "UnsupportedFormat",

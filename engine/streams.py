@@ -62,6 +62,7 @@ from tidelog.tags import TAGS_MAX, check_tags, merged_tags, remaining_tags
 if TYPE_CHECKING:
     from tidelog.store import Store
     from tidelog.stream_groups import ConsumerGroup
+    from tidelog.stream_subscriptions import ShardSubscription
 
 # -- limits (Kinesis's, see docs/api.md "Streams") -----------------------------
 
@@ -1399,6 +1400,25 @@ class Consumer:
                         index = _U64.unpack(key[len(prefix) :])[0]
                         out[shard_id_for(index)] = sequence_number(index, _U64.unpack(value)[0])
         return out
+
+    def subscribe(
+        self, shard: str | int, start: str | tuple[str, Any] | datetime = "LATEST"
+    ) -> ShardSubscription:
+        """Push `shard`'s records to this consumer as they come (Kinesis's SubscribeToShard).
+
+        `start` is as Stream.read's. Returns a ShardSubscription: iterate it
+        (or call `next_event(timeout)`) for SubscriptionEvents, for up to 5
+        minutes by the store's clock; resume with ("AFTER_SEQUENCE_NUMBER",
+        event.continuation_sequence_number). One subscription per consumer
+        and shard, in every process: a second within 5 s raises
+        SubscriptionInUse, a later one takes over (and the old one raises
+        SubscriptionInUse). Reading does not checkpoint. Raises
+        InvalidArgument, NotFound (stream, shard, consumer), SubscriptionInUse.
+        See engine/stream_subscriptions.py.
+        """
+        from tidelog.stream_subscriptions import subscribe
+
+        return subscribe(self, shard, start)
 
     def lag(self, *, ages: bool = True) -> list[ShardLag]:
         """How far behind the consumer is in each shard, by shard index (see ShardLag).

@@ -13,12 +13,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import tidelog
+from tidelog.server import eventstream
 from tidelog.server.context import Context
 from tidelog.server.errors import AwsError
+from tidelog.stream_subscriptions import ShardSubscription, SubscriptionEvent, SubscriptionInUse
 from tidelog.streams import ShardDescription
 from tidelog.tags import tags_page
 
-Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
+Handler = Callable[[Context, dict[str, Any]], Any]  # a dict, or a StreamingResult
 
 SHARDS_DEFAULT = 4  # what Kinesis gives an ON_DEMAND stream created without ShardCount
 LIST_LIMIT_DEFAULT = 100
@@ -416,12 +418,107 @@ def list_stream_consumers(ctx: Context, request: dict[str, Any]) -> dict[str, An
     return out
 
 
-def subscribe_to_shard(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    raise AwsError(
-        "InvalidArgumentException",
-        "SubscribeToShard is not served: it needs HTTP/2 event streams; read with "
-        "GetShardIterator and GetRecords (see docs/server.md)",
-    )
+# -- SubscribeToShard: enhanced fan-out as an event stream (server/eventstream.py) ---------------
+
+
+def _subscribed_consumer(ctx: Context, arn: str) -> tidelog.Consumer:
+    """The consumer a ConsumerARN names, its registration time included (an ARN of a
+    consumer deregistered and registered again names no consumer, as on AWS)."""
+    stream, name = _consumer_of(ctx, {"ConsumerARN": arn})
+    registered_ms = stream.consumer_registered_ms(name)
+    if (
+        _consumer_arn(ctx, stream.name, name, registered_ms).split(":stream/", 1)[1]
+        != (arn.split(":stream/", 1)[1])
+    ):
+        raise AwsError(
+            "ResourceNotFoundException", f"Consumer {arn} not found (registered at another time)"
+        )
+    return tidelog.Consumer(stream, name)
+
+
+def _subscription_start(position: Mapping[str, Any]) -> Any:
+    kind = position["Type"]
+    if kind in ("AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"):
+        if position.get("SequenceNumber") is None:
+            raise AwsError(
+                "InvalidArgumentException", f"StartingPosition: {kind} needs a SequenceNumber"
+            )
+        return (kind, position["SequenceNumber"])
+    if kind == "AT_TIMESTAMP":
+        if position.get("Timestamp") is None:
+            raise AwsError(
+                "InvalidArgumentException", "StartingPosition: AT_TIMESTAMP needs a Timestamp"
+            )
+        return (kind, position["Timestamp"])
+    return kind
+
+
+def _subscription_event(event: SubscriptionEvent) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "Records": [
+            {
+                "SequenceNumber": r.sequence_number,
+                "ApproximateArrivalTimestamp": r.arrival_timestamp_ms / 1000,
+                "Data": base64.b64encode(r.data).decode(),
+                "PartitionKey": r.partition_key,
+            }
+            for r in event.records
+        ],
+        "ContinuationSequenceNumber": event.continuation_sequence_number,
+        "MillisBehindLatest": event.millis_behind_latest,
+    }
+    if event.child_shards:
+        out["ChildShards"] = [
+            {
+                "ShardId": child.shard_id,
+                "ParentShards": list(child.parent_shard_ids),
+                "HashKeyRange": _shard(child)["HashKeyRange"],
+            }
+            for child in event.child_shards
+        ]
+    return out
+
+
+class _SubscriptionBody:
+    """The event stream of one subscription: initial-response, then its events, then
+    the end (or one exception message when it is taken over or its consumer goes)."""
+
+    def __init__(self, subscription: ShardSubscription) -> None:
+        self.subscription = subscription
+        self.started = False
+        self.finished = False
+
+    def next_chunk(self, timeout: float) -> bytes | None:
+        if not self.started:
+            self.started = True
+            return eventstream.event("initial-response", {})
+        if self.finished:
+            return None
+        try:
+            event = self.subscription.next_event(timeout)
+        except SubscriptionInUse as exc:
+            self.finished = True
+            return eventstream.exception("ResourceInUseException", str(exc))
+        except tidelog.NotFound as exc:
+            self.finished = True
+            return eventstream.exception("ResourceNotFoundException", str(exc))
+        except tidelog.Error as exc:
+            self.finished = True
+            return eventstream.exception("InternalFailureException", str(exc))
+        if event is None:
+            return None if self.subscription.ended else b""
+        return eventstream.event("SubscribeToShardEvent", _subscription_event(event))
+
+    def close(self) -> None:
+        self.subscription.close()
+
+
+def subscribe_to_shard(ctx: Context, request: dict[str, Any]) -> eventstream.StreamingResult:
+    consumer = _subscribed_consumer(ctx, request["ConsumerARN"])
+    start = _subscription_start(request["StartingPosition"])
+    subscription = consumer.subscribe(request["ShardId"], start)
+    body = _SubscriptionBody(subscription)
+    return eventstream.StreamingResult(eventstream.CONTENT_TYPE, body.next_chunk, body.close)
 
 
 # -- tags: kept in the stream's configuration ------------------------------------------------------
