@@ -59,6 +59,7 @@ from tidelog.sql import (
     SqlResult,
 )
 from tidelog.store import Store, Transaction, open
+from tidelog.stream_admin import LimitExceeded, StreamLimits
 from tidelog.stream_groups import (
     Checkpointer,
     ConsumerGroup,
@@ -121,6 +122,7 @@ __all__ = [
     "GetRecordsResult",
     "InvalidArgument",
     "LeaseLost",
+    "LimitExceeded",
     "Log",
     "LogRecovery",
     "Message",
@@ -161,6 +163,7 @@ __all__ = [
     "StoreStatus",
     "Stream",
     "StreamDescription",
+    "StreamLimits",
     "StreamRecord",
     "StreamStats",
     "Subscription",

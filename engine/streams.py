@@ -638,6 +638,34 @@ class Stream:
         """The stream's shards (as describe), optionally only the open ones."""
         return [s for s in self.describe().shards if not (open_only and s.closed)]
 
+    def list_shards(
+        self,
+        filter_type: str = "FROM_TRIM_HORIZON",
+        *,
+        shard_id: str | None = None,
+        timestamp: datetime | float | None = None,
+    ) -> list[ShardDescription]:
+        """The shards ListShards' ShardFilter selects (see stream_admin.list_shards):
+        FROM_TRIM_HORIZON, AT_TRIM_HORIZON, AT_LATEST, AT_TIMESTAMP, FROM_TIMESTAMP
+        (with `timestamp`), AFTER_SHARD_ID (with `shard_id`). Raises InvalidArgument."""
+        from tidelog.stream_admin import list_shards
+
+        return list_shards(self, filter_type, shard_id=shard_id, timestamp=timestamp)
+
+    @property
+    def mode(self) -> str:
+        """The capacity mode: "PROVISIONED" or "ON_DEMAND" (stream_admin.py)."""
+        from tidelog.stream_admin import stream_mode
+
+        return stream_mode(self)
+
+    def set_mode(self, mode: str) -> None:
+        """Switch the capacity mode (Kinesis's UpdateStreamMode). Atomic. Raises
+        InvalidArgument, LimitExceeded (two switches in 24 hours; 50 ON_DEMAND streams)."""
+        from tidelog.stream_admin import set_stream_mode
+
+        set_stream_mode(self, mode)
+
     def stats(self) -> StreamStats:
         """Record and shard counts from the shards' log ends (see StreamStats).
 
@@ -961,6 +989,11 @@ class Stream:
         _check_shard_count(target, "target")
 
         def change(ctx: WriteContext, view: _View, cfg: dict[str, Any]) -> list[str]:
+            if cfg.get("mode") == "ON_DEMAND":  # stream_admin.py: as Kinesis
+                raise InvalidArgument(
+                    f"update_shard_count: stream {self.name!r} is ON_DEMAND; UpdateShardCount "
+                    "is for PROVISIONED streams"
+                )
             current = len(view.open)
             if target > 2 * current or target < math.ceil(current / 2):
                 raise InvalidArgument(

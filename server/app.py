@@ -62,6 +62,7 @@ _SQS_PREFIX = "AmazonSQS."
 _KINESIS_PREFIX = "Kinesis_20131202."
 _FIREHOSE_PREFIX = "Firehose_20150804."
 _SNS_NAMESPACE = "http://sns.amazonaws.com/doc/2010-03-31/"
+_CBOR_CONTENT_TYPE = b"application/x-amz-cbor"
 
 
 class Reply:
@@ -436,6 +437,14 @@ class App:
                     return _xml_error(refusal)
                 return _json_error(refusal, service.content_type, "com.amazon.coral.service")
         if service is not None:
+            if headers.get(b"content-type", b"").startswith(_CBOR_CONTENT_TYPE):
+                # Not served (docs/server.md): refused whatever the body, an empty one
+                # too, which would otherwise read as an empty JSON request.
+                error = AwsError(
+                    "SerializationException",
+                    "AWS CBOR requests are not served: send AWS JSON 1.1 (AWS_CBOR_DISABLE=true)",
+                )
+                return _json_error(error, service.content_type, service.namespace)
             operation = target.split(".", 1)[1]
             return await loop.run_in_executor(self.executor, service.call, ctx, operation, body)
         if target:
