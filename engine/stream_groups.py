@@ -799,9 +799,9 @@ class Worker:
     def step(self) -> int:
         """One lease round, then one batch from each held shard, in this thread.
 
-        Returns the records handed to processors (or, without a processor,
-        read and dropped: use `records()` there). Raises NotFound if the
-        stream is gone, and what a processor's lease_lost, shard_ended or
+        Returns how many records the processors were handed. Raises
+        InvalidArgument without a processor (use `records()`), NotFound if
+        the stream is gone, and what a processor's lease_lost, shard_ended or
         shutdown_requested raise.
         """
         if self._factory is None:
