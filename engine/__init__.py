@@ -59,6 +59,16 @@ from tidelog.sql import (
     SqlResult,
 )
 from tidelog.store import Store, Transaction, open
+from tidelog.stream_admin import LimitExceeded, StreamLimits
+from tidelog.stream_groups import (
+    Checkpointer,
+    ConsumerGroup,
+    LeaseLost,
+    RecordProcessor,
+    ShardLease,
+    Worker,
+)
+from tidelog.stream_subscriptions import ShardSubscription, SubscriptionEvent, SubscriptionInUse
 from tidelog.streams import (
     Consumer,
     ExpiredIterator,
@@ -93,8 +103,10 @@ __all__ = [
     "AttributeValue",
     "BatchFailure",
     "BatchResult",
+    "Checkpointer",
     "CommitStats",
     "Consumer",
+    "ConsumerGroup",
     "Corruption",
     "DROPPED",
     "Deliverer",
@@ -109,6 +121,8 @@ __all__ = [
     "FlushResult",
     "GetRecordsResult",
     "InvalidArgument",
+    "LeaseLost",
+    "LimitExceeded",
     "Log",
     "LogRecovery",
     "Message",
@@ -131,6 +145,7 @@ __all__ = [
     "QueueStats",
     "ReadOnly",
     "Record",
+    "RecordProcessor",
     "RecoveryReport",
     "S3Destination",
     "ScanLimitExceeded",
@@ -138,6 +153,8 @@ __all__ = [
     "SendResult",
     "ShardDescription",
     "ShardLag",
+    "ShardLease",
+    "ShardSubscription",
     "SqlError",
     "SqlResult",
     "StaleReceipt",
@@ -146,11 +163,15 @@ __all__ = [
     "StoreStatus",
     "Stream",
     "StreamDescription",
+    "StreamLimits",
     "StreamRecord",
     "StreamStats",
     "Subscription",
+    "SubscriptionEvent",
+    "SubscriptionInUse",
     "Topic",
     "Transaction",
     "UnsupportedFormat",
+    "Worker",
     "open",
 ]

@@ -27,6 +27,7 @@ CHANNELS_DB = b"channels"
 ENGINE_DATABASES: tuple[bytes, ...] = (
     CHANNELS_DB,
     b"stream_checkpoints",  # streams
+    b"stream_leases",  # stream_groups.py, stream_subscriptions.py
     b"queue_state",  # queues
     b"queue_entries",
     b"queue_due",

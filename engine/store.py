@@ -23,6 +23,7 @@ from tidelog.segments.writer import WriteContext
 if TYPE_CHECKING:
     from tidelog.delivery import DeliveryStream
     from tidelog.sql import Application, SqlResult
+    from tidelog.stream_admin import StreamLimits
     from tidelog.streams import Stream
     from tidelog.topics import DeliveryWorker, Topic
 
@@ -198,6 +199,12 @@ class Store:
             max_record_bytes=max_record_bytes,
             exist_ok=exist_ok,
         )
+
+    def stream_limits(self) -> StreamLimits:
+        """Open shards and ON_DEMAND streams against the limits (Kinesis's DescribeLimits)."""
+        from tidelog.stream_admin import describe_limits
+
+        return describe_limits(self)
 
     def stream(self, name: str) -> Stream:
         """Look up a stream by name. Raises NotFound."""

@@ -61,6 +61,8 @@ from tidelog.tags import TAGS_MAX, check_tags, merged_tags, remaining_tags
 
 if TYPE_CHECKING:
     from tidelog.store import Store
+    from tidelog.stream_groups import ConsumerGroup
+    from tidelog.stream_subscriptions import ShardSubscription
 
 # -- limits (Kinesis's, see docs/api.md "Streams") -----------------------------
 
@@ -85,6 +87,7 @@ RETENTION_CHECK_INTERVAL_MS = 60_000  # puts apply retention at most this often
 FOLLOW_POLL_SECONDS = 0.05  # how soon a follower sees another process's append
 
 CHECKPOINTS_DB = b"stream_checkpoints"
+LEASES_DB = b"stream_leases"  # consumer groups' leases and subscriptions (stream_groups.py)
 
 SEQUENCE_TOP = 1 << 127
 _OFFSET_MASK = (1 << 64) - 1
@@ -538,6 +541,7 @@ def delete_stream(store: Store, name: str) -> None:
         for shard in view.shards.values():
             logs.delete_log_in(ctx, shard.info.name)
         delete_prefix(ctx.txn, ctx.db(CHECKPOINTS_DB), view.uid)
+        delete_prefix(ctx.txn, ctx.db(LEASES_DB), view.uid)  # groups' leases, subscriptions
         delete_channel(ctx, "stream", name)
 
     logs.submit(op)
@@ -633,6 +637,34 @@ class Stream:
     def shards(self, *, open_only: bool = False) -> list[ShardDescription]:
         """The stream's shards (as describe), optionally only the open ones."""
         return [s for s in self.describe().shards if not (open_only and s.closed)]
+
+    def list_shards(
+        self,
+        filter_type: str = "FROM_TRIM_HORIZON",
+        *,
+        shard_id: str | None = None,
+        timestamp: datetime | float | None = None,
+    ) -> list[ShardDescription]:
+        """The shards ListShards' ShardFilter selects (see stream_admin.list_shards):
+        FROM_TRIM_HORIZON, AT_TRIM_HORIZON, AT_LATEST, AT_TIMESTAMP, FROM_TIMESTAMP
+        (with `timestamp`), AFTER_SHARD_ID (with `shard_id`). Raises InvalidArgument."""
+        from tidelog.stream_admin import list_shards
+
+        return list_shards(self, filter_type, shard_id=shard_id, timestamp=timestamp)
+
+    @property
+    def mode(self) -> str:
+        """The capacity mode: "PROVISIONED" or "ON_DEMAND" (stream_admin.py)."""
+        from tidelog.stream_admin import stream_mode
+
+        return stream_mode(self)
+
+    def set_mode(self, mode: str) -> None:
+        """Switch the capacity mode (Kinesis's UpdateStreamMode). Atomic. Raises
+        InvalidArgument, LimitExceeded (two switches in 24 hours; 50 ON_DEMAND streams)."""
+        from tidelog.stream_admin import set_stream_mode
+
+        set_stream_mode(self, mode)
 
     def stats(self) -> StreamStats:
         """Record and shard counts from the shards' log ends (see StreamStats).
@@ -957,6 +989,11 @@ class Stream:
         _check_shard_count(target, "target")
 
         def change(ctx: WriteContext, view: _View, cfg: dict[str, Any]) -> list[str]:
+            if cfg.get("mode") == "ON_DEMAND":  # stream_admin.py: as Kinesis
+                raise InvalidArgument(
+                    f"update_shard_count: stream {self.name!r} is ON_DEMAND; UpdateShardCount "
+                    "is for PROVISIONED streams"
+                )
             current = len(view.open)
             if target > 2 * current or target < math.ceil(current / 2):
                 raise InvalidArgument(
@@ -1219,6 +1256,17 @@ class Stream:
             self._logs.submit(op)
         return consumer
 
+    def consumer_group(self, name: str, *, initial_position: str = "TRIM_HORIZON") -> ConsumerGroup:
+        """A consumer group: workers in any threads and processes share the shards
+        by leases, as the KCL's (engine/stream_groups.py). Its checkpoints are
+        those of `consumer(name)`, registered if new. `initial_position`
+        ("TRIM_HORIZON" or "LATEST") applies to the shards that have no
+        checkpoint when the group's first worker runs. Raises InvalidArgument.
+        """
+        from tidelog.stream_groups import ConsumerGroup
+
+        return ConsumerGroup(self, name, initial_position=initial_position)
+
     def consumers(self) -> list[str]:
         """Names of the stream's registered consumers."""
         uid = self._view().uid
@@ -1276,6 +1324,7 @@ class Stream:
             if ctx.txn.get(prefix, db=db) is None:
                 raise NotFound(f"consumer {name!r} of stream {self.name!r}: not found")
             delete_prefix(ctx.txn, db, prefix)
+            delete_prefix(ctx.txn, ctx.db(LEASES_DB), prefix)  # its group's leases, subscriptions
 
         self._logs.submit(op)
 
@@ -1384,6 +1433,25 @@ class Consumer:
                         index = _U64.unpack(key[len(prefix) :])[0]
                         out[shard_id_for(index)] = sequence_number(index, _U64.unpack(value)[0])
         return out
+
+    def subscribe(
+        self, shard: str | int, start: str | tuple[str, Any] | datetime = "LATEST"
+    ) -> ShardSubscription:
+        """Push `shard`'s records to this consumer as they come (Kinesis's SubscribeToShard).
+
+        `start` is as Stream.read's. Returns a ShardSubscription: iterate it
+        (or call `next_event(timeout)`) for SubscriptionEvents, for up to 5
+        minutes by the store's clock; resume with ("AFTER_SEQUENCE_NUMBER",
+        event.continuation_sequence_number). One subscription per consumer
+        and shard, in every process: a second within 5 s raises
+        SubscriptionInUse, a later one takes over (and the old one raises
+        SubscriptionInUse). Reading does not checkpoint. Raises
+        InvalidArgument, NotFound (stream, shard, consumer), SubscriptionInUse.
+        See engine/stream_subscriptions.py.
+        """
+        from tidelog.stream_subscriptions import subscribe
+
+        return subscribe(self, shard, start)
 
     def lag(self, *, ages: bool = True) -> list[ShardLag]:
         """How far behind the consumer is in each shard, by shard index (see ShardLag).

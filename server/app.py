@@ -37,6 +37,7 @@ from tidelog.server.errors import (
     sqs_error,
     sqs_invalid,
 )
+from tidelog.server.eventstream import StreamingResult
 from tidelog.server.xml_text import xml_escape
 
 Scope = MutableMapping[str, Any]
@@ -61,6 +62,7 @@ _SQS_PREFIX = "AmazonSQS."
 _KINESIS_PREFIX = "Kinesis_20131202."
 _FIREHOSE_PREFIX = "Firehose_20150804."
 _SNS_NAMESPACE = "http://sns.amazonaws.com/doc/2010-03-31/"
+_CBOR_CONTENT_TYPE = b"application/x-amz-cbor"
 
 
 class Reply:
@@ -72,6 +74,25 @@ class Reply:
         self.status = status
         self.headers = headers
         self.body = body
+
+
+class StreamingReply(Reply):
+    """A 200 response whose body is sent piece by piece as `result` makes it
+    (SubscribeToShard's event stream; see `App._stream`)."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: StreamingResult) -> None:
+        request_id = uuid.uuid4().hex.encode()
+        super().__init__(
+            200, [(b"content-type", result.content_type), (b"x-amzn-requestid", request_id)], b""
+        )
+        self.result = result
+
+
+# A streaming response asks its source for the next piece at least this often,
+# so a client that went away or a server that is stopping is noticed soon.
+STREAM_POLL_SECONDS = 0.5
 
 
 def _json_reply(
@@ -118,7 +139,7 @@ class Service:
         name: str,
         content_type: bytes,
         namespace: str,
-        handlers: Mapping[str, Callable[[Context, dict[str, Any]], dict[str, Any]]],
+        handlers: Mapping[str, Callable[[Context, dict[str, Any]], Any]],
         from_library: Callable[[tidelog.Error], AwsError],
         invalid: Callable[[model.ShapeError], AwsError],
     ) -> None:
@@ -159,7 +180,10 @@ class Service:
             model.check_json(op_model.input_shape, request, library_text=library_text)
         except model.ShapeError as exc:
             raise self.invalid(exc) from None
-        return _json_reply(200, self.content_type, handler(ctx, request), [])
+        result = handler(ctx, request)
+        if isinstance(result, StreamingResult):
+            return StreamingReply(result)
+        return _json_reply(200, self.content_type, result, [])
 
 
 def _kinesis_invalid(error: model.ShapeError) -> AwsError:
@@ -263,8 +287,15 @@ class App:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tidelog-http")
         self.s3 = s3.S3(store, self.executor, auth)
         self.console = console.Console(store, base_url=base_url, auth=auth)  # docs/console.md
+        self._ending_streams = False
+
+    def end_streams(self) -> None:
+        """End every streaming response within STREAM_POLL_SECONDS (the server is
+        stopping: a subscription must not hold up the graceful shutdown)."""
+        self._ending_streams = True
 
     def close(self) -> None:
+        self.end_streams()
         self.console.close()
         self.executor.shutdown(wait=True, cancel_futures=False)
 
@@ -282,6 +313,9 @@ class App:
             await self.s3(scope, headers, receive, send)
             return
         reply = await self._handle(scope, headers, receive)
+        if isinstance(reply, StreamingReply):
+            await self._stream(reply, receive, send)
+            return
         await send(
             {
                 "type": "http.response.start",
@@ -290,6 +324,35 @@ class App:
             }
         )
         await send({"type": "http.response.body", "body": reply.body})
+
+    async def _stream(self, reply: StreamingReply, receive: Receive, send: Send) -> None:
+        """Send a streaming reply with chunked transfer encoding until its source ends,
+        the client disconnects or the server stops. The source's blocking calls run
+        in the pool, STREAM_POLL_SECONDS at a time."""
+        result = reply.result
+        loop = asyncio.get_running_loop()
+        gone = asyncio.Event()
+
+        async def watch() -> None:  # the request body is read: what comes next is a disconnect
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": reply.headers})
+            while not gone.is_set() and not self._ending_streams:
+                chunk = await loop.run_in_executor(
+                    self.executor, result.next_chunk, STREAM_POLL_SECONDS
+                )
+                if chunk is None:
+                    break
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            watcher.cancel()
+            await loop.run_in_executor(self.executor, result.close)
 
     def _refusal(
         self, scope: Scope, headers: Mapping[bytes, bytes], body: bytes, json_protocol: bool
@@ -374,6 +437,14 @@ class App:
                     return _xml_error(refusal)
                 return _json_error(refusal, service.content_type, "com.amazon.coral.service")
         if service is not None:
+            if headers.get(b"content-type", b"").startswith(_CBOR_CONTENT_TYPE):
+                # Not served (docs/server.md): refused whatever the body, an empty one
+                # too, which would otherwise read as an empty JSON request.
+                error = AwsError(
+                    "SerializationException",
+                    "AWS CBOR requests are not served: send AWS JSON 1.1 (AWS_CBOR_DISABLE=true)",
+                )
+                return _json_error(error, service.content_type, service.namespace)
             operation = target.split(".", 1)[1]
             return await loop.run_in_executor(self.executor, service.call, ctx, operation, body)
         if target:

@@ -9,21 +9,24 @@ names cannot hold ':'); the library iterator inside stays opaque and signed.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import tidelog
+from tidelog.server import eventstream
 from tidelog.server.context import Context
 from tidelog.server.errors import AwsError
-from tidelog.streams import ShardDescription
+from tidelog.stream_admin import ON_DEMAND_STREAMS_MAX, STREAM_MODES, LimitExceeded
+from tidelog.stream_subscriptions import ShardSubscription, SubscriptionEvent, SubscriptionInUse
+from tidelog.streams import RETENTION_HOURS_MAX, RETENTION_HOURS_MIN, ShardDescription
 from tidelog.tags import tags_page
 
-Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
+Handler = Callable[[Context, dict[str, Any]], Any]  # a dict, or a StreamingResult
 
 SHARDS_DEFAULT = 4  # what Kinesis gives an ON_DEMAND stream created without ShardCount
 LIST_LIMIT_DEFAULT = 100
 LIST_SHARDS_LIMIT_MAX = 10_000
-_MODE = {"StreamMode": "PROVISIONED"}
 _MONITORING: list[dict[str, list[str]]] = [{"ShardLevelMetrics": []}]
 
 
@@ -72,7 +75,10 @@ def create_stream(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if size_kib is not None:
         options["max_record_bytes"] = size_kib * 1024
+    mode = _requested_mode(ctx, request.get("StreamModeDetails"), new=True)
     stream = ctx.store.create_stream(request["StreamName"], shards, **options)
+    if mode != "PROVISIONED":
+        _set_mode(stream, mode)
     if request.get("Tags"):
         stream.tag(request["Tags"])
     return {}
@@ -93,7 +99,7 @@ def describe_stream(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
             "StreamName": stream.name,
             "StreamARN": ctx.stream_arn(stream.name),
             "StreamStatus": description.status,
-            "StreamModeDetails": _MODE,
+            "StreamModeDetails": {"StreamMode": stream.mode},
             "Shards": [_shard(s) for s in shards[:limit]],
             "HasMoreShards": len(shards) > limit,
             "RetentionPeriodHours": description.retention_hours,
@@ -112,7 +118,7 @@ def describe_stream_summary(ctx: Context, request: dict[str, Any]) -> dict[str, 
             "StreamName": stream.name,
             "StreamARN": ctx.stream_arn(stream.name),
             "StreamStatus": description.status,
-            "StreamModeDetails": _MODE,
+            "StreamModeDetails": {"StreamMode": stream.mode},
             "RetentionPeriodHours": description.retention_hours,
             "StreamCreationTimestamp": description.created_ms / 1000,
             "EnhancedMonitoring": _MONITORING,
@@ -142,7 +148,7 @@ def list_streams(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
                 "StreamName": s.name,
                 "StreamARN": ctx.stream_arn(s.name),
                 "StreamStatus": "ACTIVE",
-                "StreamModeDetails": _MODE,
+                "StreamModeDetails": {"StreamMode": s.mode},
             }
             for s in page
         ],
@@ -165,37 +171,119 @@ def _decode_token(token: str) -> str:
         ) from None
 
 
+# -- ListShards' filters, capacity modes, limits, retention (engine/stream_admin.py) ------------
+
+
+def _shards_token(token: str) -> dict[str, Any]:
+    """A ListShards NextToken: the stream, the last shard listed and the filter."""
+    try:
+        state = json.loads(_decode_token(token))
+        if not isinstance(state, dict) or not isinstance(state.get("stream"), str):
+            raise ValueError(state)
+    except ValueError:
+        raise AwsError(
+            "InvalidArgumentException", "NextToken: not a ListShards token of this endpoint"
+        ) from None
+    return state
+
+
 def list_shards(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     token = request.get("NextToken")
     if token:
-        name, _, after = _decode_token(token).partition(":")
-        stream = ctx.store.stream(name)
+        state = _shards_token(token)
+        stream = ctx.store.stream(state["stream"])
+        after, shard_filter = state.get("after") or "", state.get("filter") or {}
     else:
         stream = _stream(ctx, request)
         after = request.get("ExclusiveStartShardId") or ""
+        shard_filter = request.get("ShardFilter") or {}
     limit = request.get("MaxResults") or LIST_SHARDS_LIMIT_MAX
-    shards = list(stream.describe().shards)
-    shard_filter = request.get("ShardFilter") or {}
-    if shard_filter.get("Type") == "AT_LATEST":
-        shards = [s for s in shards if not s.closed]
+    shards = stream.list_shards(
+        shard_filter.get("Type") or "FROM_TRIM_HORIZON",
+        shard_id=shard_filter.get("ShardId"),
+        timestamp=shard_filter.get("Timestamp"),
+    )
     shards = _shards_after(shards, after or None)
     page = shards[:limit]
     out: dict[str, Any] = {"Shards": [_shard(s) for s in page]}
     if len(shards) > limit:
-        out["NextToken"] = _encode_token(f"{stream.name}:{page[-1].shard_id}")
+        state = {"stream": stream.name, "after": page[-1].shard_id, "filter": shard_filter}
+        out["NextToken"] = _encode_token(json.dumps(state))
     return out
 
 
+def _requested_mode(ctx: Context, details: Mapping[str, Any] | None, new: bool) -> str:
+    """The StreamMode asked for; for a new stream, the on-demand limit checked first
+    (the library checks it when an existing stream switches)."""
+    mode = str((details or {}).get("StreamMode") or "PROVISIONED")
+    if mode not in STREAM_MODES:
+        raise AwsError("ValidationException", f"StreamMode: {mode!r} is not one of {STREAM_MODES}")
+    if (
+        new
+        and mode == "ON_DEMAND"
+        and ctx.store.stream_limits().on_demand_stream_count >= (ON_DEMAND_STREAMS_MAX)
+    ):
+        raise AwsError(
+            "LimitExceededException",
+            f"This request would exceed the limit of {ON_DEMAND_STREAMS_MAX} on-demand streams",
+        )
+    return mode
+
+
+def _set_mode(stream: tidelog.Stream, mode: str) -> None:
+    try:
+        stream.set_mode(mode)
+    except LimitExceeded as exc:
+        raise AwsError("LimitExceededException", str(exc)) from None
+
+
+def update_stream_mode(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    stream = _stream(ctx, {"StreamARN": request["StreamARN"]})
+    mode = _requested_mode(ctx, request["StreamModeDetails"], new=False)
+    _set_mode(stream, mode)
+    return {}
+
+
+def describe_limits(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    limits = ctx.store.stream_limits()
+    return {
+        "ShardLimit": limits.shard_limit,
+        "OpenShardCount": limits.open_shard_count,
+        "OnDemandStreamCount": limits.on_demand_stream_count,
+        "OnDemandStreamCountLimit": limits.on_demand_stream_count_limit,
+    }
+
+
 def _retention(ctx: Context, request: dict[str, Any], increase: bool) -> dict[str, Any]:
+    """Increase/DecreaseStreamRetentionPeriod, with Kinesis's limits and texts."""
     stream = _stream(ctx, request)
     hours = request["RetentionPeriodHours"]
-    current = stream.retention_hours
-    if (increase and hours < current) or (not increase and hours > current):
-        verb = "increase" if increase else "decrease"
+    if hours < RETENTION_HOURS_MIN:
         raise AwsError(
             "InvalidArgumentException",
-            f"Requested retention period ({hours} hours) does not {verb} the current "
-            f"retention period ({current} hours)",
+            f"Minimum allowed retention period is {RETENTION_HOURS_MIN} hours. Requested "
+            f"retention period ({hours} hours) is too short.",
+        )
+    if hours > RETENTION_HOURS_MAX:
+        raise AwsError(
+            "InvalidArgumentException",
+            f"Maximum allowed retention period is {RETENTION_HOURS_MAX} hours. Requested "
+            f"retention period ({hours} hours) is too long.",
+        )
+    current = stream.retention_hours
+    if increase and hours < current:
+        raise AwsError(
+            "InvalidArgumentException",
+            f"Requested retention period ({hours} hours) for stream {stream.name} can not be "
+            f"shorter than existing retention period ({current} hours). Use "
+            "DecreaseRetentionPeriod API.",
+        )
+    if not increase and hours > current:
+        raise AwsError(
+            "InvalidArgumentException",
+            f"Requested retention period ({hours} hours) for stream {stream.name} can not be "
+            f"longer than existing retention period ({current} hours). Use "
+            "IncreaseRetentionPeriod API.",
         )
     stream.set_retention_hours(hours)
     return {}
@@ -330,6 +418,12 @@ def merge_shards(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
 
 def update_shard_count(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     stream = _stream(ctx, request)
+    if stream.mode == "ON_DEMAND":
+        raise AwsError(
+            "ValidationException",
+            f"UpdateShardCount is not supported for stream {stream.name} under on-demand "
+            "capacity mode",
+        )
     if request["ScalingType"] != "UNIFORM_SCALING":
         raise AwsError("ValidationException", "ScalingType: must be UNIFORM_SCALING")
     current = stream.describe().open_shard_count
@@ -416,12 +510,107 @@ def list_stream_consumers(ctx: Context, request: dict[str, Any]) -> dict[str, An
     return out
 
 
-def subscribe_to_shard(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    raise AwsError(
-        "InvalidArgumentException",
-        "SubscribeToShard is not served: it needs HTTP/2 event streams; read with "
-        "GetShardIterator and GetRecords (see docs/server.md)",
-    )
+# -- SubscribeToShard: enhanced fan-out as an event stream (server/eventstream.py) ---------------
+
+
+def _subscribed_consumer(ctx: Context, arn: str) -> tidelog.Consumer:
+    """The consumer a ConsumerARN names, its registration time included (an ARN of a
+    consumer deregistered and registered again names no consumer, as on AWS)."""
+    stream, name = _consumer_of(ctx, {"ConsumerARN": arn})
+    registered_ms = stream.consumer_registered_ms(name)
+    if (
+        _consumer_arn(ctx, stream.name, name, registered_ms).split(":stream/", 1)[1]
+        != (arn.split(":stream/", 1)[1])
+    ):
+        raise AwsError(
+            "ResourceNotFoundException", f"Consumer {arn} not found (registered at another time)"
+        )
+    return tidelog.Consumer(stream, name)
+
+
+def _subscription_start(position: Mapping[str, Any]) -> Any:
+    kind = position["Type"]
+    if kind in ("AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"):
+        if position.get("SequenceNumber") is None:
+            raise AwsError(
+                "InvalidArgumentException", f"StartingPosition: {kind} needs a SequenceNumber"
+            )
+        return (kind, position["SequenceNumber"])
+    if kind == "AT_TIMESTAMP":
+        if position.get("Timestamp") is None:
+            raise AwsError(
+                "InvalidArgumentException", "StartingPosition: AT_TIMESTAMP needs a Timestamp"
+            )
+        return (kind, position["Timestamp"])
+    return kind
+
+
+def _subscription_event(event: SubscriptionEvent) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "Records": [
+            {
+                "SequenceNumber": r.sequence_number,
+                "ApproximateArrivalTimestamp": r.arrival_timestamp_ms / 1000,
+                "Data": base64.b64encode(r.data).decode(),
+                "PartitionKey": r.partition_key,
+            }
+            for r in event.records
+        ],
+        "ContinuationSequenceNumber": event.continuation_sequence_number,
+        "MillisBehindLatest": event.millis_behind_latest,
+    }
+    if event.child_shards:
+        out["ChildShards"] = [
+            {
+                "ShardId": child.shard_id,
+                "ParentShards": list(child.parent_shard_ids),
+                "HashKeyRange": _shard(child)["HashKeyRange"],
+            }
+            for child in event.child_shards
+        ]
+    return out
+
+
+class _SubscriptionBody:
+    """The event stream of one subscription: initial-response, then its events, then
+    the end (or one exception message when it is taken over or its consumer goes)."""
+
+    def __init__(self, subscription: ShardSubscription) -> None:
+        self.subscription = subscription
+        self.started = False
+        self.finished = False
+
+    def next_chunk(self, timeout: float) -> bytes | None:
+        if not self.started:
+            self.started = True
+            return eventstream.event("initial-response", {})
+        if self.finished:
+            return None
+        try:
+            event = self.subscription.next_event(timeout)
+        except SubscriptionInUse as exc:
+            self.finished = True
+            return eventstream.exception("ResourceInUseException", str(exc))
+        except tidelog.NotFound as exc:
+            self.finished = True
+            return eventstream.exception("ResourceNotFoundException", str(exc))
+        except tidelog.Error as exc:
+            self.finished = True
+            return eventstream.exception("InternalFailureException", str(exc))
+        if event is None:
+            return None if self.subscription.ended else b""
+        return eventstream.event("SubscribeToShardEvent", _subscription_event(event))
+
+    def close(self) -> None:
+        self.subscription.close()
+
+
+def subscribe_to_shard(ctx: Context, request: dict[str, Any]) -> eventstream.StreamingResult:
+    consumer = _subscribed_consumer(ctx, request["ConsumerARN"])
+    start = _subscription_start(request["StartingPosition"])
+    subscription = consumer.subscribe(request["ShardId"], start)
+    body = _SubscriptionBody(subscription)
+    return eventstream.StreamingResult(eventstream.CONTENT_TYPE, body.next_chunk, body.close)
 
 
 # -- tags: kept in the stream's configuration ------------------------------------------------------
@@ -492,4 +681,6 @@ HANDLERS: dict[str, Handler] = {
     "SplitShard": split_shard,
     "MergeShards": merge_shards,
     "UpdateShardCount": update_shard_count,
+    "UpdateStreamMode": update_stream_mode,
+    "DescribeLimits": describe_limits,
 }

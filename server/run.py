@@ -57,8 +57,14 @@ class _Server(uvicorn.Server):
 
     uvicorn re-raises a captured signal after its graceful shutdown, which
     would end the process before `serve` closes the store; here the signal
-    only asks for the shutdown, and `serve` returns.
+    only asks for the shutdown, and `serve` returns. The signal also ends the
+    app's streaming responses (SubscribeToShard), which would otherwise hold
+    the graceful shutdown for its whole timeout.
     """
+
+    def __init__(self, config: uvicorn.Config, app: App) -> None:
+        super().__init__(config)
+        self.tidelog_app = app
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -69,6 +75,7 @@ class _Server(uvicorn.Server):
         def stop(signum: int, frame: FrameType | None) -> None:
             if self.should_exit:
                 self.force_exit = True  # a second signal: stop waiting for requests
+            self.tidelog_app.end_streams()
             self.should_exit = True
 
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -162,7 +169,7 @@ def serve(
         bound = sock.getsockname()[1]
         app = App(store, f"http://{_url_host(host)}:{bound}", auth=auth)
         started.callback(app.close)
-        _Server(_config(app, host, bound, log_level, access_log)).run(sockets=[sock])
+        _Server(_config(app, host, bound, log_level, access_log), app).run(sockets=[sock])
 
 
 class ServerThread(Service):
@@ -194,7 +201,7 @@ class ServerThread(Service):
         self.port: int = self._socket.getsockname()[1]
         self.url = f"http://{_url_host(host)}:{self.port}"
         self.app = App(store, self.url, auth=auth)
-        self._server = _Server(_config(self.app, host, self.port))
+        self._server = _Server(_config(self.app, host, self.port), self.app)
         self._thread = threading.Thread(
             target=self._server.run,
             kwargs={"sockets": [self._socket]},
@@ -215,6 +222,7 @@ class ServerThread(Service):
 
     def stop(self) -> None:
         """Stop accepting, finish in-flight requests, stop the workers, join the threads."""
+        self.app.end_streams()
         self._server.should_exit = True
         self._thread.join(SHUTDOWN_SECONDS + 5)
         self.app.close()

@@ -1,8 +1,9 @@
-"""Kinesis stream consumers, tags and SubscribeToShard through boto3 against a real server.
+"""Kinesis stream consumers and tags through boto3 against a real server.
 
 Registered consumers are the library's named consumers (`stream.consumer`),
 so a consumer registered over the wire has checkpoints the library can use,
 and the other way round. Tags live in the stream's configuration.
+SubscribeToShard is in tests/test_server_subscribe.py.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 from server_harness import client, running
 
 import tidelog
@@ -109,18 +109,3 @@ def test_tags_and_consumers_survive_a_restart(tmp_path: Path) -> None:
         assert kinesis.list_tags_for_stream(StreamName="s")["Tags"] == [{"Key": "k", "Value": "v"}]
         consumers = kinesis.list_stream_consumers(StreamARN=arn)["Consumers"]
         assert [c["ConsumerARN"] for c in consumers] == [registered["Consumer"]["ConsumerARN"]]
-
-
-def test_subscribe_to_shard_is_refused_clearly(kinesis: Any) -> None:
-    kinesis.create_stream(StreamName="s", ShardCount=1)
-    arn = _arn(kinesis, "s")
-    consumer = kinesis.register_stream_consumer(StreamARN=arn, ConsumerName="app")["Consumer"]
-    with pytest.raises(ClientError) as refused:
-        kinesis.subscribe_to_shard(
-            ConsumerARN=consumer["ConsumerARN"],
-            ShardId="shardId-000000000000",
-            StartingPosition={"Type": "LATEST"},
-        )
-    error = refused.value.response["Error"]
-    assert error["Code"] == "InvalidArgumentException"
-    assert "GetRecords" in error["Message"]
