@@ -57,7 +57,7 @@ class Collector(stomp.ConnectionListener):  # type: ignore[misc]
             self.receipts.add(frame.headers["receipt-id"])
             self._receipt.notify_all()
 
-    def receipt(self, receipt_id: str, timeout: float = 5.0) -> None:
+    def receipt(self, receipt_id: str, timeout: float = 30.0) -> None:
         """Wait for the RECEIPT of the frame sent with `receipt=receipt_id`: the
         broker has done what that frame asked (and what came before it)."""
         with self._receipt:
@@ -70,7 +70,7 @@ class Collector(stomp.ConnectionListener):  # type: ignore[misc]
     def on_disconnected(self) -> None:
         self.disconnected = True
 
-    def take(self, count: int, timeout: float = 5.0) -> list[ClientFrame]:
+    def take(self, count: int, timeout: float = 30.0) -> list[ClientFrame]:
         deadline = time.monotonic() + timeout
         out = []
         while len(out) < count:
@@ -143,7 +143,7 @@ class Raw:
                 raise ConnectionError("closed before a whole frame")
             self.buffer += chunk
 
-    def closed(self, timeout: float = 5.0) -> bool:
+    def closed(self, timeout: float = 30.0) -> bool:
         """True once the broker closes the connection."""
         self.sock.settimeout(timeout)
         try:
