@@ -143,15 +143,24 @@ SENDER = """
 
 
 def test_long_poll_wakes_within_100ms_of_a_send_from_another_process(tmp_path: Path) -> None:
+    # A loaded machine can delay any one wake-up past 100 ms; a poller that does
+    # not wake on another process's commit misses it every time. So: the best of
+    # up to five rounds, each a fresh sender process.
     path = str(tmp_path / "d")
+    delays = []
     with tidelog.open(path, sync="never") as store:
         q = store.create_queue("wake")
-        sender = _spawn(SENDER, path)
-        got = q.receive(wait=10)
-        woke = time.time()
-        out, err = sender.communicate(timeout=30)
-        assert [m.body for m in got] == [b"hi"], err
-        assert woke - float(out) < 0.1
+        for _ in range(5):
+            sender = _spawn(SENDER, path)
+            got = q.receive(wait=10)
+            woke = time.time()
+            out, err = sender.communicate(timeout=30)
+            assert [m.body for m in got] == [b"hi"], err
+            q.delete(got[0].receipt)
+            delays.append(woke - float(out))
+            if delays[-1] < 0.1:
+                break
+    assert min(delays) < 0.1, delays
 
 
 def test_idle_long_pollers_do_not_burn_a_core(tmp_path: Path) -> None:

@@ -103,12 +103,18 @@ def test_keep_alive_requests_do_not_wait_for_delayed_acks(server: ServerThread) 
     sqs = client("sqs", server.url)
     url = sqs.create_queue(QueueName="fast")["QueueUrl"]
     sqs.send_message(QueueUrl=url, MessageBody="warm")
+    # Every request of a stalled connection waits >= 40 ms; on a loaded machine any
+    # one round can be slow for other reasons. So: the best of up to five rounds.
     count = 40
-    started = time.perf_counter()
-    for _ in range(count):
-        sqs.get_queue_url(QueueName="fast")
-    per_request = (time.perf_counter() - started) / count
-    assert per_request < 0.025, f"{per_request * 1000:.1f} ms a request"
+    rounds = []
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(count):
+            sqs.get_queue_url(QueueName="fast")
+        rounds.append((time.perf_counter() - started) / count)
+        if rounds[-1] < 0.025:
+            break
+    assert min(rounds) < 0.025, [f"{r * 1000:.1f} ms a request" for r in rounds]
 
 
 def _free_port() -> int:
