@@ -814,4 +814,36 @@ def lag(store: Store, trigger: Trigger) -> int | None:
         return None
 
 
-__all__ = ["Pools", "TriggerRunner", "TriggerStats", "item_failures", "lag", "pools", "read_stats"]
+def status(store: Store, trigger: Trigger) -> dict[str, Any]:
+    """A mapping's state, lag and counters (as a runner last wrote them) for
+    `tidelog info`, `tidelog triggers` and the console. Reads only."""
+    stats = read_stats(store, trigger.uuid)
+    doc: dict[str, Any] = {
+        "uuid": trigger.uuid,
+        "function": trigger.function,
+        "source": f"{trigger.source_kind}:{trigger.source}",
+        "state": trigger.state,
+        "lag": lag(store, trigger),
+        "invocations": stats.invocations if stats else 0,
+        "errors": stats.errors if stats else 0,
+        "records": stats.records if stats else 0,
+        "duration_ms_mean": round(stats.duration_ms_mean, 3) if stats else None,
+        "last_error": stats.last_error if stats else None,
+        "last_processing_result": (
+            stats.last_processing_result if stats else "No records processed"
+        ),
+        "stats_updated_ms": stats.updated_ms if stats else None,
+    }
+    return doc
+
+
+__all__ = [
+    "Pools",
+    "TriggerRunner",
+    "TriggerStats",
+    "item_failures",
+    "lag",
+    "pools",
+    "read_stats",
+    "status",
+]
