@@ -8,6 +8,8 @@ import base64
 import http.client
 import io
 import json
+import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,6 +195,45 @@ def test_boto3_deploys_a_zip_and_maps_every_source(serve: Serve, tmp_path: Path)
     assert sns_record["Sns"]["MessageAttributes"] == {
         "Test": {"Type": "String", "Value": "TestString"}
     }
+
+    # The console and `tidelog info` show each trigger's counters (written each second).
+    def console_rows() -> list[dict[str, Any]]:
+        connection = http.client.HTTPConnection("127.0.0.1", serve.port, timeout=30)
+        connection.request("GET", "/console/api/overview")
+        rows: list[dict[str, Any]] = json.loads(connection.getresponse().read())["triggers"]
+        connection.close()
+        return rows
+
+    rows = wait_for(
+        lambda: [r for r in console_rows() if r["invocations"] >= 1 and r["records"] >= 1],
+        what="counters in the console",
+    )
+    assert {r["function"] for r in rows} == {"f"}
+    assert all(r["state"] == "Enabled" and r["errors"] == 0 for r in rows)
+    assert {r["source"] for r in console_rows()} == {
+        "queue:jobs",
+        "queue:jobs.fifo",
+        "stream:clicks",
+        "topic:news",
+    }
+    info = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tidelog.cli.main",
+            "info",
+            f"trigger:{mappings[2]['UUID']}",
+            "--data",
+            str(serve.data),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    progress = json.loads(info.stdout)["progress"]
+    assert progress["source"] == "stream:clicks" and progress["lag"] == 0
+    assert progress["invocations"] >= 1 and progress["last_processing_result"] == "OK"
 
     # Update, disable and delete, as Lambda's API does them.
     uuid = mappings[0]["UUID"]
