@@ -91,7 +91,8 @@ class _Process:
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (spec.code_dir, env.get("PYTHONPATH", "")) if p
             )
-        log = open(spec.log_path, "ab") if spec.log_path else subprocess.DEVNULL  # noqa: SIM115
+        log = open(spec.log_path, "ab") if spec.log_path else None  # noqa: SIM115
+        output: Any = subprocess.DEVNULL if log is None else log
         try:
             self.popen = subprocess.Popen(
                 [
@@ -104,8 +105,8 @@ class _Process:
                 ],
                 pass_fds=(request_r, response_w),
                 stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
+                stdout=output,
+                stderr=output,
                 env=env,
                 cwd=spec.code_dir,
                 start_new_session=True,  # a signal to our terminal's group is not the handler's
@@ -113,7 +114,7 @@ class _Process:
         finally:
             os.close(request_r)
             os.close(response_w)
-            if log is not subprocess.DEVNULL:
+            if log is not None:
                 log.close()
         self._buffer = b""
 

@@ -721,12 +721,7 @@ class TriggerRunner:
                 with contextlib.suppress(NotFound):
                     self.store.queue(queue_name)
                     key = "async:" + function.name
-                    wanted[key] = (
-                        (queue_name, function.revision_id),
-                        lambda q=queue_name, f=function.name, k=key: _OneByOneRun(
-                            self, k, None, q, f
-                        ),
-                    )
+                    wanted[key] = ((queue_name, function.revision_id), self._async_maker(function))
             for key in list(self.runs):
                 run = self.runs[key]
                 if key not in wanted or self._signatures.get(key) != wanted[key][0]:
@@ -751,6 +746,10 @@ class TriggerRunner:
                     run.fail(exc)
             if time.monotonic() - self._stats_written >= STATS_SECONDS:
                 self._write_stats(list(self.runs.values()))
+
+    def _async_maker(self, function: Function) -> Callable[[], _Run]:
+        key, queue = "async:" + function.name, ASYNC_QUEUE_PREFIX + function.name
+        return lambda: _OneByOneRun(self, key, None, queue, function.name)
 
     def _maker(self, trigger: Trigger) -> Callable[[], _Run]:
         if trigger.source_kind == "queue":

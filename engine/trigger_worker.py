@@ -161,7 +161,7 @@ def main(argv: list[str]) -> int:
             response["errorMessage"] = f"Unable to import module: {init_error}"
         else:
             try:
-                result = handler(request["event"], LambdaContext(request))  # type: ignore[misc]
+                result = handler(request["event"], LambdaContext(request))
                 json.dumps(result)  # a result that is not JSON fails the invocation, as Lambda
                 response = {"ok": True, "result": result}
             except SystemExit:

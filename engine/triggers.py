@@ -35,8 +35,8 @@ import shutil
 import time
 import uuid
 import zipfile
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -343,7 +343,7 @@ class Triggers:
         if zip_file is None and code_dir is None:
             raise InvalidArgument("update_function_code: give zip_file or code_dir")
         function = self._with_code(current, zip_file, code_dir)
-        function = _replace(function, last_modified_ms=_now_ms(), revision_id=str(uuid.uuid4()))
+        function = replace(function, last_modified_ms=_now_ms(), revision_id=str(uuid.uuid4()))
         self._put("function", function.name, asdict(function))
         return function
 
@@ -352,7 +352,7 @@ class Triggers:
         description or dead_letter (Lambda's UpdateFunctionConfiguration).
         Raises NotFound, InvalidArgument."""
         current = self.function(name)
-        checks = {
+        checks: dict[str, Callable[[Any], Any]] = {
             "handler": _check_handler,
             "runtime": _check_runtime,
             "timeout": lambda v: _check_int("timeout", v, 1, TIMEOUT_MAX),
@@ -362,13 +362,13 @@ class Triggers:
             "description": _check_description,
             "dead_letter": self._check_queue,
         }
-        checked = {}
+        checked: dict[str, Any] = {}
         for key, value in changes.items():
             check = checks.get(key)
             if check is None:
                 raise InvalidArgument(f"update_function_configuration: unknown setting {key!r}")
             checked[key] = check(value)
-        function = _replace(
+        function = replace(
             current, **checked, last_modified_ms=_now_ms(), revision_id=str(uuid.uuid4())
         )
         self._put("function", function.name, asdict(function))
@@ -393,7 +393,7 @@ class Triggers:
             path = Path(code_dir).resolve()
             if not path.is_dir():
                 raise InvalidArgument(f"code_dir {str(code_dir)!r}: not a directory")
-            return _replace(
+            return replace(
                 function, code="directory", code_dir=str(path), code_sha256="", code_size=0
             )
         if zip_file is None:
@@ -427,7 +427,7 @@ class Triggers:
                 shutil.rmtree(staging, ignore_errors=True)  # another process unpacked it first
         import base64
 
-        return _replace(
+        return replace(
             function,
             code="zip",
             code_dir=str(target),
@@ -480,7 +480,7 @@ class Triggers:
         self, *, function: str | None = None, source: tuple[str, str] | None = None
     ) -> list[Trigger]:
         """Every mapping (of `function`, of `source` = (kind, name)), oldest first."""
-        found = self._state()[1].values()
+        found = list(self._state()[1].values())
         if function is not None:
             name = _function_name(function)
             found = [t for t in found if t.function == name]
@@ -616,7 +616,7 @@ class Triggers:
             extra["on_failure"] = self._check_destination(
                 changes["on_failure"], current.source_kind
             )
-        trigger = _replace(current, **settings, **extra, last_modified_ms=_now_ms())
+        trigger = replace(current, **settings, **extra, last_modified_ms=_now_ms())
         self._put("trigger", trigger.uuid, _trigger_data(trigger))
         return trigger
 
@@ -699,7 +699,7 @@ class Triggers:
             exist_ok=True,
         )
         subscription = topic.subscribe(queue, filter_policy=filter_policy)
-        return _replace(trigger, queue=queue_name, subscription=subscription.id)
+        return replace(trigger, queue=queue_name, subscription=subscription.id)
 
 
 def _trigger_data(trigger: Trigger) -> dict[str, Any]:
@@ -846,12 +846,6 @@ def _check_description(text: object) -> str:
     if not isinstance(text, str) or len(text) > 256:
         raise InvalidArgument("description: at most 256 characters")
     return text
-
-
-def _replace(obj: Any, **changes: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(obj, **changes)
 
 
 def _now_ms() -> int:

@@ -312,7 +312,7 @@ def list_functions(ctx: Context, request: dict[str, Any]) -> Response:
 
 
 def update_function_code(ctx: Context, request: dict[str, Any]) -> Response:
-    code = {k: request[k] for k in ("ZipFile", "S3Bucket", "S3Key") if k in request}
+    code: dict[str, Any] = {k: request[k] for k in ("ZipFile", "S3Bucket", "S3Key") if k in request}
     function = Triggers(ctx.store).update_function_code(request["FunctionName"], **_code(ctx, code))
     return Response(200, function_configuration(function))
 
