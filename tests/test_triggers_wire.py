@@ -399,3 +399,49 @@ def test_sigkill_mid_batch_loses_nothing_and_keeps_order(serve: Serve, tmp_path:
         what="the last batch deleted",
     )
     assert attributes["ApproximateNumberOfMessages"] == "0"
+
+
+BAD_VALUES: list[Any] = [None, 1, -1, 2**40, 1.5, True, "", "x" * 300, [], {}, [1], {"a": 1}]
+
+
+def test_no_malformed_lambda_request_is_a_server_error(tmp_path: Path) -> None:
+    """Every served route, every top-level member of its input set to each bad value:
+    always a 4xx with Lambda's error header, never a 500, and the store stays sound."""
+    import random
+
+    import tidelog
+    from tidelog.server import ServerThread
+    from tidelog.server.lambda_api import HANDLERS
+    from tidelog.server.model import service_model
+
+    rng = random.Random(21)
+    model = service_model("lambda")
+    with tidelog.open(tmp_path / "d", sync="never") as store, ServerThread(store) as server:
+        store.create_queue("q")
+        tidelog.Triggers(store).create_function("f", "json.dumps")
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        for name in sorted(HANDLERS):
+            operation = model.operation_model(name)
+            uri = operation.http["requestUri"].split("?")[0]
+            members = [
+                m
+                for m, shape in operation.input_shape.members.items()
+                if shape.serialization.get("location") is None
+            ]
+            for _ in range(25):
+                path = uri.replace("{FunctionName}", rng.choice(["f", "nope", "%00", "a" * 200]))
+                path = path.replace(
+                    "{UUID}", rng.choice(["x", "00000000-0000-0000-0000-000000000000"])
+                )
+                body: Any = {
+                    m: rng.choice(BAD_VALUES) for m in rng.sample(members, min(3, len(members)))
+                }
+                raw = json.dumps(body).encode() if rng.random() < 0.9 else b"\xff{"
+                connection.request(operation.http["method"], path, body=raw)
+                response = connection.getresponse()
+                payload = response.read()
+                assert response.status < 500, (name, path, body, payload)
+                if response.status >= 400:
+                    assert response.getheader("x-amzn-ErrorType"), (name, payload)
+        connection.close()
+        assert store.check() == []
