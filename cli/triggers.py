@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from dataclasses import asdict
 from typing import Any
@@ -29,7 +31,7 @@ def run_triggers(duration: float | None, silent: bool, out: Output) -> None:
     queue and shard leases share the work, and nothing is deleted or
     checkpointed before its handler returned. Triggers created, changed or
     deleted meanwhile are picked up within half a second. Runs until
-    interrupted (Ctrl-C) or for --duration seconds; progress goes to stderr
+    interrupted (Ctrl-C or SIGTERM) or for --duration seconds; progress goes to stderr
     (--silent hides it), the totals are printed at the end.
 
     Example:
@@ -38,12 +40,17 @@ def run_triggers(duration: float | None, silent: bool, out: Output) -> None:
         tidelog run-triggers --data ./data
     """
     progress = progress_file(silent)
+    stop = threading.Event()
+    # SIGTERM stops as Ctrl-C does: the batches in hand finish, the totals are printed.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     with open_store(out, readonly=False) as store:
         runner = TriggerRunner(store).start()
         deadline = None if duration is None else time.monotonic() + duration
         try:
             while deadline is None or time.monotonic() < deadline:
-                time.sleep(0.5 if deadline is None else min(0.5, deadline - time.monotonic()))
+                wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+                if stop.wait(max(0.0, wait)):
+                    break
                 stats = runner.stats()
                 invocations = sum(s.invocations for s in stats.values())
                 errors = sum(s.errors for s in stats.values())
@@ -57,6 +64,7 @@ def run_triggers(duration: float | None, silent: bool, out: Output) -> None:
         finally:
             stats = runner.stats()
             runner.stop()
+            signal.signal(signal.SIGTERM, previous)
     click.echo("", file=progress)
     rows = [asdict(s) for s in stats.values()]
     out.emit(

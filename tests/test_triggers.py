@@ -593,3 +593,66 @@ def test_zip_function_unpacks_and_runs(env) -> None:
     assert triggers.invoke("z", {"x": 21}).result == 42
     triggers.delete_function("z")
     assert not os.path.exists(function.code_dir)
+
+
+def test_a_configured_interpreter_without_tidelog_runs_the_handler(env, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    store, triggers, code, out = env
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True
+    )
+    python = str(tmp_path / "venv" / "bin" / "python")
+    (code / "which.py").write_text(
+        "import sys\n"
+        "def handler(event, context):\n"
+        "    try:\n"
+        "        import tidelog  # noqa: F401\n"
+        "        has = True\n"
+        "    except ImportError:\n"
+        "        has = False\n"
+        "    return {'python': sys.executable, 'tidelog': has}\n"
+    )
+    triggers.create_function("f", "which.handler", code_dir=code, python=python)
+    result = triggers.invoke("f", {})
+    assert result.ok, result.error
+    assert result.result == {"python": python, "tidelog": False}
+    with pytest.raises(tidelog.InvalidArgument, match="interpreter"):
+        triggers.create_function("g", "which.handler", python=str(tmp_path / "no-python"))
+
+
+def test_run_triggers_command_processes_what_another_process_sends(env, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    store, triggers, code, out = env
+    make(triggers, code, out, "bodies")
+    queue = store.create_queue("jobs")
+    triggers.create_trigger("f", queue)
+    runner = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tidelog.cli.main",
+            "run-triggers",
+            "--data",
+            str(store.path),
+            "--duration",
+            "60",
+            "--silent",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for index in range(20):
+            queue.send(f"m{index}".encode())
+        wait_for(lambda: len({s["body"] for s in lines(out, "body")}) == 20, what="all 20")
+        wait_for(lambda: drained(queue), what="all deleted")
+    finally:
+        runner.terminate()  # SIGTERM: a graceful stop that prints the totals
+        stdout, _ = runner.communicate(timeout=60)
+    [row] = json.loads(stdout)["triggers"]
+    assert row["records"] == 20 and row["errors"] == 0

@@ -445,3 +445,47 @@ def test_no_malformed_lambda_request_is_a_server_error(tmp_path: Path) -> None:
                     assert response.getheader("x-amzn-ErrorType"), (name, payload)
         connection.close()
         assert store.check() == []
+
+
+def test_update_function_code_and_hot_reload_over_the_wire(serve: Serve, tmp_path: Path) -> None:
+    lam = client("lambda", serve.url)
+
+    def zipped(source: str) -> bytes:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("app.py", source)
+        return buffer.getvalue()
+
+    lam.create_function(
+        FunctionName="z",
+        Runtime="python3.12",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": zipped("def handler(e, c):\n    return 'v1'\n")},
+    )
+    assert json.loads(lam.invoke(FunctionName="z")["Payload"].read()) == "v1"
+    updated = lam.update_function_code(
+        FunctionName="z", ZipFile=zipped("def handler(e, c):\n    return 'v2'\n")
+    )
+    assert json.loads(lam.invoke(FunctionName="z")["Payload"].read()) == "v2"
+    assert (
+        updated["CodeSha256"] == lam.get_function(FunctionName="z")["Configuration"]["CodeSha256"]
+    )
+
+    # Local-directory mode: the code is used in place and reloaded when it changes.
+    folder = tmp_path / "live"
+    folder.mkdir()
+    (folder / "live.py").write_text("def handler(e, c):\n    return 'first'\n")
+    lam.create_function(
+        FunctionName="live",
+        Runtime="python3.12",
+        Role=ROLE,
+        Handler="live.handler",
+        Code={"S3Bucket": "hot-reload", "S3Key": str(folder)},
+    )
+    assert json.loads(lam.invoke(FunctionName="live")["Payload"].read()) == "first"
+    (folder / "live.py").write_text("def handler(e, c):\n    return 'second'\n")
+    wait_for(
+        lambda: json.loads(lam.invoke(FunctionName="live")["Payload"].read()) == "second",
+        what="the edited code",
+    )
