@@ -772,6 +772,8 @@ class TriggerRunner:
 
     def _write_stats(self, runs: Sequence[_Run]) -> None:
         self._stats_written = time.monotonic()
+        if not runs:
+            return  # a store without triggers gets no folder for them
         folder = Path(self.store.path) / "functions" / STATS_DIR
         try:
             folder.mkdir(parents=True, exist_ok=True)

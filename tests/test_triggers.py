@@ -656,3 +656,31 @@ def test_run_triggers_command_processes_what_another_process_sends(env, tmp_path
         stdout, _ = runner.communicate(timeout=60)
     [row] = json.loads(stdout)["triggers"]
     assert row["records"] == 20 and row["errors"] == 0
+
+
+def test_records_past_maximum_record_age_go_to_the_destination(tmp_path: Path) -> None:
+    # The store's clock runs two minutes behind this machine's, so every record it
+    # stamps is already 120 s old when the trigger (by the machine's clock) sees it.
+    code = write_handler(tmp_path / "code")
+    out = tmp_path / "out" / "seen.jsonl"
+    out.parent.mkdir()
+    with tidelog.open(tmp_path / "data", sync="never", clock=lambda: time.time() - 120) as store:
+        triggers = tidelog.Triggers(store)
+        make(triggers, code, out, "kinesis")
+        stream = store.create_stream("s")
+        failures = store.create_queue("failures")
+        triggers.create_trigger(
+            "f",
+            stream,
+            starting_position="TRIM_HORIZON",
+            maximum_record_age=60,
+            on_failure=("queue", "failures"),
+        )
+        stream.put_many([(b"old-1", "k"), (b"old-2", "k")])
+        with tidelog.TriggerRunner(store):
+            got = wait_for(lambda: failures.receive(wait=1), what="the failure record")
+        document = json.loads(got[0].body)
+        assert document["requestContext"]["condition"] == "RecordAgeExceeded"
+        assert document["KinesisBatchInfo"]["batchSize"] == 2
+        assert "functionError" not in document["responseContext"]  # never invoked
+        assert lines(out, "batch") == []
