@@ -390,6 +390,8 @@ def invoke(ctx: Context, request: dict[str, Any]) -> Response:
 
 def create_event_source_mapping(ctx: Context, request: dict[str, Any]) -> Response:
     kind, name = _source(request.get("EventSourceArn"))
+    if kind == "topic":  # as on AWS: a topic invokes a function through a subscription
+        raise _invalid("Unsupported event source type: subscribe with SNS's protocol lambda")
     settings = _mapping_settings(request)
     if "StartingPosition" in request:
         settings["starting_position"] = request["StartingPosition"]
