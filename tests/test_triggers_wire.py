@@ -301,6 +301,12 @@ def test_invoke_types_errors_and_log_tail(serve: Serve, tmp_path: Path) -> None:
             ),
             "ResourceNotFoundException",
         ),
+        (
+            lambda: lam.create_event_source_mapping(
+                EventSourceArn="arn:aws:sns:us-east-1:000000000000:news", FunctionName="f"
+            ),
+            "InvalidParameterValueException",
+        ),
     ):
         with pytest.raises(ClientError) as caught:
             call()
