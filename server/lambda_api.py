@@ -60,6 +60,10 @@ def error(code: str, message: str, status: int = 400) -> AwsError:
     return AwsError(code, message, status)
 
 
+def _invalid(message: str) -> AwsError:
+    return AwsError("InvalidParameterValueException", message)
+
+
 def from_library(exc: tidelog.Error) -> AwsError:
     if isinstance(exc, tidelog.NotFound):
         return error("ResourceNotFoundException", str(exc), 404)
