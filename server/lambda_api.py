@@ -278,13 +278,10 @@ def create_function(ctx: Context, request: dict[str, Any]) -> Response:
 
 def get_function(ctx: Context, request: dict[str, Any]) -> Response:
     function = Triggers(ctx.store).function(request["FunctionName"])
-    code = {
-        "RepositoryType": "S3",
-        "Location": f"{ctx.base_url}/2015-03-31/functions/{function.name}/code",
-    }
-    return Response(
-        200, {"Configuration": function_configuration(function), "Code": code, "Tags": {}}
-    )
+    # No Code.Location: the zip is unpacked, not kept, so there is nothing to download.
+    code = {"RepositoryType": "S3"}
+    configuration = function_configuration(function)
+    return Response(200, {"Configuration": configuration, "Code": code, "Tags": {}})
 
 
 def get_function_configuration(ctx: Context, request: dict[str, Any]) -> Response:

@@ -495,3 +495,67 @@ def test_update_function_code_and_hot_reload_over_the_wire(serve: Serve, tmp_pat
         lambda: json.loads(lam.invoke(FunctionName="live")["Payload"].read()) == "second",
         what="the edited code",
     )
+
+
+def test_aws_cli_deploys_maps_and_invokes(tmp_path: Path) -> None:
+    """The AWS CLI (its own botocore) with signatures checked: create-function from a
+    zip file, create-event-source-mapping on a queue, invoke, list."""
+    from test_server_awscli import KEY, SECRET, aws
+
+    import tidelog
+    from tidelog.server import ServerThread
+    from tidelog.server.auth import Authenticator
+
+    out = tmp_path / "seen.jsonl"
+    archive = tmp_path / "code.zip"
+    archive.write_bytes(handler_zip())
+    with (
+        tidelog.open(tmp_path / "d", sync="never") as store,
+        ServerThread(store, auth=Authenticator({KEY: SECRET}), workers=True) as server,
+    ):
+        created = aws(
+            server,
+            "lambda",
+            "create-function",
+            "--function-name",
+            "f",
+            "--runtime",
+            "python3.12",
+            "--role",
+            ROLE,
+            "--handler",
+            "handlers.record",
+            "--zip-file",
+            f"fileb://{archive}",
+            "--environment",
+            json.dumps({"Variables": {"OUT": str(out)}}),
+        )
+        assert created["FunctionName"] == "f"
+        url = aws(server, "sqs", "create-queue", "--queue-name", "jobs")["QueueUrl"]
+        mapping = aws(
+            server,
+            "lambda",
+            "create-event-source-mapping",
+            "--function-name",
+            "f",
+            "--event-source-arn",
+            "arn:aws:sqs:us-east-1:000000000000:jobs",
+        )
+        assert mapping["State"] == "Creating"
+        aws(server, "sqs", "send-message", "--queue-url", url, "--message-body", "from the cli")
+        got = wait_for(lambda: lines(out, "event"), what="the CLI's message")
+        assert got[0]["event"]["Records"][0]["body"] == "from the cli"
+        response = tmp_path / "response.json"
+        aws(
+            server,
+            "lambda",
+            "invoke",
+            "--function-name",
+            "f",
+            "--payload",
+            '{"x": 1}',
+            str(response),
+        )
+        assert json.loads(response.read_text()) == {"records": 0}
+        listed = aws(server, "lambda", "list-event-source-mappings", "--function-name", "f")
+        assert [m["UUID"] for m in listed["EventSourceMappings"]] == [mapping["UUID"]]
