@@ -216,6 +216,14 @@ def test_boto3_deploys_a_zip_and_maps_every_source(serve: Serve, tmp_path: Path)
         "stream:clicks",
         "topic:news",
     }
+    connection = http.client.HTTPConnection("127.0.0.1", serve.port, timeout=30)
+    connection.request("GET", "/metrics")
+    metrics = connection.getresponse().read().decode()
+    connection.close()
+    uuid_label = f'function="f",source="stream:clicks",trigger="{mappings[2]["UUID"]}"'
+    assert f"tidelog_trigger_enabled{{{uuid_label}}} 1.0" in metrics
+    assert f"tidelog_trigger_lag{{{uuid_label}}} 0.0" in metrics
+    assert "tidelog_trigger_invocations_total{" in metrics
     info = subprocess.run(
         [
             sys.executable,
