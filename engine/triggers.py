@@ -566,6 +566,7 @@ class Triggers:
                     f"Queue visibility timeout: {visibility} seconds is less than Function "
                     f"timeout: {fn.timeout} seconds"
                 )
+            _check_fifo(queue.fifo, trigger.batching_window)
         elif kind == "stream":
             self._start_stream_position(trigger)
         else:
@@ -607,6 +608,12 @@ class Triggers:
         )
         settings.pop("starting_position")
         settings.pop("starting_position_timestamp")
+        if current.source_kind == "queue":
+            try:
+                fifo = self.store.queue(current.source).fifo
+            except NotFound:
+                fifo = False
+            _check_fifo(fifo, settings["batching_window"])
         extra: dict[str, Any] = {}
         if "function" in changes:
             extra["function"] = self.function(changes["function"]).name
@@ -780,6 +787,13 @@ def _check_settings(kind: str, **s: Any) -> dict[str, Any]:
         "filter_criteria": dict(criteria) if criteria else None,
         "report_batch_item_failures": report,
     }
+
+
+def _check_fifo(fifo: bool, batching_window: int) -> None:
+    """Lambda's extra rule for FIFO queues: no batching window (so, with the rule for
+    all queues, batches of at most 10)."""
+    if fifo and batching_window:
+        raise InvalidArgument("Batching window is not supported for FIFO queues")
 
 
 def _source_of(source: object) -> tuple[str, str]:

@@ -193,7 +193,36 @@ def _destination(config: Mapping[str, Any] | None) -> tuple[str, str] | None:
     return kind, name
 
 
+# Members of the mapping calls that change what a mapping does and that tidelog does
+# not implement: refused rather than ignored (Kafka, MQ and DocumentDB sources,
+# tumbling windows, provisioned pollers).
+UNSUPPORTED_MAPPING_MEMBERS = (
+    "TumblingWindowInSeconds",
+    "Topics",
+    "Queues",
+    "SourceAccessConfigurations",
+    "SelfManagedEventSource",
+    "AmazonManagedKafkaEventSourceConfig",
+    "SelfManagedKafkaEventSourceConfig",
+    "DocumentDBEventSourceConfig",
+    "ProvisionedPollerConfig",
+)
+UNSUPPORTED_FUNCTION_MEMBERS = (
+    "Layers",
+    "FileSystemConfigs",
+    "ImageConfig",
+    "CodeSigningConfigArn",
+)
+
+
+def _refuse_unsupported(request: Mapping[str, Any], members: tuple[str, ...]) -> None:
+    for member in members:
+        if request.get(member) not in (None, 0, [], {}):
+            raise _invalid(f"{member}: not supported by tidelog (docs/triggers.md)")
+
+
 def _mapping_settings(request: Mapping[str, Any]) -> dict[str, Any]:
+    _refuse_unsupported(request, UNSUPPORTED_MAPPING_MEMBERS)
     settings: dict[str, Any] = {}
     names = {
         "BatchSize": "batch_size",
@@ -258,6 +287,7 @@ def create_function(ctx: Context, request: dict[str, Any]) -> Response:
         raise error("InvalidParameterValueException", "PackageType: only Zip functions run here")
     if "Handler" not in request:
         raise error("InvalidParameterValueException", "Handler: required for Zip functions")
+    _refuse_unsupported(request, UNSUPPORTED_FUNCTION_MEMBERS)
     options: dict[str, Any] = {"runtime": request.get("Runtime", "python3.12")}
     for wire, name in (
         ("Timeout", "timeout"),
@@ -277,6 +307,7 @@ def create_function(ctx: Context, request: dict[str, Any]) -> Response:
 
 
 def get_function(ctx: Context, request: dict[str, Any]) -> Response:
+    _latest_only(request)
     function = Triggers(ctx.store).function(request["FunctionName"])
     # No Code.Location: the zip is unpacked, not kept, so there is nothing to download.
     code = {"RepositoryType": "S3"}
@@ -319,6 +350,7 @@ def update_function_code(ctx: Context, request: dict[str, Any]) -> Response:
 
 
 def update_function_configuration(ctx: Context, request: dict[str, Any]) -> Response:
+    _refuse_unsupported(request, UNSUPPORTED_FUNCTION_MEMBERS)
     changes: dict[str, Any] = {}
     for wire, name in (
         ("Handler", "handler"),
@@ -342,7 +374,20 @@ def delete_function(ctx: Context, request: dict[str, Any]) -> Response:
     return Response(204)
 
 
+def _latest_only(request: Mapping[str, Any]) -> None:
+    """Functions have one version here, $LATEST: another qualifier names nothing."""
+    qualifier = request.get("Qualifier")
+    if qualifier not in (None, "$LATEST"):
+        name = request["FunctionName"]
+        raise error(
+            "ResourceNotFoundException",
+            f"Function not found: {name}:{qualifier} ($LATEST only)",
+            404,
+        )
+
+
 def invoke(ctx: Context, request: dict[str, Any]) -> Response:
+    _latest_only(request)
     triggers = Triggers(ctx.store)
     function = triggers.function(request["FunctionName"])
     kind = request.get("InvocationType") or "RequestResponse"

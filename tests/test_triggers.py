@@ -569,6 +569,13 @@ def test_bad_definitions_are_refused_clearly(env) -> None:
         )
     with pytest.raises(tidelog.InvalidArgument, match="maximum_record_age"):
         triggers.create_trigger("f", stream, starting_position="LATEST", maximum_record_age=5)
+    fifo = store.create_queue("jobs.fifo", fifo=True)
+    with pytest.raises(tidelog.InvalidArgument, match="not supported for FIFO"):
+        triggers.create_trigger("f", fifo, batch_size=10, batching_window=5)
+    fifo_trigger = triggers.create_trigger("f", fifo)
+    with pytest.raises(tidelog.InvalidArgument, match="not supported for FIFO"):
+        triggers.update_trigger(fifo_trigger.uuid, batching_window=1)
+    triggers.delete_trigger(fifo_trigger.uuid)
     with pytest.raises(tidelog.NotFound):
         triggers.create_trigger("nope", queue)
     with pytest.raises(tidelog.NotFound):

@@ -315,6 +315,21 @@ def test_invoke_types_errors_and_log_tail(serve: Serve, tmp_path: Path) -> None:
             ),
             "InvalidParameterValueException",
         ),
+        (
+            lambda: lam.create_event_source_mapping(
+                EventSourceArn="arn:aws:sqs:us-east-1:000000000000:missing",
+                FunctionName="f",
+                TumblingWindowInSeconds=60,
+            ),
+            "InvalidParameterValueException",
+        ),
+        (
+            lambda: create_function(
+                lam, out, "record", name="layered", Layers=["arn:aws:lambda:x:1:layer:l:1"]
+            ),
+            "InvalidParameterValueException",
+        ),
+        (lambda: lam.invoke(FunctionName="f", Qualifier="7"), "ResourceNotFoundException"),
     ):
         with pytest.raises(ClientError) as caught:
             call()
