@@ -20,11 +20,17 @@ from .output import iso_ms
 
 DELIVERY_STREAM = "delivery-stream"
 APPLICATION = "application"
-BACKGROUND_KINDS = (DELIVERY_STREAM, APPLICATION)
+TRIGGER = "trigger"  # cli/triggers.py: an event source mapping, by UUID
+FUNCTION = "function"
+BACKGROUND_KINDS = (DELIVERY_STREAM, APPLICATION, TRIGGER, FUNCTION)
 
 
 def find(store: tidelog.Store, kind: str, name: str) -> Any:
     """The delivery stream or application `name`; raises tidelog.NotFound."""
+    if kind in (TRIGGER, FUNCTION):
+        from . import triggers
+
+        return triggers.find(store, kind, name)
     logs = _logstore(store)
     if kind == DELIVERY_STREAM:
         if logs.database(DELIVERY_STREAMS_DB) is None:  # read-only, and none ever made
@@ -39,6 +45,10 @@ def info_doc(store: tidelog.Store, kind: str, handle: Any) -> dict[str, Any]:
     """`tidelog info`'s document: kind, name, config and progress."""
     if kind == DELIVERY_STREAM:
         return delivery_doc(store, handle)
+    if kind in (TRIGGER, FUNCTION):
+        from . import triggers
+
+        return triggers.info_doc(store, kind, handle)
     return application_doc(handle)
 
 
@@ -136,7 +146,7 @@ def application_doc(app: tidelog.Application) -> dict[str, Any]:
 
 def info_lines(doc: dict[str, Any]) -> list[str]:
     """The document for people: configuration, then progress."""
-    title = "delivery stream" if doc["kind"] == DELIVERY_STREAM else "application"
+    title = doc["kind"].replace("-", " ")
     lines = [f"{title} {doc['name']}", "", "configuration:"]
     lines += [f"  {k}: {_text(v)}" for k, v in doc["config"].items()]
     lines += ["", "progress:"]

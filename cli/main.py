@@ -71,6 +71,7 @@ from .records import (
     start_offsets,
 )
 from .sql import apps, run_app, sql
+from .triggers import run_triggers, triggers
 
 kind_option = click.option(
     "--kind",
@@ -180,7 +181,7 @@ def ls(kind: str | None, out: Output) -> None:
 @common_options
 def info(name: str, kind: str | None, out: Output) -> None:
     """Configuration, shards or segments, subscriptions, consumers, and why segments stay;
-    for a delivery stream or SQL application, its configuration and progress.
+    for a delivery stream, SQL application, trigger or function, its configuration and progress.
 
     For each segment: its offsets, size and why it is still on disk (the
     active segment, retention, an unacked message at the queue's head, a
@@ -189,7 +190,8 @@ def info(name: str, kind: str | None, out: Output) -> None:
     last delivery, and the lag (age of the oldest buffered record, records
     behind). For an application: running or stopped, source, destination,
     window, the last window computed, lag in records, windows and rows
-    emitted, late records and the last error.
+    emitted, late records and the last error. For a trigger (by UUID): its
+    settings, state, lag, invocations, errors, mean duration and last error.
 
     Example:
 
@@ -1747,6 +1749,8 @@ create.add_command(ops.create_app)
 main.add_command(sql)  # cli/sql.py
 main.add_command(apps)
 main.add_command(run_app)
+main.add_command(run_triggers)  # cli/triggers.py
+main.add_command(triggers)
 
 
 if __name__ == "__main__":

@@ -93,6 +93,9 @@ from tidelog.topics import (
     Subscription,
     Topic,
 )
+from tidelog.trigger_pool import Invocation
+from tidelog.trigger_runner import TriggerRunner, TriggerStats
+from tidelog.triggers import Function, Trigger, Triggers
 
 __version__ = "0.1.0"
 
@@ -119,8 +122,10 @@ __all__ = [
     "Error",
     "ExpiredIterator",
     "FlushResult",
+    "Function",
     "GetRecordsResult",
     "InvalidArgument",
+    "Invocation",
     "LeaseLost",
     "LimitExceeded",
     "Log",
@@ -171,6 +176,10 @@ __all__ = [
     "SubscriptionInUse",
     "Topic",
     "Transaction",
+    "Trigger",
+    "TriggerRunner",
+    "TriggerStats",
+    "Triggers",
     "UnsupportedFormat",
     "Worker",
     "open",

@@ -6,6 +6,8 @@ Routing follows the wire protocols botocore speaks:
 - `X-Amz-Target: Kinesis_20131202.<Op>` (AWS JSON 1.1) -> server/kinesis.py
 - `X-Amz-Target: Firehose_20150804.<Op>` (AWS JSON 1.1) -> server/firehose.py
 - a form body with `Action=<Op>` (query protocol, XML replies) -> server/sns.py
+- Lambda's REST shape (signed for "lambda", or an unsigned request on one of its
+  paths; see `lambda_api.claims`) -> server/lambda_api.py
 - S3's REST shape (see `s3.claims`: signed for "s3", or an unsigned GET/PUT/...) -> server/s3/
 
 Request signatures are verified only when the app is given access keys
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +29,7 @@ from typing import Any
 
 import tidelog
 from tidelog import json_limits
-from tidelog.server import console, firehose, kinesis, model, s3, sns, sqs, sqs_query
+from tidelog.server import console, firehose, kinesis, lambda_api, model, s3, sns, sqs, sqs_query
 from tidelog.server.auth import Authenticator
 from tidelog.server.context import Context
 from tidelog.server.errors import (
@@ -264,6 +267,15 @@ def call_query(ctx: Context, body: bytes, path: str = "/") -> Reply:
     )
 
 
+_CREDENTIAL_SERVICE = re.compile(rb"Credential=[^/,\s]+/\d{8}/[^/,\s]*/([^/,\s]+)/aws4_request")
+
+
+def _signed_service(headers: Mapping[bytes, bytes]) -> str | None:
+    """The service a SigV4 Authorization header was signed for, or None."""
+    match = _CREDENTIAL_SERVICE.search(headers.get(b"authorization", b""))
+    return match.group(1).decode("latin-1") if match else None
+
+
 class App:
     """The ASGI 3 application over an open store.
 
@@ -309,6 +321,9 @@ class App:
             await self.console(scope, receive, send)
             return
         headers: dict[bytes, bytes] = dict(scope["headers"])
+        if lambda_api.claims(scope["method"], scope["path"], _signed_service(headers)):
+            await self._lambda(scope, headers, receive, send)
+            return
         if s3.claims(scope, headers):  # S3's REST shape: server/s3/
             await self.s3(scope, headers, receive, send)
             return
@@ -324,6 +339,39 @@ class App:
             }
         )
         await send({"type": "http.response.body", "body": reply.body})
+
+    async def _lambda(
+        self, scope: Scope, headers: Mapping[bytes, bytes], receive: Receive, send: Send
+    ) -> None:
+        """A Lambda request (server/lambda_api.py): REST paths, JSON bodies."""
+        body = await self._read_body(headers, receive)
+        loop = asyncio.get_running_loop()
+        if body is None:
+            failure = AwsError("RequestTooLargeException", "Request body is too large", 413)
+            status, out, payload = lambda_api.error_response(failure)
+        else:
+            refusal = None
+            if self.auth is not None:
+                refusal = await loop.run_in_executor(
+                    self.executor, self._refusal, scope, headers, body, True
+                )
+            if refusal is not None:
+                status, out, payload = lambda_api.error_response(refusal)
+            else:
+                ctx = Context(self.store, self.base_url)
+                status, out, payload = await loop.run_in_executor(
+                    self.executor,
+                    lambda_api.call,
+                    ctx,
+                    scope["method"],
+                    scope["path"],
+                    scope.get("query_string", b"").decode("latin-1"),
+                    headers,
+                    body,
+                )
+        out = [*out, (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": payload})
 
     async def _stream(self, reply: StreamingReply, receive: Receive, send: Send) -> None:
         """Send a streaming reply with chunked transfer encoding until its source ends,

@@ -4,8 +4,9 @@ Topic and subscription ARNs are the library's own (`Topic.arn`,
 `Subscription.arn`: arn:aws:sns:us-east-1:000000000000:NAME[:ID]), so they
 match the TopicArn inside the JSON envelopes that subscribed queues receive.
 Subscribe takes protocol "sqs" (a queue ARN; the queue name is its last
-field) and "http"/"https" (with SNS's confirmation handshake); others are
-refused with InvalidParameter.
+field), "http"/"https" (with SNS's confirmation handshake) and "lambda" (a
+function's name or ARN: a topic trigger, engine/triggers.py, listed back
+as protocol "lambda"); others are refused with InvalidParameter.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tidelog import json_limits
 from tidelog.server.context import ACCOUNT_ID, Context
 from tidelog.server.errors import AwsError
 from tidelog.topics import Subscription, Topic
+from tidelog.triggers import Trigger, Triggers, is_internal_queue
 
 Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
 
@@ -188,12 +190,21 @@ def subscribe(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
             options.get("filter_scope", "attributes"),
             options.get("raw", False),
         )
+    elif protocol == "lambda":
+        if set(options) - {"filter_policy", "filter_scope"}:
+            raise _invalid("Attributes: a lambda subscription takes FilterPolicy only here")
+        if options.get("filter_scope", "attributes") != "attributes":
+            raise _invalid("FilterPolicyScope: MessageAttributes for lambda subscriptions here")
+        trigger = Triggers(ctx.store).create_trigger(
+            endpoint, topic, filter_policy=options.get("filter_policy")
+        )
+        return {"SubscriptionArn": f"{topic.arn}:{trigger.subscription}"}
     elif protocol in ("http", "https"):
         if not endpoint.startswith(f"{protocol}://"):
             raise _invalid(f"Endpoint: must be an {protocol} URL")
         sub = topic.subscribe_http(endpoint, **options)
     else:
-        raise _invalid(f"Protocol: {protocol!r} is not supported (sqs, http, https)")
+        raise _invalid(f"Protocol: {protocol!r} is not supported (sqs, http, https, lambda)")
     if not sub.confirmed and not request.get("ReturnSubscriptionArn"):
         return {"SubscriptionArn": "pending confirmation"}
     return {"SubscriptionArn": sub.arn}
@@ -206,23 +217,45 @@ def confirm_subscription(ctx: Context, request: dict[str, Any]) -> dict[str, Any
 
 def unsubscribe(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     topic, sub = _subscription(ctx, request["SubscriptionArn"])
-    topic.unsubscribe(sub)
+    trigger = _lambda_trigger(ctx, topic, sub)
+    if trigger is not None:  # the trigger's internal queue goes with it
+        Triggers(ctx.store).delete_trigger(trigger.uuid)
+    else:
+        topic.unsubscribe(sub)
     return {}
 
 
-def _listed(topic: Topic, sub: Subscription) -> dict[str, Any]:
+def _lambda_trigger(ctx: Context, topic: Topic, sub: Subscription) -> Trigger | None:
+    """The trigger behind a "lambda" subscription (an internal queue's), or None."""
+    if sub.protocol != "sqs" or not is_internal_queue(sub.endpoint):
+        return None
+    for trigger in Triggers(ctx.store).triggers(source=("topic", topic.name)):
+        if trigger.subscription == sub.id:
+            return trigger
+    return None
+
+
+def _protocol_endpoint(ctx: Context, topic: Topic, sub: Subscription) -> tuple[str, str]:
+    trigger = _lambda_trigger(ctx, topic, sub)
+    if trigger is not None:
+        return "lambda", f"arn:aws:lambda:{ctx.region}:{ACCOUNT_ID}:function:{trigger.function}"
+    return sub.protocol, sub.endpoint_arn
+
+
+def _listed(ctx: Context, topic: Topic, sub: Subscription) -> dict[str, Any]:
+    protocol, endpoint = _protocol_endpoint(ctx, topic, sub)
     return {
         "SubscriptionArn": sub.arn if sub.confirmed else "PendingConfirmation",
         "Owner": ACCOUNT_ID,
-        "Protocol": sub.protocol,
-        "Endpoint": sub.endpoint_arn,
+        "Protocol": protocol,
+        "Endpoint": endpoint,
         "TopicArn": topic.arn,
     }
 
 
 def list_subscriptions(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     every = [
-        _listed(topic, sub)
+        _listed(ctx, topic, sub)
         for topic in ctx.store.topics()
         for sub in topic.subscriptions()
         if sub.protocol != "callback"
@@ -233,19 +266,20 @@ def list_subscriptions(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
 
 def list_subscriptions_by_topic(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     topic = _topic(ctx, request)
-    every = [_listed(topic, s) for s in topic.subscriptions() if s.protocol != "callback"]
+    every = [_listed(ctx, topic, s) for s in topic.subscriptions() if s.protocol != "callback"]
     page, token = _page(every, request.get("NextToken"))
     return _with_token({"Subscriptions": page}, token)
 
 
 def get_subscription_attributes(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     topic, sub = _subscription(ctx, request["SubscriptionArn"])
+    protocol, endpoint = _protocol_endpoint(ctx, topic, sub)
     out = {
         "SubscriptionArn": sub.arn,
         "TopicArn": topic.arn,
         "Owner": ACCOUNT_ID,
-        "Protocol": sub.protocol,
-        "Endpoint": sub.endpoint_arn,
+        "Protocol": protocol,
+        "Endpoint": endpoint,
         "PendingConfirmation": "false" if sub.confirmed else "true",
         "ConfirmationWasAuthenticated": "true" if sub.confirmed else "false",
         "RawMessageDelivery": "true" if sub.raw else "false",

@@ -1,5 +1,5 @@
-"""The background workers of `tidelog serve`: delivery streams, SQL applications
-and topics' HTTP/S subscriptions.
+"""The background workers of `tidelog serve`: delivery streams, SQL applications,
+topics' HTTP/S subscriptions and triggers (event source mappings).
 
     with Workers(store):   # or workers.start() ... workers.stop()
         ...
@@ -19,6 +19,9 @@ no other. Each worker is safe beside other runners of the same delivery
 stream or application, in any process (`tidelog deliver`, `tidelog
 run-app`, a library call): every batch and every window is committed
 exactly once (engine/delivery.py, engine/sql.py).
+
+Triggers run in a `TriggerRunner` (engine/trigger_runner.py), which has
+its own supervisor with the same half-second look at the definitions.
 
 Errors are logged to the logger "tidelog.server" (a repeat of the same
 error is logged once) and stop no other worker. A delivery stream's failed
@@ -44,6 +47,7 @@ from tidelog.delivery import Deliverer, DeliveryStream, FlushResult, list_delive
 from tidelog.server.service import Service
 from tidelog.sql import ApplicationWorker, SqlError, list_applications
 from tidelog.topics import DeliveryWorker
+from tidelog.trigger_runner import TriggerRunner
 
 log = logging.getLogger("tidelog.server")
 
@@ -84,6 +88,7 @@ class Workers(Service):
         worker_poll_interval: float = WORKER_POLL_SECONDS,
         stop_timeout: float = STOP_SECONDS,
         run_applications: bool | None = None,
+        run_triggers: bool = True,
     ) -> None:
         self.store = store
         self.poll_interval = poll_interval
@@ -101,6 +106,7 @@ class Workers(Service):
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self.topic_delivery: DeliveryWorker | None = None
+        self.triggers: TriggerRunner | None = TriggerRunner(store) if run_triggers else None
 
     def __repr__(self) -> str:
         return (
@@ -113,6 +119,8 @@ class Workers(Service):
         # are delivered from their durable queues, also those left by a
         # process that stopped before delivering them.
         self.topic_delivery = self.store.start_topic_delivery()
+        if self.triggers is not None:
+            self.triggers.start()
         self.poll()
         self._thread = threading.Thread(target=self._run, name="tidelog-workers", daemon=True)
         self._thread.start()
@@ -139,6 +147,9 @@ class Workers(Service):
                 worker.close(timeout=max(0.0, deadline - time.monotonic()))
             if self.topic_delivery is not None:
                 self.topic_delivery.stop(timeout=max(0.0, deadline - time.monotonic()))
+        if self.triggers is not None:
+            self.triggers.stop_timeout = max(0.0, deadline - time.monotonic())
+            self.triggers.stop()
 
     def _run(self) -> None:
         while not self._stopped.wait(self.poll_interval):

@@ -29,6 +29,7 @@ from typing import Any
 
 import tidelog
 from tidelog.topic_filters import policy_matches
+from tidelog.trigger_runner import status as trigger_status
 
 Params = Mapping[str, Any]
 Result = dict[str, Any]
@@ -323,6 +324,13 @@ def application_row(app: tidelog.Application) -> Result:
     }
 
 
+def trigger_row(store: tidelog.Store, trigger: tidelog.Trigger) -> Result:
+    """A trigger's state, lag and counters, as its runner last wrote them."""
+    row = trigger_status(store, trigger)
+    row["name"] = trigger.uuid
+    return row
+
+
 def _rows(items: Iterable[Any], row: Callable[[Any], Result]) -> list[Result]:
     out = []
     for item in items:
@@ -352,6 +360,7 @@ def overview(store: tidelog.Store, params: Params) -> Result:
         "streams": _rows(store.streams(), lambda s: stream_row(s, channels)),
         "delivery_streams": _rows(store.delivery_streams(), lambda d: delivery_row(d, channels)),
         "applications": _rows(store.applications(), application_row),
+        "triggers": _rows(tidelog.Triggers(store).triggers(), lambda t: trigger_row(store, t)),
     }
 
 

@@ -68,6 +68,7 @@ class StoreCollector:
         yield from self._stream_families()
         yield from self._delivery_families()
         yield from self._application_families()
+        yield from self._trigger_families()
 
     def _store_families(self) -> Iterator[Metric]:
         usage = self.store.disk_usage()
@@ -220,6 +221,32 @@ class StoreCollector:
             lag.add_metric([d.name], d.lag_records)
             windows.add_metric([d.name], d.windows_emitted)
         yield from (running, lag, windows)
+
+    def _trigger_families(self) -> Iterator[Metric]:
+        from tidelog.trigger_runner import status
+
+        labels = ["trigger", "function", "source"]
+        enabled = GaugeMetricFamily(
+            "tidelog_trigger_enabled", "1 while the mapping is enabled", labels=labels
+        )
+        lag = GaugeMetricFamily(
+            "tidelog_trigger_lag", "Messages or records waiting for the trigger", labels=labels
+        )
+        invocations = CounterMetricFamily(
+            "tidelog_trigger_invocations", "Handler invocations (by its runner)", labels=labels
+        )
+        errors = CounterMetricFamily(
+            "tidelog_trigger_errors", "Failed invocations (by its runner)", labels=labels
+        )
+        for trigger in tidelog.Triggers(self.store).triggers():
+            row = status(self.store, trigger)
+            values = [trigger.uuid, trigger.function, row["source"]]
+            enabled.add_metric(values, 1.0 if trigger.enabled else 0.0)
+            if row["lag"] is not None:
+                lag.add_metric(values, row["lag"])
+            invocations.add_metric(values, row["invocations"])
+            errors.add_metric(values, row["errors"])
+        yield from (enabled, lag, invocations, errors)
 
 
 class Metrics:

@@ -372,6 +372,7 @@
     const streamRows = shown("streams", data.streams, 6);
     const deliveryRows = shown("delivery", data.delivery_streams, 8);
     const appRows = shown("applications", data.applications, 7);
+    const triggerRows = shown("triggers", data.triggers || [], 9);
     const queues = queueRows.map((q) => `<tr data-name="${esc(q.name)}"><td><a href="${chan("queue", q.name)}">${esc(q.name)}</a>${q.fifo ? ' <span class="tag">FIFO</span>' : ""}${q.dead_letter ? ` <span class="muted">→ ${esc(q.dead_letter)}</span>` : ""}</td>
       <td class="n visible">${num(q.visible)}</td><td class="n in-flight">${num(q.in_flight)}</td><td class="n delayed">${num(q.delayed)}</td>
       <td class="n">${num(q.sent_total)}</td><td class="n">${num(q.received_total)}</td><td class="n">${num(q.deleted_total)}</td><td class="n">${bytes(q.disk_bytes)}</td></tr>`);
@@ -383,6 +384,8 @@
       <td>${esc(d.source)}</td><td>${esc(d.destination)}</td><td class="n">${num(d.buffered_records)}</td><td class="n">${bytes(d.buffered_bytes)}</td><td class="n">${num(d.records_delivered)}</td><td class="n">${num(d.records_failed)}</td><td>${when(d.last_delivery_ms)}</td></tr>`);
     const apps = appRows.map((a) => `<tr data-name="${esc(a.name)}"><td><a href="${chan("application", a.name)}">${esc(a.name)}</a></td>
       <td>${esc(a.source)}</td><td>${esc(a.destination)}</td><td>${a.running ? "running" : "stopped"}</td><td class="n">${num(a.windows_emitted)}</td><td class="n">${num(a.lag_records)}</td><td class="error">${esc(a.error || "")}</td></tr>`);
+    const triggers = triggerRows.map((t) => `<tr data-name="${esc(t.name)}"><td title="${esc(t.uuid)}">${esc(t.uuid.slice(0, 8))}</td>
+      <td>${esc(t.function)}</td><td>${esc(t.source)}</td><td>${esc(t.state)}</td><td class="n">${num(t.lag)}</td><td class="n">${num(t.invocations)}</td><td class="n">${num(t.errors)}</td><td class="n">${t.duration_ms_mean == null ? "" : esc(t.duration_ms_mean.toFixed(1))}</td><td class="error">${esc(t.last_error || "")}</td></tr>`);
     const s = data.store;
     storeBadge(s);
     const count = (list) => num(list.length);
@@ -395,6 +398,7 @@
     $("#streams-table").innerHTML = table("streams", ["stream", "shards", "records", "put total", "consumers", "disk"], streams.concat(more(streamRows)));
     $("#delivery-table").innerHTML = table("delivery-streams", ["delivery stream", "source", "destination", "buffered", "buffered bytes", "delivered", "failed", "last delivery"], deliveries.concat(more(deliveryRows)));
     $("#applications-table").innerHTML = table("applications", ["application", "source", "destination", "state", "windows", "lag", "error"], apps.concat(more(appRows)));
+    $("#triggers-table").innerHTML = table("triggers", ["trigger", "function", "source", "state", "lag", "invocations", "errors", "mean ms", "last error"], triggers.concat(more(triggerRows)));
     for (const button of $$("button.show-all")) {
       button.addEventListener("click", () => {
         state.showAll = { ...(state.showAll || {}), [button.dataset.kind]: true };
@@ -438,7 +442,8 @@
           <input name="name" placeholder="name" required><input name="shards" placeholder="shards (1)" size="8">
           <button type="submit">Create</button></form></details></section>
       <section><h2>Delivery streams</h2><div id="delivery-table"></div></section>
-      <section><h2>SQL applications</h2><div id="applications-table"></div></section>`;
+      <section><h2>SQL applications</h2><div id="applications-table"></div></section>
+      <section><h2>Triggers</h2><div id="triggers-table"></div></section>`;
     overviewTables(data);
     $("#filter").addEventListener("input", (e) => {
       state.filter = e.target.value;
