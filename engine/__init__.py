@@ -93,10 +93,28 @@ from tidelog.topics import (
     Subscription,
     Topic,
 )
+from tidelog.video import (
+    Ack,
+    Fragment,
+    NoDataRetention,
+    StartSelector,
+    StoredFragment,
+    VersionMismatch,
+    VideoStream,
+    VideoStreamInfo,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Ack",
+    "Fragment",
+    "NoDataRetention",
+    "StartSelector",
+    "StoredFragment",
+    "VersionMismatch",
+    "VideoStream",
+    "VideoStreamInfo",
     "AlreadyExists",
     "Application",
     "ApplicationDescription",
