@@ -665,6 +665,10 @@ class VideoStream:
                 return
             log.wait(offset, wait)
 
+    def wait_for_fragment(self, offset: int, timeout: float) -> bool:
+        """Block until the fragment at `offset` is stored, up to `timeout` seconds."""
+        return self._fragments().wait(offset, timeout)
+
     def media_for_fragments(self, numbers: Sequence[str]) -> Iterator[StoredFragment]:
         """The named fragments, in the order given (KVS's GetMediaForFragmentList).
         Every number is checked before any fragment is read; raises NotFound
