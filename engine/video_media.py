@@ -94,7 +94,7 @@ def remux_mp4(fragments: Sequence[StoredFragment], *, fragmented: bool = False) 
     source = _open(_matroska(fragments))
     out = io.BytesIO()
     try:
-        options = dict(_FMP4_OPTIONS) if fragmented else {"avoid_negative_ts": "disabled"}
+        options = dict(_FMP4_OPTIONS) if fragmented else {"avoid_negative_ts": "make_zero"}
         target = av.open(out, "w", format="mp4", options=options)
         streams = [s for s in source.streams if s.type in ("video", "audio")]
         if not streams:

@@ -228,6 +228,7 @@ class MkvCutter:
         self.header: StreamHeader | None = None
         self._open_cluster: int | None = None  # end of the parsed children of an unknown-size one
         self.consumed = 0  # bytes of the stream fully handled
+        self._error: MkvError | None = None
 
     @property
     def pending_bytes(self) -> int:
@@ -235,14 +236,25 @@ class MkvCutter:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[StreamHeader | Cluster]:
+        """What `data` completed. Bad bytes raise MkvError, but only after the
+        pieces completed before them have been returned (on the next call)."""
+        if self._error is not None:
+            raise self._error
         self._buffer += data
         out: list[StreamHeader | Cluster] = []
-        while self._step(out, final=False):
-            pass
+        try:
+            while self._step(out, final=False):
+                pass
+        except MkvError as exc:
+            if not out:
+                raise
+            self._error = exc
         return out
 
     def finish(self) -> list[StreamHeader | Cluster]:
         """The stream ended: an open unknown-size cluster ends here; a cut element is an error."""
+        if self._error is not None:
+            raise self._error
         out: list[StreamHeader | Cluster] = []
         while self._step(out, final=True):
             pass
