@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import socket
@@ -84,18 +85,21 @@ def put_media_request(
     return sock
 
 
-def read_acks(sock: socket.socket, until: int | None = None) -> tuple[int, list[dict[str, Any]]]:
-    """The response's status and its ACK events, read until the response ends (or
-    until `until` events came). Parses HTTP/1.1 chunked framing with the stdlib's
-    http.client on the raw socket."""
-    import http.client
-
+def read_acks(
+    sock: socket.socket, events: list[dict[str, Any]] | None = None
+) -> tuple[int, list[dict[str, Any]]]:
+    """The response's status and its ACK events, read until the response ends;
+    each event is appended to `events` as it arrives. The chunked framing is
+    parsed by the stdlib's http.client on the raw socket."""
     response = http.client.HTTPResponse(sock)
     response.begin()
-    events: list[dict[str, Any]] = []
+    events = [] if events is None else events
     buffer = b""
-    while until is None or len(events) < until:
-        piece = response.read1(65536) if hasattr(response, "read1") else response.read(1)
+    while True:
+        try:
+            piece = response.read1(65536)
+        except (OSError, http.client.HTTPException):
+            break  # the server went away mid-response
         if not piece:
             break
         buffer += piece
