@@ -361,6 +361,11 @@ class VideoStream:
         except NotFound:
             raise NotFound(f"video stream {self.name!r}: not found") from None
 
+    @property
+    def log(self) -> Log:
+        """The log holding the stream's fragments (to inspect: write with put_media)."""
+        return self._fragments()
+
     def describe(self) -> VideoStreamInfo:
         """The stream's settings. Raises NotFound."""
         log = self._meta()

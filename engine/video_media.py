@@ -142,9 +142,9 @@ def _encode_image(
     if image_format == "JPEG":
         codec = av.CodecContext.create("mjpeg", "w")
         codec.pix_fmt = "yuvj420p"
-        if quality is not None:  # KVS's 1-100 mapped onto MJPEG's qscale (2 best, 31 worst)
-            codec.qscale = True  # type: ignore[attr-defined]
-            codec.options = {"qmin": "2", "qmax": str(max(2, round(31 - (quality - 1) * 29 / 99)))}
+        if quality is not None:  # KVS's 1-100 mapped onto MJPEG's quantiser (2 best, 31 worst)
+            quantiser = str(max(2, round(31 - (quality - 1) * 29 / 99)))
+            codec.options = {"qmin": quantiser, "qmax": quantiser}
     else:
         codec = av.CodecContext.create("png", "w")
         codec.pix_fmt = "rgb24"
