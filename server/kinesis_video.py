@@ -361,7 +361,7 @@ def list_fragments(ctx: Handler, request: dict[str, Any]) -> dict[str, Any]:
     found = stream.fragments(
         start,
         end,
-        timestamp_type="PRODUCER" if kind == "PRODUCER_TIMESTAMP" else "SERVER",
+        timestamp_type=_timestamp_type(kind),
         limit=limit + 1,
         after_offset=after,
     )
@@ -378,13 +378,17 @@ def get_media_for_fragment_list(ctx: Handler, request: dict[str, Any]) -> Blob:
     return Blob(MKV_CONTENT_TYPE, b"".join(media_with_tags(s) for s in stored))
 
 
+def _timestamp_type(kind: object) -> video.TimestampType:
+    return "PRODUCER" if kind == "PRODUCER_TIMESTAMP" else "SERVER"
+
+
 def _selected(
     stream: VideoStream, raw: Mapping[str, Any] | None, key: str, limit: int
 ) -> tuple[list[video.Fragment], str]:
     selector = raw or {}
     kind = selector.get(f"{key}Type", "SERVER_TIMESTAMP")
     start, end = _range(selector.get("TimestampRange"))
-    timestamp_type = "PRODUCER" if kind == "PRODUCER_TIMESTAMP" else "SERVER"
+    timestamp_type = _timestamp_type(kind)
     return stream.fragments(start, end, timestamp_type=timestamp_type, limit=limit), timestamp_type
 
 
@@ -411,8 +415,7 @@ def get_images(ctx: Handler, request: dict[str, Any]) -> dict[str, Any]:
     if end < start:
         raise AwsError("InvalidArgumentException", "EndTimestamp is before StartTimestamp")
     interval = request.get("SamplingInterval", 3000)
-    kind = request["ImageSelectorType"]
-    timestamp_type = "PRODUCER" if kind == "PRODUCER_TIMESTAMP" else "SERVER"
+    timestamp_type = _timestamp_type(request["ImageSelectorType"])
     limit = request.get("MaxResults", 25)
     after = request.get("NextToken")
     if after is not None:
@@ -496,7 +499,7 @@ def get_hls_streaming_session_url(ctx: Handler, request: dict[str, Any]) -> dict
         {
             "stream": stream.name,
             "mode": mode,
-            "type": "PRODUCER" if kind == "PRODUCER_TIMESTAMP" else "SERVER",
+            "type": _timestamp_type(kind),
             "start": start,
             "end": end,
             "count": min(count, HLS_FRAGMENTS_MAX),

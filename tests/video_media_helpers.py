@@ -25,6 +25,8 @@ def make_mkv(
         FFMPEG, "-v", "error", "-f", "lavfi", "-i", f"testsrc=size={size}:rate={fps}",
         "-t", str(seconds), "-c:v", "libx264", "-preset", preset, "-pix_fmt", "yuv420p",
         "-g", str(fps), "-keyint_min", str(fps), "-sc_threshold", "0",
+        # A cluster per keyframe: through a pipe ffmpeg would also cut every 32 KiB.
+        "-cluster_size_limit", "50000000", "-cluster_time_limit", "1000",
         "-f", "matroska", "pipe:1",
     ]  # fmt: skip
     data = subprocess.run(command, check=True, capture_output=True).stdout
