@@ -52,6 +52,8 @@ PUT_MEDIA_PATH = "/putMedia"
 REQUEST_BYTES_MAX = 1024 * 1024  # control-plane requests are small JSON documents
 # GetMedia keeps streaming as fragments arrive, and ends after this long with none new.
 GET_MEDIA_IDLE_SECONDS = 3.0
+# A streaming request checks this often whether the server is stopping.
+STREAM_POLL_SECONDS = 0.5
 HLS_EXPIRES_DEFAULT = 300
 HLS_EXPIRES_MAX = 43200
 HLS_LIVE_FRAGMENTS_DEFAULT = 5
@@ -836,7 +838,12 @@ class KinesisVideo:
         reader = asyncio.create_task(pump())
         try:
             while True:
-                ack = await out.get()
+                try:
+                    ack = await asyncio.wait_for(out.get(), STREAM_POLL_SECONDS)
+                except TimeoutError:
+                    if self.ending:  # the server is stopping: end the session
+                        feed.stop()
+                    continue
                 if ack is None:
                     break
                 line = json.dumps(ack.to_json(), separators=(",", ":")) + "\n"
@@ -884,8 +891,11 @@ class _Feed:
         self._stopped.set()
 
     def __iter__(self) -> Iterator[bytes]:
-        while True:
-            piece = self._queue.get()
+        while not self._stopped.is_set():
+            try:
+                piece = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
             if piece is None:
                 return
             yield piece

@@ -23,6 +23,8 @@ from botocore.exceptions import ClientError
 from server_harness import client, free_port, start_serve
 from video_media_helpers import chunks, make_mkv, probe, put_media_request, read_acks
 
+import tidelog
+from tidelog.server import ServerThread
 from tidelog.video_mkv import split_fragments
 
 SCHEMA = ebmlite.loadSchema("matroska.xml")
@@ -338,3 +340,31 @@ def test_kill_during_put_media_loses_no_persisted_fragment(tmp_path: Path) -> No
     finally:
         process.terminate()
         process.communicate(timeout=30)
+
+
+def test_stopping_the_server_ends_a_stalled_put_media(tmp_path: Path, mkv: bytes) -> None:
+    """A producer that stops sending mid-fragment must not hold up a graceful stop;
+    the fragments it completed stay."""
+    with tidelog.open(tmp_path / "d") as store:
+        store.create_video_stream("cam", data_retention_hours=1)
+        server = ServerThread(store).start()
+        port = int(server.url.rsplit(":", 1)[1])
+        half = mkv[: len(mkv) // 2]
+        sock = put_media_request(port, [half], stream="cam")
+        events: list[dict[str, Any]] = []
+        reader = threading.Thread(target=read_acks, args=(sock, events))
+        reader.start()
+        deadline = time.monotonic() + 60
+        while not any(e["EventType"] == "PERSISTED" for e in list(events)):
+            assert time.monotonic() < deadline, events
+            time.sleep(0.05)
+        stopping = threading.Thread(target=server.stop)
+        stopping.start()
+        stopping.join(timeout=60)
+        assert not stopping.is_alive(), "the server did not stop"
+        reader.join(timeout=30)
+        sock.close()
+        persisted = [e["FragmentNumber"] for e in events if e["EventType"] == "PERSISTED"]
+        assert [f.number for f in store.video_stream("cam").fragments()][
+            : len(persisted)
+        ] == persisted
