@@ -25,13 +25,16 @@ Cases, interleaved in short slices (tidelog, baseline, tidelog, ...):
   with plain file reads (both from the page cache: the store's overhead
   over reading its files), and with O_DIRECT (the disk's own sequential
   bandwidth, the issue's ">= 50% of disk bandwidth" target).
-- replay, wire: boto3's GetMedia from EARLIEST, payload read to its end
-  (the server ends it 3 s after the last fragment: that wait is excluded).
+- replay, wire: boto3's GetMedia from EARLIEST against `tidelog serve` (another
+  process), payload read to its end (the server ends it 3 s after the last
+  fragment: that wait is excluded); and the same request with curl as the
+  client, which leaves Python's HTTP client out of the figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import mmap
 import os
@@ -43,6 +46,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -191,14 +195,10 @@ def disk_baseline(root: Path) -> tuple[int, float]:
     return total, time.perf_counter() - start
 
 
-def replay_wire(root: Path) -> tuple[int, float]:
-    """boto3's GetMedia from EARLIEST against `tidelog serve` (another process, so
-    client and server do not share one interpreter), payload read to its end."""
-    import boto3
-    from botocore.config import Config
-
-    from tidelog.server import kinesis_video
-
+@contextlib.contextmanager
+def serving(root: Path) -> Iterator[int]:
+    """`tidelog serve` over `root` in another process (so client and server do not
+    share one interpreter); yields its port."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -215,6 +215,20 @@ def replay_wire(root: Path) -> tuple[int, float]:
                 if time.monotonic() > deadline:
                     raise SystemExit("serve did not start") from None
                 time.sleep(0.05)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def replay_wire(root: Path) -> tuple[int, float]:
+    """boto3's GetMedia from EARLIEST, the payload read to its end."""
+    import boto3
+    from botocore.config import Config
+
+    from tidelog.server import kinesis_video
+
+    with serving(root) as port:
         media = boto3.client(
             "kinesis-video-media", endpoint_url=f"http://127.0.0.1:{port}",
             region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x",
@@ -227,10 +241,25 @@ def replay_wire(root: Path) -> tuple[int, float]:
             total += len(chunk)
         # The response ends GET_MEDIA_IDLE_SECONDS after the last fragment: not throughput.
         seconds = time.perf_counter() - start - kinesis_video.GET_MEDIA_IDLE_SECONDS
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     return total, seconds
+
+
+def replay_wire_curl(root: Path) -> tuple[int, float]:
+    """The same GetMedia with curl as the client (the server's side, without
+    Python's HTTP client in the measurement)."""
+    from tidelog.server import kinesis_video
+
+    body = json.dumps({"StreamName": "cam", "StartSelector": {"StartSelectorType": "EARLIEST"}})
+    with serving(root) as port:
+        start = time.perf_counter()
+        out = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{size_download}", "-X", "POST",
+             "-H", "content-type: application/json", "-d", body,
+             f"http://127.0.0.1:{port}/getMedia"],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        seconds = time.perf_counter() - start - kinesis_video.GET_MEDIA_IDLE_SECONDS
+    return int(out), seconds
 
 
 def main() -> None:
@@ -271,19 +300,22 @@ def main() -> None:
         replay_root = work / "replay"
         stored = build_replay_store(replay_root, data, copies)
         results["replay_bytes"] = stored
-        replay: dict[str, list[float]] = {"library": [], "wire": [], "baseline": [], "disk": []}
+        replay: dict[str, list[float]] = {
+            "library": [], "wire": [], "wire_curl": [], "baseline": [], "disk": [],
+        }  # fmt: skip
         for _ in range(repeats):
             for case, fn in (
                 ("library", replay_library),
                 ("baseline", replay_baseline),
                 ("disk", disk_baseline),
                 ("wire", replay_wire),
+                ("wire_curl", replay_wire_curl),
             ):
                 total, took = fn(replay_root)
                 replay[case].append(total / took)
         base_rate = statistics.median(replay["baseline"])
         disk_rate = statistics.median(replay["disk"])
-        for case in ("library", "wire"):
+        for case in ("library", "wire", "wire_curl"):
             rate = statistics.median(replay[case])
             results[f"replay_{case}"] = {
                 "mb_per_s": round(rate / 1e6, 1),
@@ -301,14 +333,14 @@ def main() -> None:
     for case in ("ingest_library", "ingest_wire"):
         r = results[case]
         print(
-            f"{case:15} {r['x_real_time']:7.1f}x real time  {r['mb_per_s']:7.1f} MB/s  "
+            f"{case:16} {r['x_real_time']:7.1f}x real time  {r['mb_per_s']:7.1f} MB/s  "
             f"baseline (file + fsync a fragment) {r['baseline_x_real_time']:7.1f}x  "
             f"ratio {r['ratio_to_baseline']:.2f}"
         )
-    for case in ("replay_library", "replay_wire"):
+    for case in ("replay_library", "replay_wire", "replay_wire_curl"):
         r = results[case]
         print(
-            f"{case:15} {r['mb_per_s']:7.1f} MB/s  baseline (reading the segment files) "
+            f"{case:16} {r['mb_per_s']:7.1f} MB/s  baseline (reading the segment files) "
             f"{r['baseline_mb_per_s']:7.1f} MB/s  ratio {r['ratio_to_baseline']:.2f}  "
             f"disk (O_DIRECT) {r['disk_mb_per_s']:7.1f} MB/s  ratio {r['ratio_to_disk']:.2f}"
         )
