@@ -27,6 +27,8 @@ from tidelog.segments.keys import SegmentRow
 
 KINDS = ("stream", "queue", "topic", "log")
 MODEL_KINDS = ("stream", "queue", "topic")
+# Logs owned by a model the CLI shows under its own command (`tidelog video`).
+OWNED_PREFIXES = (*MODEL_KINDS, "video")
 
 
 @dataclass
@@ -77,7 +79,7 @@ def channel_of(store: tidelog.Store, kind: str, name: str) -> Channel:
     if kind == "topic":
         topic = store.topic(name)
         return Channel("topic", name, [Part("", store.log(log_name("topic", name)))], topic)
-    if "/" in name and name.split("/", 1)[0] in MODEL_KINDS:
+    if "/" in name and name.split("/", 1)[0] in OWNED_PREFIXES:
         raise tidelog.NotFound(f"log {name!r}: belongs to a channel; name the channel")
     log = store.log(name)
     return Channel("log", name, [Part("", log)], log)
@@ -117,7 +119,7 @@ def all_channels(store: tidelog.Store, kind: str | None = None) -> list[Channel]
         out += [channel_of(store, "topic", t.name) for t in store.topics()]
     if kind in (None, "log"):
         for log in store.logs():
-            if log.name.split("/", 1)[0] not in MODEL_KINDS:
+            if log.name.split("/", 1)[0] not in OWNED_PREFIXES:
                 out.append(Channel("log", log.name, [Part("", log)], log))
     return out
 

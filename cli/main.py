@@ -72,6 +72,7 @@ from .records import (
 )
 from .sql import apps, run_app, sql
 from .triggers import run_triggers, triggers
+from .video import video, video_rows
 
 kind_option = click.option(
     "--kind",
@@ -157,6 +158,8 @@ def ls(kind: str | None, out: Output) -> None:
     """
     with open_store(out, readonly=True) as store:
         rows = [_channel_summary(store, c) for c in all_channels(store, kind)]
+        if kind is None:
+            rows += video_rows(store)  # cli/video.py: `tidelog video info` shows more
     columns = ["kind", "name", "messages", "records", "bytes", "oldest", "newest"]
     columns += ["visible", "in_flight", "delayed"]
     out.emit(
@@ -1747,6 +1750,7 @@ main.add_command(ops.config)
 create.add_command(ops.create_delivery_stream)
 create.add_command(ops.create_app)
 main.add_command(sql)  # cli/sql.py
+main.add_command(video)  # cli/video.py
 main.add_command(apps)
 main.add_command(run_app)
 main.add_command(run_triggers)  # cli/triggers.py

@@ -96,10 +96,28 @@ from tidelog.topics import (
 from tidelog.trigger_pool import Invocation
 from tidelog.trigger_runner import TriggerRunner, TriggerStats
 from tidelog.triggers import Function, Trigger, Triggers
+from tidelog.video import (
+    Ack,
+    Fragment,
+    NoDataRetention,
+    StartSelector,
+    StoredFragment,
+    VersionMismatch,
+    VideoStream,
+    VideoStreamInfo,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Ack",
+    "Fragment",
+    "NoDataRetention",
+    "StartSelector",
+    "StoredFragment",
+    "VersionMismatch",
+    "VideoStream",
+    "VideoStreamInfo",
     "AlreadyExists",
     "Application",
     "ApplicationDescription",

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from tidelog.stream_admin import StreamLimits
     from tidelog.streams import Stream
     from tidelog.topics import DeliveryWorker, Topic
+    from tidelog.video import VideoStream
 
 
 class Store:
@@ -223,6 +224,55 @@ class Store:
         from tidelog.streams import delete_stream
 
         delete_stream(self, name)
+
+    # -- video streams (engine/video.py) ------------------------------------------
+
+    def create_video_stream(
+        self,
+        name: str,
+        *,
+        data_retention_hours: int = 0,
+        media_type: str = "",
+        device_name: str = "",
+        kms_key_id: str = "",
+        tags: dict[str, str] | None = None,
+        exist_ok: bool = False,
+    ) -> VideoStream:
+        """Create a video stream (KVS's CreateStream). Raises InvalidArgument
+        (a name or setting outside KVS's limits), AlreadyExists unless exist_ok.
+        Retention in hours, 0-87600; 0 keeps no archive, as in KVS."""
+        from tidelog import video
+
+        return video.create_video_stream(
+            self,
+            name,
+            data_retention_hours=data_retention_hours,
+            media_type=media_type,
+            device_name=device_name,
+            kms_key_id=kms_key_id,
+            tags=tags,
+            exist_ok=exist_ok,
+        )
+
+    def video_stream(self, name: str) -> VideoStream:
+        """Look a video stream up by name. Raises NotFound."""
+        from tidelog.video import VideoStream
+
+        stream = VideoStream(self, name)
+        stream.describe()
+        return stream
+
+    def video_streams(self, prefix: str = "") -> list[VideoStream]:
+        """Every video stream whose name starts with `prefix`, by name."""
+        from tidelog import video
+
+        return video.list_video_streams(self, prefix)
+
+    def delete_video_stream(self, name: str, *, current_version: str | None = None) -> None:
+        """Delete a video stream and its fragments. Raises NotFound, VersionMismatch."""
+        from tidelog import video
+
+        video.delete_video_stream(self, name, current_version)
 
     # -- queues (engine/queues.py) -----------------------------------------------
 

@@ -8,6 +8,8 @@ Routing follows the wire protocols botocore speaks:
 - a form body with `Action=<Op>` (query protocol, XML replies) -> server/sns.py
 - Lambda's REST shape (signed for "lambda", or an unsigned request on one of its
   paths; see `lambda_api.claims`) -> server/lambda_api.py
+- `POST /<operation>` of Kinesis Video Streams (REST-JSON), `/putMedia` and
+  HLS under `/hls/v1/` -> server/kinesis_video.py
 - S3's REST shape (see `s3.claims`: signed for "s3", or an unsigned GET/PUT/...) -> server/s3/
 
 Request signatures are verified only when the app is given access keys
@@ -29,7 +31,18 @@ from typing import Any
 
 import tidelog
 from tidelog import json_limits
-from tidelog.server import console, firehose, kinesis, lambda_api, model, s3, sns, sqs, sqs_query
+from tidelog.server import (
+    console,
+    firehose,
+    kinesis,
+    kinesis_video,
+    lambda_api,
+    model,
+    s3,
+    sns,
+    sqs,
+    sqs_query,
+)
 from tidelog.server.auth import Authenticator
 from tidelog.server.context import Context
 from tidelog.server.errors import (
@@ -299,12 +312,14 @@ class App:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tidelog-http")
         self.s3 = s3.S3(store, self.executor, auth)
         self.console = console.Console(store, base_url=base_url, auth=auth)  # docs/console.md
+        self.video = kinesis_video.KinesisVideo(store, self.executor, base_url, auth)
         self._ending_streams = False
 
     def end_streams(self) -> None:
         """End every streaming response within STREAM_POLL_SECONDS (the server is
         stopping: a subscription must not hold up the graceful shutdown)."""
         self._ending_streams = True
+        self.video.ending = True
 
     def close(self) -> None:
         self.end_streams()
@@ -321,6 +336,9 @@ class App:
             await self.console(scope, receive, send)
             return
         headers: dict[bytes, bytes] = dict(scope["headers"])
+        if kinesis_video.claims(scope):  # docs/video.md
+            await self.video(scope, receive, send)
+            return
         if lambda_api.claims(scope["method"], scope["path"], _signed_service(headers)):
             await self._lambda(scope, headers, receive, send)
             return
