@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
@@ -26,9 +27,9 @@ from typing import Any
 
 import tidelog
 from tidelog import json_limits
-from tidelog.server import console, firehose, kinesis, model, s3, sns, sqs, sqs_query
+from tidelog.server import console, firehose, kinesis, model, reset, s3, sns, sqs, sqs_query, sts
 from tidelog.server.auth import Authenticator
-from tidelog.server.context import Context
+from tidelog.server.context import ACCOUNT_ID, Context, account_of
 from tidelog.server.errors import (
     AwsError,
     from_library_kinesis,
@@ -121,11 +122,11 @@ def _xml_reply(status: int, text: str) -> Reply:
     )
 
 
-def _xml_error(error: AwsError) -> Reply:
+def _xml_error(error: AwsError, namespace: str = _SNS_NAMESPACE) -> Reply:
     kind = "Sender" if error.sender_fault else "Receiver"
     return _xml_reply(
         error.status,
-        f'<ErrorResponse xmlns="{_SNS_NAMESPACE}"><Error><Type>{kind}</Type>'
+        f'<ErrorResponse xmlns="{namespace}"><Error><Type>{kind}</Type>'
         f"<Code>{xml_escape(error.code)}</Code><Message>{xml_escape(error.message)}</Message>"
         "</Error><RequestId>{request_id}</RequestId></ErrorResponse>",
     )
@@ -140,7 +141,7 @@ class Service:
         content_type: bytes,
         namespace: str,
         handlers: Mapping[str, Callable[[Context, dict[str, Any]], Any]],
-        from_library: Callable[[tidelog.Error], AwsError],
+        from_library: Callable[..., AwsError],
         invalid: Callable[[model.ShapeError], AwsError],
     ) -> None:
         self.name = name
@@ -155,8 +156,6 @@ class Service:
             return self._call(ctx, operation, body)
         except AwsError as error:
             return _json_error(error, self.content_type, self.namespace)
-        except tidelog.Error as exc:
-            return _json_error(self.from_library(exc), self.content_type, self.namespace)
         except Exception as exc:  # a bug here must answer 500, not drop the connection
             log.exception("%s %s failed", self.name, operation)
             failure = AwsError(
@@ -180,7 +179,11 @@ class Service:
             model.check_json(op_model.input_shape, request, library_text=library_text)
         except model.ShapeError as exc:
             raise self.invalid(exc) from None
-        result = handler(ctx, request)
+        try:
+            result = handler(ctx, request)
+        except tidelog.Error as exc:
+            # The library's text, as the service says it (server/errors.py's tables).
+            raise self.from_library(exc, operation=operation, request=request) from None
         if isinstance(result, StreamingResult):
             return StreamingReply(result)
         return _json_reply(200, self.content_type, result, [])
@@ -234,10 +237,17 @@ def call_query(ctx: Context, body: bytes, path: str = "/") -> Reply:
         headers = [(b"content-type", b"text/xml"), (b"x-amzn-requestid", request_id.encode())]
         return Reply(status, headers, text.encode())
     action = form.get("Action", "")
-    handler = sns.HANDLERS.get(action)
-    op_model = model.operation("sns", action)
+    service, handlers, namespace = (
+        ("sts", sts.HANDLERS, sts.NAMESPACE)
+        if form.get("Version") == sts.VERSION
+        else ("sns", sns.HANDLERS, _SNS_NAMESPACE)
+    )
+    handler = handlers.get(action)
+    op_model = model.operation(service, action)
     if handler is None or op_model is None:
-        return _xml_error(AwsError("InvalidAction", f"The action {action!r} is not valid"))
+        return _xml_error(
+            AwsError("InvalidAction", f"The action {action!r} is not valid"), namespace
+        )
     try:
         try:
             request = model.decode_query(op_model.input_shape, form)
@@ -246,22 +256,34 @@ def call_query(ctx: Context, body: bytes, path: str = "/") -> Reply:
             raise AwsError(code, str(exc)) from None
         result = handler(ctx, request)
     except AwsError as error:
-        return _xml_error(error)
+        return _xml_error(error, namespace)
     except tidelog.Error as exc:
-        return _xml_error(from_library_sns(exc))
+        return _xml_error(from_library_sns(exc), namespace)
     except Exception as exc:
-        log.exception("sns %s failed", action)
-        return _xml_error(AwsError("InternalError", repr(exc), 500, sender_fault=False))
+        log.exception("%s %s failed", service, action)
+        failure = AwsError("InternalError", repr(exc), 500, sender_fault=False)
+        return _xml_error(failure, namespace)
     output = op_model.output_shape
     wrapper = output.serialization.get("resultWrapper") if output is not None else None
     inner = model.encode_xml(output, result)
     result_xml = f"<{wrapper}>{inner}</{wrapper}>" if wrapper else ""
     return _xml_reply(
         200,
-        f'<{action}Response xmlns="{_SNS_NAMESPACE}">{result_xml}'
+        f'<{action}Response xmlns="{namespace}">{result_xml}'
         "<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
         f"</{action}Response>",
     )
+
+
+_CREDENTIAL = re.compile(rb"Credential=([A-Za-z0-9]+)/")
+
+
+def _access_key(headers: Mapping[bytes, bytes], query: bytes) -> str | None:
+    """The access key id a request is signed with (header or presigned query), if any."""
+    found = _CREDENTIAL.search(headers.get(b"authorization", b"")) or _CREDENTIAL.search(
+        query.replace(b"X-Amz-Credential=", b"Credential=").replace(b"%2F", b"/")
+    )
+    return found.group(1).decode() if found else None
 
 
 class App:
@@ -269,7 +291,10 @@ class App:
 
     `base_url` is what queue URLs start with (http://HOST:PORT). With `auth`,
     every request must carry a SigV4 signature by one of its keys
-    (server/auth.py). Closing the app shuts its thread pool down; the store
+    (server/auth.py). `account_id` is the account of callers whose access key
+    is not 12 digits (server/context.py). With `reset_api`, POST
+    /moto-api/reset and /_localstack/state/reset drop every channel
+    (server/reset.py). Closing the app shuts its thread pool down; the store
     belongs to the caller.
     """
 
@@ -280,14 +305,25 @@ class App:
         *,
         workers: int = WORKER_THREADS,
         auth: Authenticator | None = None,
+        account_id: str = ACCOUNT_ID,
+        reset_api: bool = False,
     ):
         self.store = store
         self.base_url = base_url
         self.auth = auth
+        self.account_id = account_id
+        self.reset_api = reset_api
+        self.sessions = sts.Sessions()
+        if auth is not None:
+            auth.sessions = self.sessions
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tidelog-http")
         self.s3 = s3.S3(store, self.executor, auth)
         self.console = console.Console(store, base_url=base_url, auth=auth)  # docs/console.md
         self._ending_streams = False
+
+    def _reset(self) -> None:
+        reset.drop_everything(self.store)
+        self.sessions.clear()
 
     def end_streams(self) -> None:
         """End every streaming response within STREAM_POLL_SECONDS (the server is
@@ -406,6 +442,10 @@ class App:
     ) -> Reply:
         target = headers.get(b"x-amz-target", b"").decode("latin-1")
         body = await self._read_body(headers, receive)
+        loop = asyncio.get_running_loop()
+        if self.reset_api and scope["method"] == "POST" and scope["path"] in reset.RESET_PATHS:
+            await loop.run_in_executor(self.executor, self._reset)
+            return Reply(200, [(b"content-type", b"application/json")], b'{"status": "ok"}')
         if scope["method"] != "POST":
             if scope["method"] in ("GET", "HEAD") and scope["path"] == "/":
                 return Reply(200, [(b"content-type", b"text/plain")], b"tidelog\n")
@@ -425,8 +465,15 @@ class App:
                 return _xml_error(AwsError("RequestEntityTooLarge", message, 413))
             error = AwsError("RequestEntityTooLarge", message, 413)
             return _json_error(error, service.content_type, service.namespace)
-        ctx = Context(self.store, self.base_url)
-        loop = asyncio.get_running_loop()
+        access_key = _access_key(headers, scope.get("query_string", b""))
+        session = self.sessions.get(access_key) if access_key else None
+        ctx = Context(
+            self.store,
+            self.base_url,
+            account_id=session.account_id if session else account_of(access_key, self.account_id),
+            access_key_id=access_key,
+            sessions=self.sessions,
+        )
         if self.auth is not None:
             # Hashing a large body takes milliseconds: off the event loop.
             refusal = await loop.run_in_executor(

@@ -62,6 +62,50 @@ class ErrorSpec:
     message: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class LibraryText:
+    """How one of the library's error texts reads on the wire: `pattern` matches
+    the library's message (its named groups become fields) and `key` is the
+    entry of the service's table whose text and code answer it. `operations`,
+    when given, limits it to those operations."""
+
+    pattern: re.Pattern[str]
+    key: str
+    operations: frozenset[str] = frozenset()
+
+
+def _texts(*rows: tuple[str, str] | tuple[str, str, str]) -> tuple[LibraryText, ...]:
+    out = []
+    for row in rows:
+        operations = frozenset(row[2].split()) if len(row) == 3 else frozenset()
+        out.append(LibraryText(re.compile(row[0]), row[1], operations))
+    return tuple(out)
+
+
+def _translate(
+    texts: tuple[LibraryText, ...],
+    table: Mapping[str, ErrorSpec],
+    exc: Error,
+    fields: Mapping[str, object],
+) -> tuple[str, ErrorSpec, str] | None:
+    """(code, spec, AWS's text) that `exc`'s text reads as, by the first matching
+    row, or None. A table key may carry a `#variant` after the code, for one
+    code with several texts."""
+    message = str(exc)
+    operation = fields.get("operation")
+    for row in texts:
+        if row.operations and operation not in row.operations:
+            continue
+        found = row.pattern.search(message)
+        if found is None:
+            continue
+        spec = table[row.key]
+        text = _text(spec, {**fields, **found.groupdict()})
+        if text is not None:
+            return row.key.split("#", 1)[0], spec, text
+    return None
+
+
 # SQS's characters (the XML 1.0 Char production), as its InvalidMessageContents says them.
 SQS_INVALID_CHARACTERS = (
     "Invalid characters found. Valid unicode characters are #x9 | #xA | #xD | "
@@ -73,7 +117,9 @@ SQS_INVALID_CHARACTERS = (
 # answers (as recorded against AWS in LocalStack's SQS snapshot tests and
 # moto's exceptions). One table, so that a code answers the same everywhere.
 SQS_ERRORS: dict[str, ErrorSpec] = {
-    "QueueDoesNotExist": ErrorSpec("AWS.SimpleQueueService.NonExistentQueue"),
+    "QueueDoesNotExist": ErrorSpec(
+        "AWS.SimpleQueueService.NonExistentQueue", message="The specified queue does not exist."
+    ),
     "QueueNameExists": ErrorSpec("QueueAlreadyExists"),
     "QueueDeletedRecently": ErrorSpec("AWS.SimpleQueueService.QueueDeletedRecently"),
     "ReceiptHandleIsInvalid": ErrorSpec(
@@ -102,7 +148,108 @@ SQS_ERRORS: dict[str, ErrorSpec] = {
     ),
     "MissingParameter": ErrorSpec(message="The request must contain the parameter {parameter}."),
     "InvalidAddress": ErrorSpec(),
+    # One code, several texts: the key's part after "#" names the case.
+    "InvalidParameterValue#QueueName": ErrorSpec(
+        message="Can only include alphanumeric characters, hyphens, or underscores. "
+        "1 to 80 in length"
+    ),
+    "InvalidParameterValue#MessageSize": ErrorSpec(
+        message="One or more parameters are invalid. Reason: Message must be shorter than "
+        "{max} bytes."
+    ),
+    "InvalidParameterValue#AttributeName": ErrorSpec(
+        message="The message attribute name '{name}' is invalid. Attribute name can contain "
+        "A-Z, a-z, 0-9, underscore (_), hyphen (-), and period (.) characters."
+    ),
+    "InvalidParameterValue#AttributeType": ErrorSpec(
+        message="The message attribute '{name}' has an invalid message attribute type, the set "
+        "of supported type prefixes is Binary, Number, and String."
+    ),
+    "InvalidParameterValue#FifoDelay": ErrorSpec(
+        message="Value {request[DelaySeconds]} for parameter DelaySeconds is invalid. Reason: "
+        "The request include parameter that is not valid for this queue type."
+    ),
+    "InvalidParameterValue#Dedup": ErrorSpec(
+        message="The queue should either have ContentBasedDeduplication enabled or "
+        "MessageDeduplicationId provided explicitly"
+    ),
+    "InvalidParameterValue#LabelExists": ErrorSpec(
+        message="Value {label} for parameter Label is invalid. Reason: Already exists."
+    ),
+    "InvalidParameterValue#LabelMissing": ErrorSpec(
+        message="Value {label} for parameter Label is invalid. Reason: can't find label on "
+        "existing policy."
+    ),
+    "MissingParameter#GroupId": ErrorSpec(
+        message="The request must contain the parameter MessageGroupId."
+    ),
+    "EmptyBatchRequest#text": ErrorSpec(
+        "AWS.SimpleQueueService.EmptyBatchRequest",
+        message="There should be at least one {operation}RequestEntry in the request.",
+    ),
 }
+
+# The library's texts as SQS says them (see LibraryText).
+SQS_TEXTS = _texts(
+    (r"^queue '[^']*': not found", "QueueDoesNotExist"),
+    (r"^queue name ", "InvalidParameterValue#QueueName"),
+    (r"\(EmptyBatchRequest\)", "EmptyBatchRequest#text"),
+    (
+        r"^message: \d+ bytes is over the queue's max_message_size (?P<max>\d+)",
+        "InvalidParameterValue#MessageSize",
+    ),
+    (
+        r"^attribute name (?P<q>['\"])(?P<name>.*)(?P=q): must be 1-256",
+        "InvalidParameterValue#AttributeName",
+    ),
+    (
+        r"^attribute (?P<q>['\"])(?P<name>.*)(?P=q): data type .* must be String, Number or Binary",
+        "InvalidParameterValue#AttributeType",
+    ),
+    (r"^delay: FIFO queues take no per-message delay", "InvalidParameterValue#FifoDelay"),
+    (r"^dedup_id: give one", "InvalidParameterValue#Dedup"),
+    (r"^group_id: FIFO queues need a message group id", "MissingParameter#GroupId"),
+    (r"^permission label '(?P<label>.*)': already exists", "InvalidParameterValue#LabelExists"),
+    (r"^permission label '(?P<label>.*)': does not exist", "InvalidParameterValue#LabelMissing"),
+)
+
+# STS's errors (the STS API reference's lists, AWS's texts). The key is the
+# code unless `query_code` names it: one code may have several texts.
+STS_ERRORS: dict[str, ErrorSpec] = {
+    "ValidationError": ErrorSpec(
+        message="1 validation error detected: Value '{value}' at '{field}' failed to satisfy "
+        "constraint: Member must have value between {low} and {high}"
+    ),
+    "ValidationError.RoleArn": ErrorSpec(
+        "ValidationError",
+        message="{value} is invalid",
+    ),
+    "ValidationError.RoleSessionName": ErrorSpec(
+        "ValidationError",
+        message="1 validation error detected: Value '{value}' at 'roleSessionName' failed to "
+        "satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*",
+    ),
+    "LimitExceeded": ErrorSpec(
+        message="This endpoint holds {sessions} unexpired sessions, its most"
+    ),
+    "InternalError": ErrorSpec(status=500, message="Internal error: {reason}"),
+}
+
+
+def table_error(table: Mapping[str, ErrorSpec], key: str, **fields: object) -> AwsError:
+    """The error `key` of a service's table (STS_ERRORS, SNS_ERRORS, KINESIS_ERRORS),
+    its text filled from `fields`; its code is `query_code` when set, else the key."""
+    spec = table[key]
+    text = _text(spec, fields)
+    if text is None:
+        raise ValueError(f"{key}: the table's text needs {spec.message!r}, given {fields}")
+    return AwsError(spec.query_code or key, text, spec.status, sender_fault=spec.status < 500)
+
+
+def sts_error(key: str, **fields: object) -> AwsError:
+    """STS's error `key` (of STS_ERRORS)."""
+    return table_error(STS_ERRORS, key, **fields)
+
 
 # The library names SQS's code in parentheses where one applies:
 # "send_many: no entries (EmptyBatchRequest)".
@@ -128,6 +275,7 @@ def sqs_error(
     `fields` (which must then name each of its fields).
     """
     spec = SQS_ERRORS.get(code, ErrorSpec())
+    code = code.split("#", 1)[0]
     if message is None:
         message = _text(spec, fields)
         if message is None:
@@ -148,6 +296,10 @@ def from_library_sqs(exc: Error, **fields: object) -> AwsError:
     `fields` fill it (`handle=` for ReceiptHandleIsInvalid, ...), else the
     library's.
     """
+    translated = _translate(SQS_TEXTS, SQS_ERRORS, exc, fields)
+    if translated is not None:
+        code, spec, text = translated
+        return AwsError(code, text, spec.status, query_code=spec.query_code or code)
     code = None
     for named in reversed(_CODE_IN_MESSAGE.findall(str(exc))):
         if named == "AWS.SimpleQueueService.NonExistentQueue":
@@ -171,7 +323,7 @@ def from_library_sqs(exc: Error, **fields: object) -> AwsError:
     return sqs_error(code, text if text is not None else str(exc))
 
 
-def from_library_kinesis(exc: Error) -> AwsError:
+def from_library_kinesis(exc: Error, **fields: object) -> AwsError:
     """A library error as Kinesis reports it."""
     if isinstance(exc, NotFound):
         return AwsError("ResourceNotFoundException", str(exc))
@@ -198,7 +350,7 @@ def _sns_codes() -> dict[str, int]:
     return codes
 
 
-def from_library_sns(exc: Error) -> AwsError:
+def from_library_sns(exc: Error, **fields: object) -> AwsError:
     """A library error as SNS reports it."""
     codes = _sns_codes()
     for code in reversed(_CODE_IN_MESSAGE.findall(str(exc))):

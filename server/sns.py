@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tidelog import json_limits
-from tidelog.server.context import ACCOUNT_ID, Context
+from tidelog.server.context import Context
 from tidelog.server.errors import AwsError
 from tidelog.topics import Subscription, Topic
 
@@ -115,7 +115,7 @@ def get_topic_attributes(ctx: Context, request: dict[str, Any]) -> dict[str, Any
     data = _topic(ctx, request).attributes()
     out = {
         "TopicArn": data["arn"],
-        "Owner": ACCOUNT_ID,
+        "Owner": ctx.account_id,
         "DisplayName": data["display_name"],
         "SubscriptionsConfirmed": str(data["subscriptions_confirmed"]),
         "SubscriptionsPending": str(data["subscriptions_pending"]),
@@ -210,10 +210,10 @@ def unsubscribe(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def _listed(topic: Topic, sub: Subscription) -> dict[str, Any]:
+def _listed(ctx: Context, topic: Topic, sub: Subscription) -> dict[str, Any]:
     return {
         "SubscriptionArn": sub.arn if sub.confirmed else "PendingConfirmation",
-        "Owner": ACCOUNT_ID,
+        "Owner": ctx.account_id,
         "Protocol": sub.protocol,
         "Endpoint": sub.endpoint_arn,
         "TopicArn": topic.arn,
@@ -222,7 +222,7 @@ def _listed(topic: Topic, sub: Subscription) -> dict[str, Any]:
 
 def list_subscriptions(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     every = [
-        _listed(topic, sub)
+        _listed(ctx, topic, sub)
         for topic in ctx.store.topics()
         for sub in topic.subscriptions()
         if sub.protocol != "callback"
@@ -233,7 +233,7 @@ def list_subscriptions(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
 
 def list_subscriptions_by_topic(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     topic = _topic(ctx, request)
-    every = [_listed(topic, s) for s in topic.subscriptions() if s.protocol != "callback"]
+    every = [_listed(ctx, topic, s) for s in topic.subscriptions() if s.protocol != "callback"]
     page, token = _page(every, request.get("NextToken"))
     return _with_token({"Subscriptions": page}, token)
 
@@ -243,7 +243,7 @@ def get_subscription_attributes(ctx: Context, request: dict[str, Any]) -> dict[s
     out = {
         "SubscriptionArn": sub.arn,
         "TopicArn": topic.arn,
-        "Owner": ACCOUNT_ID,
+        "Owner": ctx.account_id,
         "Protocol": sub.protocol,
         "Endpoint": sub.endpoint_arn,
         "PendingConfirmation": "false" if sub.confirmed else "true",
