@@ -29,7 +29,7 @@ import tidelog
 from tidelog import json_limits
 from tidelog.server import console, firehose, kinesis, model, reset, s3, sns, sqs, sqs_query, sts
 from tidelog.server.auth import Authenticator
-from tidelog.server.context import ACCOUNT_ID, Context, account_of
+from tidelog.server.context import ACCOUNT_ID, REGION_DEFAULT, Context, account_of
 from tidelog.server.errors import (
     AwsError,
     from_library_kinesis,
@@ -183,7 +183,9 @@ class Service:
             result = handler(ctx, request)
         except tidelog.Error as exc:
             # The library's text, as the service says it (server/errors.py's tables).
-            raise self.from_library(exc, operation=operation, request=request) from None
+            raise self.from_library(
+                exc, operation=operation, request=request, account=ctx.account_id
+            ) from None
         if isinstance(result, StreamingResult):
             return StreamingReply(result)
         return _json_reply(200, self.content_type, result, [])
@@ -275,15 +277,18 @@ def call_query(ctx: Context, body: bytes, path: str = "/") -> Reply:
     )
 
 
-_CREDENTIAL = re.compile(rb"Credential=([A-Za-z0-9]+)/")
+_CREDENTIAL = re.compile(rb"Credential=([A-Za-z0-9]+)/[0-9]{8}/([a-z0-9-]{1,32})/")
 
 
-def _access_key(headers: Mapping[bytes, bytes], query: bytes) -> str | None:
-    """The access key id a request is signed with (header or presigned query), if any."""
+def _signer(headers: Mapping[bytes, bytes], query: bytes) -> tuple[str | None, str]:
+    """The access key id a request is signed with (header or presigned query), if
+    any, and the region it signed for (us-east-1 when unsigned)."""
     found = _CREDENTIAL.search(headers.get(b"authorization", b"")) or _CREDENTIAL.search(
         query.replace(b"X-Amz-Credential=", b"Credential=").replace(b"%2F", b"/")
     )
-    return found.group(1).decode() if found else None
+    if found is None:
+        return None, REGION_DEFAULT
+    return found.group(1).decode(), found.group(2).decode()
 
 
 class App:
@@ -465,11 +470,12 @@ class App:
                 return _xml_error(AwsError("RequestEntityTooLarge", message, 413))
             error = AwsError("RequestEntityTooLarge", message, 413)
             return _json_error(error, service.content_type, service.namespace)
-        access_key = _access_key(headers, scope.get("query_string", b""))
+        access_key, region = _signer(headers, scope.get("query_string", b""))
         session = self.sessions.get(access_key) if access_key else None
         ctx = Context(
             self.store,
             self.base_url,
+            region=region,
             account_id=session.account_id if session else account_of(access_key, self.account_id),
             access_key_id=access_key,
             sessions=self.sessions,

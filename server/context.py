@@ -29,7 +29,9 @@ def account_of(access_key_id: str | None, default: str) -> str:
 class Context:
     """One request's view: the open store, the endpoint's base URL, region and account.
 
-    ARNs use one region whatever region the client signed for. The account
+    ARNs name the region the client signed for (SQS and Kinesis; topic ARNs
+    are the library's, in us-east-1), though channels are shared by every
+    region as by every account. The account
     is the caller's (`account_of`); channels are shared by every account
     (one store), so a name is one channel whichever account's URL names it.
     Topic ARNs are the library's (`tidelog.topics.ACCOUNT`, which `tidelog

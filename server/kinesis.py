@@ -14,9 +14,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import tidelog
+from tidelog import stream_admin
 from tidelog.server import eventstream
 from tidelog.server.context import Context
-from tidelog.server.errors import AwsError
+from tidelog.server.errors import AwsError, kinesis_error
 from tidelog.stream_admin import ON_DEMAND_STREAMS_MAX, STREAM_MODES, LimitExceeded
 from tidelog.stream_subscriptions import ShardSubscription, SubscriptionEvent, SubscriptionInUse
 from tidelog.streams import RETENTION_HOURS_MAX, RETENTION_HOURS_MIN, ShardDescription
@@ -27,7 +28,6 @@ Handler = Callable[[Context, dict[str, Any]], Any]  # a dict, or a StreamingResu
 SHARDS_DEFAULT = 4  # what Kinesis gives an ON_DEMAND stream created without ShardCount
 LIST_LIMIT_DEFAULT = 100
 LIST_SHARDS_LIMIT_MAX = 10_000
-_MONITORING: list[dict[str, list[str]]] = [{"ShardLevelMetrics": []}]
 
 
 def _stream_name(request: Mapping[str, Any]) -> str:
@@ -42,6 +42,18 @@ def _stream_name(request: Mapping[str, Any]) -> str:
 
 def _stream(ctx: Context, request: Mapping[str, Any]) -> tidelog.Stream:
     return ctx.store.stream(_stream_name(request))
+
+
+def _settings(stream: tidelog.Stream) -> dict[str, Any]:
+    """What DescribeStream(Summary) reports of monitoring and encryption."""
+    encryption, key_id = stream_admin.stream_encryption(stream)
+    out: dict[str, Any] = {
+        "EnhancedMonitoring": [{"ShardLevelMetrics": stream_admin.shard_level_metrics(stream)}],
+        "EncryptionType": encryption,
+    }
+    if key_id is not None:
+        out["KeyId"] = key_id
+    return out
 
 
 def _shard(shard: ShardDescription) -> dict[str, Any]:
@@ -104,8 +116,7 @@ def describe_stream(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
             "HasMoreShards": len(shards) > limit,
             "RetentionPeriodHours": description.retention_hours,
             "StreamCreationTimestamp": description.created_ms / 1000,
-            "EnhancedMonitoring": _MONITORING,
-            "EncryptionType": "NONE",
+            **_settings(stream),
         }
     }
 
@@ -121,8 +132,7 @@ def describe_stream_summary(ctx: Context, request: dict[str, Any]) -> dict[str, 
             "StreamModeDetails": {"StreamMode": stream.mode},
             "RetentionPeriodHours": description.retention_hours,
             "StreamCreationTimestamp": description.created_ms / 1000,
-            "EnhancedMonitoring": _MONITORING,
-            "EncryptionType": "NONE",
+            **_settings(stream),
             "OpenShardCount": description.open_shard_count,
             "ConsumerCount": len(stream.consumers()),
             "MaxRecordSizeInKiB": description.max_record_bytes // 1024,
@@ -419,10 +429,8 @@ def merge_shards(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
 def update_shard_count(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     stream = _stream(ctx, request)
     if stream.mode == "ON_DEMAND":
-        raise AwsError(
-            "ValidationException",
-            f"UpdateShardCount is not supported for stream {stream.name} under on-demand "
-            "capacity mode",
+        raise kinesis_error(
+            "ValidationException#OnDemand", stream=stream.name, account=ctx.account_id
         )
     if request["ScalingType"] != "UNIFORM_SCALING":
         raise AwsError("ValidationException", "ScalingType: must be UNIFORM_SCALING")
@@ -654,7 +662,80 @@ def list_tags_for_resource(ctx: Context, request: dict[str, Any]) -> dict[str, A
     return {"Tags": [{"Key": k, "Value": v} for k, v in tags]}
 
 
+# -- recorded settings: monitoring, encryption, resource policies ----------------------------------
+
+
+def _monitoring(ctx: Context, request: dict[str, Any], enable: bool) -> dict[str, Any]:
+    stream = _stream(ctx, request)
+    before, after = stream_admin.change_shard_level_metrics(
+        stream, request["ShardLevelMetrics"], enable=enable
+    )
+    return {
+        "StreamName": stream.name,
+        "StreamARN": ctx.stream_arn(stream.name),
+        "CurrentShardLevelMetrics": before,
+        "DesiredShardLevelMetrics": after,
+    }
+
+
+def enable_enhanced_monitoring(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    return _monitoring(ctx, request, True)
+
+
+def disable_enhanced_monitoring(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    return _monitoring(ctx, request, False)
+
+
+def start_stream_encryption(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    stream_admin.set_stream_encryption(
+        _stream(ctx, request), request["EncryptionType"], request["KeyId"]
+    )
+    return {}
+
+
+def stop_stream_encryption(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    stream_admin.set_stream_encryption(_stream(ctx, request), "NONE", None)
+    return {}
+
+
+def _policy_stream(ctx: Context, request: dict[str, Any]) -> tidelog.Stream:
+    arn = request["ResourceARN"]
+    if ":stream/" not in arn or "/consumer/" in arn:
+        raise kinesis_error(
+            "ResourceNotFoundException#StreamArn", stream=arn, account=ctx.account_id
+        )
+    try:
+        return ctx.store.stream(arn.split(":stream/", 1)[1])
+    except tidelog.NotFound:
+        raise kinesis_error(
+            "ResourceNotFoundException#StreamArn", stream=arn, account=ctx.account_id
+        ) from None
+
+
+def put_resource_policy(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    stream_admin.set_resource_policy(_policy_stream(ctx, request), request["Policy"])
+    return {}
+
+
+def get_resource_policy(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    policy = stream_admin.resource_policy(_policy_stream(ctx, request))
+    return {"Policy": "{}" if policy is None else policy}
+
+
+def delete_resource_policy(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    if not stream_admin.set_resource_policy(_policy_stream(ctx, request), None):
+        raise kinesis_error("ResourceNotFoundException#NoPolicy", arn=request["ResourceARN"])
+    return {}
+
+
 HANDLERS: dict[str, Handler] = {
+    "EnableEnhancedMonitoring": enable_enhanced_monitoring,
+    "DisableEnhancedMonitoring": disable_enhanced_monitoring,
+    "StartStreamEncryption": start_stream_encryption,
+    "StopStreamEncryption": stop_stream_encryption,
+    "PutResourcePolicy": put_resource_policy,
+    "GetResourcePolicy": get_resource_policy,
+    "DeleteResourcePolicy": delete_resource_policy,
     "RegisterStreamConsumer": register_stream_consumer,
     "DescribeStreamConsumer": describe_stream_consumer,
     "DeregisterStreamConsumer": deregister_stream_consumer,

@@ -210,12 +210,17 @@ def unsubscribe(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _endpoint(ctx: Context, sub: Subscription) -> str:
+    """A subscription's endpoint; a queue's ARN names the caller's region, as SQS's do."""
+    return ctx.queue_arn(sub.endpoint) if sub.protocol == "sqs" else sub.endpoint_arn
+
+
 def _listed(ctx: Context, topic: Topic, sub: Subscription) -> dict[str, Any]:
     return {
         "SubscriptionArn": sub.arn if sub.confirmed else "PendingConfirmation",
         "Owner": ctx.account_id,
         "Protocol": sub.protocol,
-        "Endpoint": sub.endpoint_arn,
+        "Endpoint": _endpoint(ctx, sub),
         "TopicArn": topic.arn,
     }
 
@@ -245,7 +250,7 @@ def get_subscription_attributes(ctx: Context, request: dict[str, Any]) -> dict[s
         "TopicArn": topic.arn,
         "Owner": ctx.account_id,
         "Protocol": sub.protocol,
-        "Endpoint": sub.endpoint_arn,
+        "Endpoint": _endpoint(ctx, sub),
         "PendingConfirmation": "false" if sub.confirmed else "true",
         "ConfirmationWasAuthenticated": "true" if sub.confirmed else "false",
         "RawMessageDelivery": "true" if sub.raw else "false",
