@@ -27,7 +27,19 @@ from typing import Any
 
 import tidelog
 from tidelog import json_limits
-from tidelog.server import console, firehose, kinesis, model, reset, s3, sns, sqs, sqs_query, sts
+from tidelog.server import (
+    console,
+    firehose,
+    kinesis,
+    model,
+    reset,
+    s3,
+    sns,
+    sns_mobile,
+    sqs,
+    sqs_query,
+    sts,
+)
 from tidelog.server.auth import Authenticator
 from tidelog.server.context import ACCOUNT_ID, REGION_DEFAULT, Context, account_of
 from tidelog.server.errors import (
@@ -39,6 +51,7 @@ from tidelog.server.errors import (
     sqs_invalid,
 )
 from tidelog.server.eventstream import StreamingResult
+from tidelog.server.sns_state import SnsState
 from tidelog.server.xml_text import xml_escape
 
 Scope = MutableMapping[str, Any]
@@ -242,7 +255,7 @@ def call_query(ctx: Context, body: bytes, path: str = "/") -> Reply:
     service, handlers, namespace = (
         ("sts", sts.HANDLERS, sts.NAMESPACE)
         if form.get("Version") == sts.VERSION
-        else ("sns", sns.HANDLERS, _SNS_NAMESPACE)
+        else ("sns", {**sns.HANDLERS, **sns_mobile.HANDLERS}, _SNS_NAMESPACE)
     )
     handler = handlers.get(action)
     op_model = model.operation(service, action)
@@ -260,7 +273,7 @@ def call_query(ctx: Context, body: bytes, path: str = "/") -> Reply:
     except AwsError as error:
         return _xml_error(error, namespace)
     except tidelog.Error as exc:
-        return _xml_error(from_library_sns(exc), namespace)
+        return _xml_error(from_library_sns(exc, operation=action, request=form), namespace)
     except Exception as exc:
         log.exception("%s %s failed", service, action)
         failure = AwsError("InternalError", repr(exc), 500, sender_fault=False)
@@ -319,6 +332,7 @@ class App:
         self.account_id = account_id
         self.reset_api = reset_api
         self.sessions = sts.Sessions()
+        self.sns_state = SnsState(store)
         if auth is not None:
             auth.sessions = self.sessions
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tidelog-http")
@@ -329,6 +343,7 @@ class App:
     def _reset(self) -> None:
         reset.drop_everything(self.store)
         self.sessions.clear()
+        self.sns_state.forget()
 
     def end_streams(self) -> None:
         """End every streaming response within STREAM_POLL_SECONDS (the server is
@@ -479,6 +494,7 @@ class App:
             account_id=session.account_id if session else account_of(access_key, self.account_id),
             access_key_id=access_key,
             sessions=self.sessions,
+            sns_state=self.sns_state,
         )
         if self.auth is not None:
             # Hashing a large body takes milliseconds: off the event loop.

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import tidelog
 
 if TYPE_CHECKING:
+    from tidelog.server.sns_state import SnsState
     from tidelog.server.sts import Sessions
 
 ACCOUNT_ID = "000000000000"
@@ -44,6 +45,7 @@ class Context:
     account_id: str = ACCOUNT_ID
     access_key_id: str | None = None
     sessions: Sessions | None = None
+    sns_state: SnsState | None = None
 
     def queue_url(self, name: str) -> str:
         return f"{self.base_url}/{self.account_id}/{name}"

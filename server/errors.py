@@ -397,8 +397,106 @@ def _sns_codes() -> dict[str, int]:
     return codes
 
 
+# SNS's errors: the codes of botocore's model (their statuses from it), the
+# texts SNS answers. The key's part after "#" names one of a code's texts.
+SNS_ERRORS: dict[str, ErrorSpec] = {
+    "NotFound#Topic": ErrorSpec(status=404, message="Topic does not exist"),
+    "NotFound#Subscription": ErrorSpec(status=404, message="Subscription does not exist"),
+    "NotFound#PlatformApplication": ErrorSpec(
+        status=404, message="PlatformApplication does not exist"
+    ),
+    "NotFound#Endpoint": ErrorSpec(status=404, message="Endpoint does not exist"),
+    "ResourceNotFound": ErrorSpec(status=404, message="Resource does not exist"),
+    "EndpointDisabled": ErrorSpec(message="Endpoint is disabled"),
+    "InvalidParameter#SqsEndpoint": ErrorSpec(message="Invalid parameter: SQS endpoint ARN"),
+    "InvalidParameter#SmsEndpoint": ErrorSpec(message="Invalid SMS endpoint: {endpoint}"),
+    "InvalidParameter#E164": ErrorSpec(
+        message="Invalid parameter: PhoneNumber Reason: {number} does not meet the E164 format"
+    ),
+    "InvalidParameter#AppName": ErrorSpec(
+        message="Invalid parameter: Name Reason: must be 1-256 of A-Z a-z 0-9 _ - ."
+    ),
+    "InvalidParameter#Platform": ErrorSpec(
+        message="Invalid parameter: Platform Reason: {platform} is not supported"
+    ),
+    "InvalidParameter#EndpointExists": ErrorSpec(
+        message="Invalid parameter: Token Reason: Endpoint {arn} already exists with the same "
+        "Token, but different attributes."
+    ),
+    "InvalidParameter#EndpointGone": ErrorSpec(
+        message="Invalid parameter: Endpoint Reason: Endpoint does not exist for endpoint arn{arn}"
+    ),
+    "InvalidParameter#StatementExists": ErrorSpec(message="Statement already exists"),
+    "InvalidParameter#ActionScope": ErrorSpec(
+        message="Policy statement action out of service scope!"
+    ),
+    "InvalidParameter#JsonMessage": ErrorSpec(message="Message is not valid JSON."),
+    "InvalidParameter#JsonDefault": ErrorSpec(
+        message="Invalid parameter: Message Structure - No default entry in JSON message body"
+    ),
+    "InvalidParameter#Subject": ErrorSpec(message="Subject must be less than 100 characters"),
+    "InvalidParameter#TopicName": ErrorSpec(message="Invalid parameter: Topic Name"),
+    "InvalidParameter#FifoTopicName": ErrorSpec(
+        message="Fifo Topic names must end with .fifo and must be made up of only uppercase "
+        "and lowercase ASCII letters, numbers, underscores, and hyphens, and must be between 1 "
+        "and 256 characters long."
+    ),
+    "InvalidParameter#StandardTopicName": ErrorSpec(
+        message="Topic names must be made up of only uppercase and lowercase ASCII letters, "
+        "numbers, underscores, and hyphens, and must be between 1 and 256 characters long."
+    ),
+    "InvalidParameter#GroupIdNeeded": ErrorSpec(
+        message="Invalid parameter: The request must contain the parameter MessageGroupId."
+    ),
+    "InvalidParameter#SmsLength": ErrorSpec(
+        message="Invalid parameter: Message Reason: SMS message must be less than 1600 "
+        "characters long"
+    ),
+    "TagLimitExceeded": ErrorSpec(
+        message="Could not complete request: tag quota of per resource exceeded"
+    ),
+    "InvalidParameter#Dedup": ErrorSpec(
+        message="Invalid parameter: The topic should either have ContentBasedDeduplication "
+        "enabled or MessageDeduplicationId provided explicitly"
+    ),
+    "InvalidParameter#DedupOnStandard": ErrorSpec(
+        message="Invalid parameter: MessageDeduplicationId Reason: The request includes "
+        "MessageDeduplicationId parameter that is not valid for this topic type"
+    ),
+    "TooManyEntriesInBatchRequest": ErrorSpec(
+        message="The batch request contains more entries than permissible."
+    ),
+    "BatchEntryIdsNotDistinct": ErrorSpec(
+        message="Two or more batch entries in the request have the same Id."
+    ),
+    "EmptyBatchRequest": ErrorSpec(message="The batch request doesn't contain any entries."),
+    "InternalError": ErrorSpec(status=500, message="Internal error: {reason}"),
+}
+
+SNS_TEXTS = _texts(
+    (r"^topic '[^']*': not found", "NotFound#Topic"),
+    (r"^subscription .*not found", "NotFound#Subscription"),
+    (r"\(TooManyEntriesInBatchRequest\)", "TooManyEntriesInBatchRequest"),
+    (r"\(BatchEntryIdsNotDistinct\)", "BatchEntryIdsNotDistinct"),
+    (r"\(EmptyBatchRequest\)", "EmptyBatchRequest"),
+    (r"^subject: ", "InvalidParameter#Subject"),
+    (r"^group_id: FIFO topics need", "InvalidParameter#GroupIdNeeded"),
+    (r"\(TagLimitExceeded\)", "TagLimitExceeded"),
+    (r"^dedup_id: give one", "InvalidParameter#Dedup"),
+)
+
+
+def sns_error(key: str, **fields: object) -> AwsError:
+    """SNS's error `key` (of SNS_ERRORS)."""
+    return table_error(SNS_ERRORS, key, **fields)
+
+
 def from_library_sns(exc: Error, **fields: object) -> AwsError:
-    """A library error as SNS reports it."""
+    """A library error as SNS reports it: by SNS_TEXTS where one matches."""
+    translated = _translate(SNS_TEXTS, SNS_ERRORS, exc, fields)
+    if translated is not None:
+        code, spec, text = translated
+        return AwsError(code, text, spec.status)
     codes = _sns_codes()
     for code in reversed(_CODE_IN_MESSAGE.findall(str(exc))):
         if code in codes:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import tidelog
 
 RESET_PATHS = frozenset({"/moto-api/reset", "/_localstack/state/reset"})
+# The logs the library's channels own are named "<kind>/...".
+MODEL_LOG_PREFIXES = frozenset({"stream", "queue", "topic", "delivery", "sql"})
 
 
 def drop_everything(store: tidelog.Store) -> int:
@@ -29,7 +31,6 @@ def drop_everything(store: tidelog.Store) -> int:
         (store.topics, store.delete_topic),
         (store.streams, store.delete_stream),
         (store.queues, store.delete_queue),
-        (store.logs, store.delete_log),
     )
     for listing, delete in groups:
         for channel in listing():
@@ -38,4 +39,12 @@ def drop_everything(store: tidelog.Store) -> int:
             except tidelog.NotFound:
                 continue
             deleted += 1
+    for log in store.logs():  # plain logs (SNS's state and deliveries among them)
+        if log.name.split("/", 1)[0] in MODEL_LOG_PREFIXES:
+            continue  # a channel's own log, whose channel someone created meanwhile
+        try:
+            store.delete_log(log.name)
+        except tidelog.NotFound:
+            continue
+        deleted += 1
     return deleted
