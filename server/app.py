@@ -290,6 +290,18 @@ def call_query(ctx: Context, body: bytes, path: str = "/") -> Reply:
     )
 
 
+_HOST = re.compile(rb"[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](?::[0-9]{1,5})?")
+
+
+def _base_url(headers: Mapping[bytes, bytes], default: str) -> str:
+    """http:// and the Host the client connected to (as SQS's queue URLs name the
+    endpoint the client used), or `default` without a well-formed Host."""
+    host = headers.get(b"host", b"")
+    if _HOST.fullmatch(host):
+        return f"http://{host.decode()}"
+    return default
+
+
 _CREDENTIAL = re.compile(rb"Credential=([A-Za-z0-9]+)/[0-9]{8}/([a-z0-9-]{1,32})/")
 
 
@@ -489,7 +501,7 @@ class App:
         session = self.sessions.get(access_key) if access_key else None
         ctx = Context(
             self.store,
-            self.base_url,
+            _base_url(headers, self.base_url),
             region=region,
             account_id=session.account_id if session else account_of(access_key, self.account_id),
             access_key_id=access_key,

@@ -183,6 +183,26 @@ SQS_ERRORS: dict[str, ErrorSpec] = {
     "MissingParameter#GroupId": ErrorSpec(
         message="The request must contain the parameter MessageGroupId."
     ),
+    "InvalidBatchEntryId#text": ErrorSpec(
+        "AWS.SimpleQueueService.InvalidBatchEntryId",
+        message="A batch entry id can only contain alphanumeric characters, hyphens and "
+        "underscores. It can be at most 80 letters long.",
+    ),
+    "BatchRequestTooLong#text": ErrorSpec(
+        "AWS.SimpleQueueService.BatchRequestTooLong",
+        message="Batch requests cannot be longer than {max} bytes. You have sent {total} bytes.",
+    ),
+    "BatchEntryIdsNotDistinct#text": ErrorSpec(
+        "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
+        message="Id {entry} repeated.",
+    ),
+    "MissingParameter#Tags": ErrorSpec(message="The request must contain the parameter Tags."),
+    "InvalidParameterValue#TooManyTags": ErrorSpec(
+        message="Too many tags added for queue {queue}."
+    ),
+    "InvalidParameterValue#TagKeys": ErrorSpec(
+        message="Tag keys must be between 1 and 128 characters in length."
+    ),
     "EmptyBatchRequest#text": ErrorSpec(
         "AWS.SimpleQueueService.EmptyBatchRequest",
         message="There should be at least one {operation}RequestEntry in the request.",
@@ -194,6 +214,15 @@ SQS_TEXTS = _texts(
     (r"^queue '[^']*': not found", "QueueDoesNotExist"),
     (r"^queue name ", "InvalidParameterValue#QueueName"),
     (r"\(EmptyBatchRequest\)", "EmptyBatchRequest#text"),
+    (r"\(InvalidBatchEntryId\)", "InvalidBatchEntryId#text"),
+    (
+        r"(?P<total>\d+) bytes in total, over (?P<max>\d+) \(BatchRequestTooLong\)",
+        "BatchRequestTooLong#text",
+    ),
+    (
+        r"entry id '(?P<entry>[^']*)' repeated \(BatchEntryIdsNotDistinct\)",
+        "BatchEntryIdsNotDistinct#text",
+    ),
     (
         r"^message: \d+ bytes is over the queue's max_message_size (?P<max>\d+)",
         "InvalidParameterValue#MessageSize",

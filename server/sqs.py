@@ -80,6 +80,33 @@ _SYSTEM_ATTRIBUTES = (
 )
 SENDER_ID = "000000000000"
 LIST_RESULTS_MAX = 1000
+TAGS_MAX = 50  # SQS's tags per queue
+# Every attribute GetQueueAttributes knows (others are refused as SQS refuses them).
+QUEUE_ATTRIBUTE_NAMES = frozenset(
+    {
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesDelayed",
+        "ApproximateNumberOfMessagesNotVisible",
+        "CreatedTimestamp",
+        "DelaySeconds",
+        "LastModifiedTimestamp",
+        "MaximumMessageSize",
+        "MessageRetentionPeriod",
+        "Policy",
+        "QueueArn",
+        "ReceiveMessageWaitTimeSeconds",
+        "RedrivePolicy",
+        "RedriveAllowPolicy",
+        "VisibilityTimeout",
+        "KmsMasterKeyId",
+        "KmsDataKeyReusePeriodSeconds",
+        "SqsManagedSseEnabled",
+        "FifoQueue",
+        "ContentBasedDeduplication",
+        "DeduplicationScope",
+        "FifoThroughputLimit",
+    }
+)
 POLICY_DEPTH_MAX = 8  # a RedrivePolicy is one flat object
 
 
@@ -245,10 +272,14 @@ def _queue_attributes(ctx: Context, queue: tidelog.Queue) -> dict[str, str]:
 def get_queue_attributes(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     queue = _queue(ctx, request)
     wanted = request.get("AttributeNames") or []
+    for name in wanted:
+        if name != "All" and name not in QUEUE_ATTRIBUTE_NAMES:
+            raise sqs_error("InvalidAttributeName", attribute=name)
     everything = _queue_attributes(ctx, queue)
     if "All" in wanted:
         return {"Attributes": everything}
-    return {"Attributes": {k: everything[k] for k in wanted if k in everything}}
+    chosen = {k: everything[k] for k in wanted if k in everything}
+    return {"Attributes": chosen} if chosen else {}  # SQS leaves an empty map out
 
 
 def set_queue_attributes(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
@@ -519,12 +550,20 @@ def list_message_move_tasks(ctx: Context, request: dict[str, Any]) -> dict[str, 
 
 
 def tag_queue(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    _queue(ctx, request).tag(request["Tags"])
+    queue = _queue(ctx, request)
+    if not request["Tags"]:
+        raise sqs_error("MissingParameter#Tags")
+    if len(request["Tags"]) > TAGS_MAX:
+        raise sqs_error("InvalidParameterValue#TooManyTags", queue=queue.name)
+    queue.tag(request["Tags"])
     return {}
 
 
 def untag_queue(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    _queue(ctx, request).untag(list(request["TagKeys"]))
+    queue = _queue(ctx, request)
+    if not request["TagKeys"]:
+        raise sqs_error("InvalidParameterValue#TagKeys")
+    queue.untag(list(request["TagKeys"]))
     return {}
 
 
