@@ -371,6 +371,27 @@ KINESIS_ERRORS: dict[str, ErrorSpec] = {
     "ResourceNotFoundException#Consumer": ErrorSpec(
         message="Consumer {consumer}, account {account} not found."
     ),
+    "ResourceNotFoundException#SplitShard": ErrorSpec(
+        message="Could not find shard {shard} in stream {stream} under account {account}."
+    ),
+    "InvalidArgumentException#ShardClosed": ErrorSpec(
+        message="Shard {shard} in stream {stream} under account {account} has already been "
+        "merged or split, and thus is not eligible for merging or splitting."
+    ),
+    "InvalidArgumentException#SplitKey": ErrorSpec(
+        message="NewStartingHashKey {key} used in SplitShard() on shard {shard} in stream "
+        "{stream} under account {account} is not both greater than one plus the shard's "
+        "StartingHashKey {start} and less than the shard's EndingHashKey {end}."
+    ),
+    # Kinesis's request validation (AWS's Coral wording).
+    "ValidationException#Pattern": ErrorSpec(
+        message="1 validation error detected: Value '{value}' at '{where}' failed to satisfy "
+        "constraint: Member must satisfy regular expression pattern: {pattern}"
+    ),
+    "ValidationException#LengthMax": ErrorSpec(
+        message="1 validation error detected: Value at '{where}' failed to satisfy "
+        "constraint: Member must have length less than or equal to {max}"
+    ),
     "InvalidArgumentException#IteratorType": ErrorSpec(
         message="Invalid ShardIteratorType: {request[ShardIteratorType]}"
     ),
@@ -383,6 +404,32 @@ KINESIS_ERRORS: dict[str, ErrorSpec] = {
 KINESIS_TEXTS = _texts(
     (r"^stream '(?P<stream>[^']*)': not found", "ResourceNotFoundException#Stream"),
     (r"^iterator type", "InvalidArgumentException#IteratorType"),
+    (
+        r"^shard: '(?P<shard>[^']*)' is not a shard id",
+        "ResourceNotFoundException#Shard",
+        "GetShardIterator",
+    ),
+    (
+        r"^stream '(?P<stream>[^']*)': no shard (?P<shard>\S+)",
+        "ResourceNotFoundException#Shard",
+        "GetShardIterator",
+    ),
+    (
+        r"^stream '(?P<stream>[^']*)': no shard (?P<shard>\S+)",
+        "ResourceNotFoundException#SplitShard",
+        "SplitShard",
+    ),
+    (
+        r"^shard: '(?P<shard>[^']*)' is not a shard id",
+        "ResourceNotFoundException#SplitShard",
+        "SplitShard",
+    ),
+    (r"^split_shard: (?P<shard>\S+) is closed", "InvalidArgumentException#ShardClosed"),
+    (
+        r"^split_shard: new_starting_hash_key (?P<key>\d+) must be greater than one plus the "
+        r"shard's starting hash key (?P<start>\d+) and less than its ending hash key (?P<end>\d+)",
+        "InvalidArgumentException#SplitKey",
+    ),
     (r"^put_many: .* request limit", "InvalidArgumentException#BatchSize"),
 )
 
@@ -395,8 +442,13 @@ def kinesis_error(key: str, **fields: object) -> AwsError:
 def from_library_kinesis(exc: Error, **fields: object) -> AwsError:
     """A library error as Kinesis reports it: by KINESIS_TEXTS where one matches."""
     request = fields.get("request")
-    if isinstance(request, Mapping) and request.get("StreamARN"):
-        fields = {**fields, "stream": request["StreamARN"]}  # Kinesis names what it was given
+    if isinstance(request, Mapping):
+        if request.get("StreamName"):
+            fields = {"stream": request["StreamName"], **fields}
+        if request.get("ShardToSplit"):
+            fields = {"shard": request["ShardToSplit"], **fields}
+        if request.get("StreamARN") and not request.get("StreamName"):
+            fields = {**fields, "stream": request["StreamARN"]}  # Kinesis names what it was given
     translated = _translate(KINESIS_TEXTS, KINESIS_ERRORS, exc, fields)
     if translated is not None:
         code, spec, text = translated

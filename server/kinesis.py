@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -338,6 +339,13 @@ def put_record(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
 
 def put_records(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     stream = _stream(ctx, request)
+    if len(request["Records"]) > RECORDS_MAX:
+        raise kinesis_error("ValidationException#LengthMax", where="records", max=RECORDS_MAX)
+    limit = stream.describe().max_record_bytes
+    for i, record in enumerate(request["Records"]):
+        if len(record["Data"]) * 3 // 4 > limit and len(base64.b64decode(record["Data"])) > limit:
+            where = f"records.{i + 1}.member.data"
+            raise kinesis_error("ValidationException#LengthMax", where=where, max=limit)
     records = [
         (
             base64.b64decode(r["Data"]),
@@ -416,7 +424,22 @@ def get_records(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
 # -- resharding -----------------------------------------------------------------------------------
 
 
+_SHARD_ID_PATTERN = re.compile(r"[a-zA-Z0-9_.-]+")
+_HASH_KEY_PATTERN = re.compile(r"0|([1-9]\d{0,38})")
+RECORDS_MAX = 500  # PutRecords' entries
+
+
+def _check_pattern(value: str, pattern: re.Pattern[str], where: str) -> None:
+    """Kinesis's request validation of a modeled pattern, in its words."""
+    if not pattern.fullmatch(value):
+        raise kinesis_error(
+            "ValidationException#Pattern", value=value, where=where, pattern=pattern.pattern
+        )
+
+
 def split_shard(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    _check_pattern(request["ShardToSplit"], _SHARD_ID_PATTERN, "shardToSplit")
+    _check_pattern(request["NewStartingHashKey"], _HASH_KEY_PATTERN, "newStartingHashKey")
     _stream(ctx, request).split_shard(request["ShardToSplit"], request["NewStartingHashKey"])
     return {}
 
@@ -459,9 +482,16 @@ def _consumer_of(ctx: Context, request: Mapping[str, Any]) -> tuple[tidelog.Stre
     arn = request.get("ConsumerARN")
     if arn:
         if not isinstance(arn, str) or ":stream/" not in arn or "/consumer/" not in arn:
-            raise AwsError("InvalidArgumentException", f"ConsumerARN: {arn!r} is not one")
+            raise kinesis_error(
+                "ResourceNotFoundException#Consumer", consumer=arn, account=ctx.account_id
+            )
         stream_part, consumer_part = arn.split(":stream/", 1)[1].split("/consumer/", 1)
-        return ctx.store.stream(stream_part), consumer_part.rsplit(":", 1)[0]
+        try:
+            return ctx.store.stream(stream_part), consumer_part.rsplit(":", 1)[0]
+        except tidelog.NotFound:
+            raise kinesis_error(
+                "ResourceNotFoundException#Consumer", consumer=arn, account=ctx.account_id
+            ) from None
     if not request.get("StreamARN") or not request.get("ConsumerName"):
         raise AwsError(
             "InvalidArgumentException", "Give ConsumerARN, or StreamARN and ConsumerName"
