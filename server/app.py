@@ -51,7 +51,7 @@ from tidelog.server.errors import (
     sqs_invalid,
 )
 from tidelog.server.eventstream import StreamingResult
-from tidelog.server.sns_state import SnsState
+from tidelog.server.sns_state import SQS_STATE_LOG, KeyedState
 from tidelog.server.xml_text import xml_escape
 
 Scope = MutableMapping[str, Any]
@@ -344,7 +344,8 @@ class App:
         self.account_id = account_id
         self.reset_api = reset_api
         self.sessions = sts.Sessions()
-        self.sns_state = SnsState(store)
+        self.sns_state = KeyedState(store)
+        self.sqs_state = KeyedState(store, SQS_STATE_LOG)
         if auth is not None:
             auth.sessions = self.sessions
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tidelog-http")
@@ -356,6 +357,7 @@ class App:
         reset.drop_everything(self.store)
         self.sessions.clear()
         self.sns_state.forget()
+        self.sqs_state.forget()
 
     def end_streams(self) -> None:
         """End every streaming response within STREAM_POLL_SECONDS (the server is
@@ -507,6 +509,7 @@ class App:
             access_key_id=access_key,
             sessions=self.sessions,
             sns_state=self.sns_state,
+            sqs_state=self.sqs_state,
         )
         if self.auth is not None:
             # Hashing a large body takes milliseconds: off the event loop.

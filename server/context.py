@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import tidelog
 
 if TYPE_CHECKING:
-    from tidelog.server.sns_state import SnsState
+    from tidelog.server.sns_state import KeyedState
     from tidelog.server.sts import Sessions
 
 ACCOUNT_ID = "000000000000"
@@ -45,7 +45,8 @@ class Context:
     account_id: str = ACCOUNT_ID
     access_key_id: str | None = None
     sessions: Sessions | None = None
-    sns_state: SnsState | None = None
+    sns_state: KeyedState | None = None
+    sqs_state: KeyedState | None = None
 
     def queue_url(self, name: str) -> str:
         return f"{self.base_url}/{self.account_id}/{name}"

@@ -15,7 +15,7 @@ from typing import Any
 
 from tidelog.server.context import Context
 from tidelog.server.errors import sns_error
-from tidelog.server.sns_state import SnsState
+from tidelog.server.sns_state import KeyedState
 
 Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
 
@@ -29,7 +29,7 @@ PAGE_SIZE = 100
 SMS_CHARS_MAX = 1600  # SNS's limit on one SMS message (split into parts of 140 bytes)
 
 
-def state(ctx: Context) -> SnsState:
+def state(ctx: Context) -> KeyedState:
     if ctx.sns_state is None:
         raise sns_error("InternalError", reason="no SNS state on this endpoint")
     return ctx.sns_state

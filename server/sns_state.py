@@ -9,6 +9,8 @@ another process sees them):
   `subscription/ARN`, `policy/TOPIC`), its value is the entity's JSON, and an
   empty value deletes it; the latest record of a key wins. The state is read
   back by replaying the log from where this process last read it.
+- `sqs-state` (the same shape): the queue attributes the library keeps no
+  field for (`queue/NAME` -> {"Policy": ..., "KmsMasterKeyId": ...}).
 - `sns-deliveries`: one JSON record per message SNS would have sent to an SMS
   number, an email address or a platform endpoint, which no local endpoint
   can reach: `{"protocol", "endpoint", "topic_arn", "message_id", "message",
@@ -27,28 +29,30 @@ from typing import Any
 import tidelog
 
 STATE_LOG = "sns-state"
+SQS_STATE_LOG = "sqs-state"  # queue attributes the library does not keep (Policy, KMS)
 DELIVERIES_LOG = "sns-deliveries"
 # Bounds on what clients can make the server hold in memory.
 ENTITIES_MAX = 100_000
 ENTITY_BYTES_MAX = 256 * 1024
 
 
-class SnsState:
-    """The keyed state of `sns-state`, cached per process. Thread-safe.
+class KeyedState:
+    """The keyed state of a compacted plain log, cached per process. Thread-safe.
 
     Writes append to the log and then apply locally; reads first catch up
     with records other processes appended.
     """
 
-    def __init__(self, store: tidelog.Store) -> None:
+    def __init__(self, store: tidelog.Store, log_name: str = STATE_LOG) -> None:
         self._store = store
+        self._log_name = log_name
         self._lock = threading.Lock()
         self._entities: dict[str, Any] = {}
         self._read_to = 0
         self._log_id: object = None
 
     def _log(self) -> tidelog.Log:
-        return self._store.create_log(STATE_LOG, exist_ok=True)
+        return self._store.create_log(self._log_name, exist_ok=True)
 
     def _catch_up(self, log: tidelog.Log) -> None:
         if log.info.id != self._log_id:  # a new log (first use, or after a reset)
@@ -78,13 +82,15 @@ class SnsState:
         """Set (a JSON-able value) or, with None, delete `key`. Durable when it returns."""
         data = b"" if value is None else json.dumps(value, separators=(",", ":")).encode()
         if len(data) > ENTITY_BYTES_MAX:
-            raise tidelog.InvalidArgument(f"SNS state {key!r}: over {ENTITY_BYTES_MAX} bytes")
+            raise tidelog.InvalidArgument(
+                f"{self._log_name} {key!r}: over {ENTITY_BYTES_MAX} bytes"
+            )
         with self._lock:
             log = self._log()
             self._catch_up(log)
             growing = value is not None and key not in self._entities
             if growing and len(self._entities) >= ENTITIES_MAX:
-                raise tidelog.InvalidArgument(f"SNS state: over {ENTITIES_MAX} entities")
+                raise tidelog.InvalidArgument(f"{self._log_name}: over {ENTITIES_MAX} entities")
             log.append(data, key.encode())
             self._catch_up(log)
 
@@ -129,3 +135,6 @@ def deliveries(store: tidelog.Store) -> Iterator[dict[str, Any]]:
         return
     for record in log.read(log.start_offset):
         yield json.loads(record.value)
+
+
+SnsState = KeyedState  # the SNS state is one KeyedState over `sns-state`

@@ -62,7 +62,8 @@ _PARAMETER_RANGES = {
     ),
 }
 # Accepted and not kept: tidelog has no access policies or encryption at rest.
-_IGNORED_ATTRIBUTES = {
+# Attributes SQS reports back that the library has no field for: kept as given.
+_KEPT_ATTRIBUTES = {
     "Policy",
     "RedriveAllowPolicy",
     "KmsMasterKeyId",
@@ -190,9 +191,31 @@ def _library_attributes(attributes: Mapping[str, str], *, creating: bool) -> dic
             out["dedup_scope"] = raw
         elif name == "FifoThroughputLimit":
             out["fifo_throughput_limit"] = raw
-        elif name not in _IGNORED_ATTRIBUTES:
+        elif name in _KEPT_ATTRIBUTES:
+            out.setdefault("kept", {})[name] = raw
+        else:
             raise sqs_error("InvalidAttributeName", attribute=name)
     return out
+
+
+def _kept(ctx: Context, name: str) -> dict[str, str]:
+    """The attributes kept beside the library's (server/sns_state.py's `sqs-state`)."""
+    if ctx.sqs_state is None:
+        return {}
+    found = ctx.sqs_state.get(f"queue/{name}")
+    return dict(found) if found else {}
+
+
+def _keep(ctx: Context, name: str, changes: Mapping[str, str], *, replace: bool) -> None:
+    if ctx.sqs_state is None or (not changes and not replace):
+        return
+    kept = {} if replace else _kept(ctx, name)
+    for key, value in changes.items():
+        if value == "":
+            kept.pop(key, None)  # SQS removes an attribute set to ""
+        else:
+            kept[key] = value
+    ctx.sqs_state.put(f"queue/{name}", kept or None)
 
 
 # -- queues ---------------------------------------------------------------------------------------
@@ -201,7 +224,11 @@ def _library_attributes(attributes: Mapping[str, str], *, creating: bool) -> dic
 def create_queue(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     name = request["QueueName"]
     options = _library_attributes(request.get("Attributes") or {}, creating=True)
+    kept = options.pop("kept", {})
+    existed = name in {q.name for q in ctx.store.queues(name)}
     queue = ctx.store.create_queue(name, exist_ok=True, **options)
+    if not existed:
+        _keep(ctx, name, kept, replace=True)
     if request.get("tags"):
         queue.tag(request["tags"])
     return {"QueueUrl": ctx.queue_url(name)}
@@ -236,7 +263,9 @@ def list_queues(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_queue(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    ctx.store.delete_queue(_queue_name(request["QueueUrl"]))
+    name = _queue_name(request["QueueUrl"])
+    ctx.store.delete_queue(name)
+    _keep(ctx, name, {}, replace=True)
     return {}
 
 
@@ -261,6 +290,7 @@ def _queue_attributes(ctx: Context, queue: tidelog.Queue) -> dict[str, str]:
         )
     if data.get("permissions"):
         out["Policy"] = _policy(ctx, queue.name, data["permissions"])
+    out.update(_kept(ctx, queue.name))
     if data["fifo"]:
         out["FifoQueue"] = "true"
         out["ContentBasedDeduplication"] = "true" if data["content_based_dedup"] else "false"
@@ -285,6 +315,7 @@ def get_queue_attributes(ctx: Context, request: dict[str, Any]) -> dict[str, Any
 def set_queue_attributes(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     queue = _queue(ctx, request)
     changes = _library_attributes(request["Attributes"], creating=False)
+    _keep(ctx, queue.name, changes.pop("kept", {}), replace=False)
     if changes:
         queue.set_attributes(**changes)
     return {}
