@@ -328,8 +328,10 @@ def from_library_sqs(exc: Error, **fields: object) -> AwsError:
     """
     translated = _translate(SQS_TEXTS, SQS_ERRORS, exc, fields)
     if translated is not None:
-        code, spec, text = translated
-        return AwsError(code, text, spec.status, query_code=spec.query_code or code)
+        found_code, spec, found_text = translated
+        return AwsError(
+            found_code, found_text, spec.status, query_code=spec.query_code or found_code
+        )
     code = None
     for named in reversed(_CODE_IN_MESSAGE.findall(str(exc))):
         if named == "AWS.SimpleQueueService.NonExistentQueue":
