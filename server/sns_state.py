@@ -1,7 +1,7 @@
 """What SNS keeps beside the library's topics: mobile push, SMS, non-queue subscriptions,
 topic policies, and the deliveries a local endpoint cannot make.
 
-Two plain logs in the store (so `tidelog info` lists them, and a restart or
+Plain logs in the store (so `tidelog ls` lists them, and a restart or
 another process sees them):
 
 - `sns-state`: a compacted keyed log. Each record's key names an entity
@@ -15,7 +15,7 @@ another process sees them):
   number, an email address or a platform endpoint, which no local endpoint
   can reach: `{"protocol", "endpoint", "topic_arn", "message_id", "message",
   "subject", "attributes", "timestamp_ms"}`. Read them from Python with
-  `store.log("sns-deliveries").read()` (values are JSON), or `tidelog read`.
+  `store.log("sns-deliveries").read()` (values are JSON), or `tidelog tail sns-deliveries`.
 """
 
 from __future__ import annotations
