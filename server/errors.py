@@ -381,7 +381,7 @@ KINESIS_ERRORS: dict[str, ErrorSpec] = {
         "merged or split, and thus is not eligible for merging or splitting."
     ),
     "InvalidArgumentException#SplitKey": ErrorSpec(
-        message="NewStartingHashKey {key} used in SplitShard() on shard {shard} in stream "
+        message="NewStartingHashKey {hash_key} used in SplitShard() on shard {shard} in stream "
         "{stream} under account {account} is not both greater than one plus the shard's "
         "StartingHashKey {start} and less than the shard's EndingHashKey {end}."
     ),
@@ -427,11 +427,6 @@ KINESIS_TEXTS = _texts(
         "SplitShard",
     ),
     (r"^split_shard: (?P<shard>\S+) is closed", "InvalidArgumentException#ShardClosed"),
-    (
-        r"^split_shard: new_starting_hash_key (?P<key>\d+) must be greater than one plus the "
-        r"shard's starting hash key (?P<start>\d+) and less than its ending hash key (?P<end>\d+)",
-        "InvalidArgumentException#SplitKey",
-    ),
     (r"^put_many: .* request limit", "InvalidArgumentException#BatchSize"),
 )
 

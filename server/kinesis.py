@@ -440,7 +440,23 @@ def _check_pattern(value: str, pattern: re.Pattern[str], where: str) -> None:
 def split_shard(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     _check_pattern(request["ShardToSplit"], _SHARD_ID_PATTERN, "shardToSplit")
     _check_pattern(request["NewStartingHashKey"], _HASH_KEY_PATTERN, "newStartingHashKey")
-    _stream(ctx, request).split_shard(request["ShardToSplit"], request["NewStartingHashKey"])
+    stream = _stream(ctx, request)
+    try:
+        stream.split_shard(request["ShardToSplit"], request["NewStartingHashKey"])
+    except tidelog.InvalidArgument as exc:
+        if not str(exc).startswith("split_shard: new_starting_hash_key"):
+            raise
+        # Kinesis names the shard's range as DescribeStream reports it (inclusive end).
+        shard = next(s for s in stream.describe().shards if s.shard_id == request["ShardToSplit"])
+        raise kinesis_error(
+            "InvalidArgumentException#SplitKey",
+            hash_key=request["NewStartingHashKey"],
+            shard=shard.shard_id,
+            stream=stream.name,
+            account=ctx.account_id,
+            start=shard.starting_hash_key,
+            end=shard.ending_hash_key,
+        ) from None
     return {}
 
 
