@@ -413,3 +413,62 @@ def test_sqs_error_texts_and_urls(served: ServerThread) -> None:
     assert no_tags.value.response["Error"]["Message"] == (
         "The request must contain the parameter Tags."
     )
+
+
+def test_kinesis_validation_texts(served: ServerThread) -> None:
+    kinesis = client("kinesis", served.url)
+    kinesis.create_stream(StreamName="s", ShardCount=1)
+    with pytest.raises(ClientError) as pattern:
+        kinesis.split_shard(StreamName="s", ShardToSplit="?", NewStartingHashKey="1")
+    assert pattern.value.response["Error"]["Code"] == "ValidationException"
+    assert "at 'shardToSplit' failed to satisfy constraint" in str(pattern.value)
+    with pytest.raises(ClientError) as unknown:
+        kinesis.split_shard(StreamName="s", ShardToSplit="unknown", NewStartingHashKey="5")
+    assert unknown.value.response["Error"]["Message"] == (
+        "Could not find shard unknown in stream s under account 000000000000."
+    )
+    with pytest.raises(ClientError) as out_of_range:
+        kinesis.split_shard(
+            StreamName="s", ShardToSplit="shardId-000000000000", NewStartingHashKey="1"
+        )
+    assert out_of_range.value.response["Error"]["Code"] == "InvalidArgumentException"
+    assert out_of_range.value.response["Error"]["Message"].endswith(
+        "less than the shard's EndingHashKey 340282366920938463463374607431768211455."
+    )
+    with pytest.raises(ClientError) as too_many:
+        kinesis.put_records(StreamName="s", Records=[{"Data": b"a", "PartitionKey": "k"}] * 501)
+    assert too_many.value.response["Error"]["Message"] == (
+        "1 validation error detected: Value at 'records' failed to satisfy constraint: "
+        "Member must have length less than or equal to 500"
+    )
+    with pytest.raises(ClientError) as big:
+        kinesis.put_records(
+            StreamName="s", Records=[{"Data": b"a" * (1024 * 1024 + 1), "PartitionKey": "k"}]
+        )
+    assert big.value.response["Error"]["Code"] == "ValidationException"
+    assert "'records.1.member.data'" in big.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as shard:
+        kinesis.get_shard_iterator(StreamName="s", ShardId="123", ShardIteratorType="LATEST")
+    assert shard.value.response["Error"]["Message"] == (
+        "Shard 123 in stream s under account 000000000000 does not exist"
+    )
+
+
+def test_sqs_keeps_policy_and_kms_attributes_across_a_restart(tmp_path: Path) -> None:
+    policy = json.dumps({"Version": "2012-10-17", "Statement": []})
+    with running(tmp_path / "data") as server:
+        sqs = client("sqs", server.url)
+        url = sqs.create_queue(
+            QueueName="q", Attributes={"KmsMasterKeyId": "alias/k", "Policy": policy}
+        )["QueueUrl"]
+    with running(tmp_path / "data") as server:
+        sqs = client("sqs", server.url)
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert (attributes["KmsMasterKeyId"], attributes["Policy"]) == ("alias/k", policy)
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": ""})
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert "Policy" not in attributes and attributes["KmsMasterKeyId"] == "alias/k"
+        sqs.delete_queue(QueueUrl=url)
+        sqs.create_queue(QueueName="q")
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert "KmsMasterKeyId" not in attributes  # a new queue starts without them
