@@ -51,8 +51,25 @@ class KeyedState:
         self._read_to = 0
         self._log_id: object = None
 
-    def _log(self) -> tidelog.Log:
-        return self._store.create_log(self._log_name, exist_ok=True)
+    def _log(self) -> tidelog.Log | None:
+        """The state's log, or None before its first write (reads cost no commit)."""
+        try:
+            return self._store.log(self._log_name)
+        except tidelog.NotFound:
+            return None
+
+    def _writable_log(self) -> tidelog.Log:
+        log = self._log()  # (a Log is falsy when empty: compare with None)
+        return self._store.create_log(self._log_name, exist_ok=True) if log is None else log
+
+    def _caught_up(self) -> None:
+        log = self._log()
+        if log is None:  # never written, or dropped by a reset
+            self._entities.clear()
+            self._read_to = 0
+            self._log_id = None
+        else:
+            self._catch_up(log)
 
     def _catch_up(self, log: tidelog.Log) -> None:
         if log.info.id != self._log_id:  # a new log (first use, or after a reset)
@@ -69,13 +86,13 @@ class KeyedState:
 
     def get(self, key: str) -> Any:
         with self._lock:
-            self._catch_up(self._log())
+            self._caught_up()
             return self._entities.get(key)
 
     def items(self, prefix: str) -> list[tuple[str, Any]]:
         """The (key, value) pairs whose key starts with `prefix`, in the order first written."""
         with self._lock:
-            self._catch_up(self._log())
+            self._caught_up()
             return [(k, v) for k, v in self._entities.items() if k.startswith(prefix)]
 
     def put(self, key: str, value: Any) -> None:
@@ -86,7 +103,10 @@ class KeyedState:
                 f"{self._log_name} {key!r}: over {ENTITY_BYTES_MAX} bytes"
             )
         with self._lock:
-            log = self._log()
+            self._caught_up()
+            if value is None and key not in self._entities:
+                return  # nothing to delete: no commit
+            log = self._writable_log()
             self._catch_up(log)
             growing = value is not None and key not in self._entities
             if growing and len(self._entities) >= ENTITIES_MAX:
@@ -123,7 +143,10 @@ def record_delivery(
         "attributes": attributes or {},
         "timestamp_ms": int(time.time() * 1000),
     }
-    log = store.create_log(DELIVERIES_LOG, exist_ok=True)
+    try:
+        log = store.log(DELIVERIES_LOG)
+    except tidelog.NotFound:
+        log = store.create_log(DELIVERIES_LOG, exist_ok=True)
     log.append(json.dumps(record).encode(), protocol.encode())
 
 

@@ -207,9 +207,12 @@ def _kept(ctx: Context, name: str) -> dict[str, str]:
 
 
 def _keep(ctx: Context, name: str, changes: Mapping[str, str], *, replace: bool) -> None:
-    if ctx.sqs_state is None or (not changes and not replace):
+    if ctx.sqs_state is None:
         return
-    kept = {} if replace else _kept(ctx, name)
+    before = _kept(ctx, name)
+    if not changes and (not replace or not before):
+        return  # nothing to write: no commit for the common queue without them
+    kept = {} if replace else before
     for key, value in changes.items():
         if value == "":
             kept.pop(key, None)  # SQS removes an attribute set to ""
