@@ -1561,6 +1561,18 @@ def stats(follow: bool, interval: float, count: int | None, kind: str | None, ou
 @click.option(
     "--access-log", is_flag=True, help="Log one line per HTTP request (on stdout, as uvicorn)."
 )
+@click.option(
+    "--reset-api",
+    is_flag=True,
+    help="Answer POST /moto-api/reset and /_localstack/state/reset by dropping every "
+    "channel (for test suites; off by default).",
+)
+@click.option(
+    "--account-id",
+    default="000000000000",
+    show_default=True,
+    help="The account in queue URLs and ARNs (a 12-digit access key id acts as its own).",
+)
 @common_options
 def serve(
     host: str,
@@ -1573,6 +1585,8 @@ def serve(
     no_workers: bool,
     log_level: str,
     access_log: bool,
+    reset_api: bool,
+    account_id: str,
     out: Output,
 ) -> None:
     """Serve the store over the wire: SQS, SNS, Kinesis, Firehose and S3 for boto3 and
@@ -1605,6 +1619,12 @@ def serve(
             "(Ctrl-C stops)",
             err=True,
         )
+        if reset_api:
+            click.echo(
+                "reset API on: POST /moto-api/reset or /_localstack/state/reset deletes "
+                "every channel",
+                err=True,
+            )
     # uvicorn stops cleanly on SIGINT, then re-raises the signal it handled.
     with contextlib.suppress(KeyboardInterrupt):
         server.serve(
@@ -1618,6 +1638,8 @@ def serve(
             workers=not no_workers,
             log_level=log_level,
             access_log=access_log,
+            reset_api=reset_api,
+            account_id=account_id,
         )
     if not out.json:
         click.echo(f"stopped serving {data_path(out.data)}", err=True)

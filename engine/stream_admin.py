@@ -11,6 +11,7 @@ Kinesis's defaults: 50 on-demand streams, two mode switches in 24 hours.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -177,11 +178,136 @@ def describe_limits(store: Store) -> StreamLimits:
     )
 
 
+# -- settings kept and reported, which a local store does not act on --------------------------
+#
+# Kinesis's enhanced (shard-level) monitoring, server-side encryption and
+# resource policy are recorded in the stream's configuration ("metrics",
+# "encryption", "policy") so that DescribeStream and GetResourcePolicy
+# report what was set, across restarts. tidelog publishes no CloudWatch
+# metrics, encrypts nothing and checks no policy (docs/compatibility.md).
+
+SHARD_LEVEL_METRICS = (
+    "IncomingBytes",
+    "IncomingRecords",
+    "OutgoingBytes",
+    "OutgoingRecords",
+    "WriteProvisionedThroughputExceeded",
+    "ReadProvisionedThroughputExceeded",
+    "IteratorAgeMilliseconds",
+    "ALL",
+)
+ENCRYPTION_TYPES = ("NONE", "KMS")
+POLICY_BYTES_MAX = 20 * 1024  # Kinesis's resource policy limit
+
+
+def shard_level_metrics(stream: Stream) -> list[str]:
+    """The shard-level metrics enabled on the stream (EnhancedMonitoring), in order set."""
+    return list(stream._view().cfg.get("metrics", []))
+
+
+def change_shard_level_metrics(
+    stream: Stream, metrics: Sequence[str], *, enable: bool
+) -> tuple[list[str], list[str]]:
+    """Enable or disable `metrics`; returns (before, after). Atomic.
+
+    "ALL" disables every metric; enabled, it is kept as given. Raises
+    InvalidArgument for a name not in SHARD_LEVEL_METRICS or an empty list.
+    """
+    if not metrics:
+        raise InvalidArgument("shard level metrics: at least one is needed")
+    for name in metrics:
+        if name not in SHARD_LEVEL_METRICS:
+            raise InvalidArgument(f"shard level metrics: {name!r} is not one of Kinesis's")
+
+    def change(ctx: WriteContext, view: Any, cfg: dict[str, Any]) -> tuple[list[str], list[str]]:
+        before = list(cfg.get("metrics", []))
+        if enable:
+            after = before + [m for m in metrics if m not in before]
+        elif "ALL" in metrics:
+            after = []
+        else:
+            after = [m for m in before if m not in metrics]
+        cfg["metrics"] = after
+        return before, after
+
+    result: tuple[list[str], list[str]] = stream._update_config(change)
+    return result
+
+
+def stream_encryption(stream: Stream) -> tuple[str, str | None]:
+    """(encryption type, key id) recorded for the stream: ("NONE", None) by default."""
+    recorded = stream._view().cfg.get("encryption")
+    if not recorded:
+        return "NONE", None
+    return str(recorded[0]), recorded[1]
+
+
+def set_stream_encryption(stream: Stream, encryption_type: str, key_id: str | None) -> None:
+    """Record server-side encryption ("KMS" and a key id) or its end ("NONE"). Atomic.
+
+    Raises InvalidArgument for another type, or KMS without a key id.
+    """
+    if encryption_type not in ENCRYPTION_TYPES:
+        raise InvalidArgument(f"encryption type: {encryption_type!r} is not KMS or NONE")
+    if encryption_type == "KMS" and not key_id:
+        raise InvalidArgument("encryption: KMS needs a key id")
+
+    def change(ctx: WriteContext, view: Any, cfg: dict[str, Any]) -> None:
+        if encryption_type == "NONE":
+            cfg.pop("encryption", None)
+        else:
+            cfg["encryption"] = [encryption_type, key_id]
+
+    stream._update_config(change)
+
+
+def resource_policy(stream: Stream) -> str | None:
+    """The stream's resource policy document as it was put, or None."""
+    policy = stream._view().cfg.get("policy")
+    return None if policy is None else str(policy)
+
+
+def set_resource_policy(stream: Stream, policy: str | None) -> bool:
+    """Put (a JSON text) or, with None, delete the stream's resource policy. Atomic.
+
+    Returns whether a policy was there before. Raises InvalidArgument for a
+    policy that is not a JSON object or is over 20 KiB.
+    """
+    if policy is not None:
+        if len(policy.encode()) > POLICY_BYTES_MAX:
+            raise InvalidArgument(f"resource policy: over {POLICY_BYTES_MAX} bytes")
+        try:
+            document = json.loads(policy)
+        except ValueError:
+            raise InvalidArgument("resource policy: not JSON") from None
+        if not isinstance(document, dict):
+            raise InvalidArgument("resource policy: not a JSON object")
+
+    def change(ctx: WriteContext, view: Any, cfg: dict[str, Any]) -> bool:
+        existed = "policy" in cfg
+        if policy is None:
+            cfg.pop("policy", None)
+        else:
+            cfg["policy"] = policy
+        return existed
+
+    existed: bool = stream._update_config(change)
+    return existed
+
+
 __all__ = [
+    "ENCRYPTION_TYPES",
+    "SHARD_LEVEL_METRICS",
     "LimitExceeded",
     "StreamLimits",
+    "change_shard_level_metrics",
     "describe_limits",
     "list_shards",
+    "resource_policy",
+    "set_resource_policy",
+    "set_stream_encryption",
     "set_stream_mode",
+    "shard_level_metrics",
+    "stream_encryption",
     "stream_mode",
 ]

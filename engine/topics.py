@@ -157,6 +157,17 @@ RETRY_SECONDS_TOTAL_MAX = 3600  # SNS's hard limit on an HTTP/S policy's total r
 BACKOFF_FUNCTIONS = ("linear", "arithmetic", "geometric", "exponential")
 
 
+def set_account(account_id: str) -> None:
+    """Make `account_id` (12 digits) the account of every topic, subscription and
+    queue ARN the library writes from now on, in this process (`tidelog serve
+    --account-id`). Envelopes already stored keep the account they were
+    written with. Raises InvalidArgument for anything but 12 digits."""
+    global ACCOUNT
+    if not isinstance(account_id, str) or not re.fullmatch(r"[0-9]{12}", account_id):
+        raise InvalidArgument(f"account id: {account_id!r} is not 12 digits")
+    ACCOUNT = account_id
+
+
 def topic_arn(name: str) -> str:
     return f"arn:aws:sns:{REGION}:{ACCOUNT}:{name}"
 

@@ -38,13 +38,16 @@ from tidelog.server import (
     kinesis_video,
     lambda_api,
     model,
+    reset,
     s3,
     sns,
+    sns_mobile,
     sqs,
     sqs_query,
+    sts,
 )
 from tidelog.server.auth import Authenticator
-from tidelog.server.context import Context
+from tidelog.server.context import ACCOUNT_ID, REGION_DEFAULT, Context, account_of
 from tidelog.server.errors import (
     AwsError,
     from_library_kinesis,
@@ -54,6 +57,7 @@ from tidelog.server.errors import (
     sqs_invalid,
 )
 from tidelog.server.eventstream import StreamingResult
+from tidelog.server.sns_state import SQS_STATE_LOG, KeyedState
 from tidelog.server.xml_text import xml_escape
 
 Scope = MutableMapping[str, Any]
@@ -137,11 +141,11 @@ def _xml_reply(status: int, text: str) -> Reply:
     )
 
 
-def _xml_error(error: AwsError) -> Reply:
+def _xml_error(error: AwsError, namespace: str = _SNS_NAMESPACE) -> Reply:
     kind = "Sender" if error.sender_fault else "Receiver"
     return _xml_reply(
         error.status,
-        f'<ErrorResponse xmlns="{_SNS_NAMESPACE}"><Error><Type>{kind}</Type>'
+        f'<ErrorResponse xmlns="{namespace}"><Error><Type>{kind}</Type>'
         f"<Code>{xml_escape(error.code)}</Code><Message>{xml_escape(error.message)}</Message>"
         "</Error><RequestId>{request_id}</RequestId></ErrorResponse>",
     )
@@ -156,7 +160,7 @@ class Service:
         content_type: bytes,
         namespace: str,
         handlers: Mapping[str, Callable[[Context, dict[str, Any]], Any]],
-        from_library: Callable[[tidelog.Error], AwsError],
+        from_library: Callable[..., AwsError],
         invalid: Callable[[model.ShapeError], AwsError],
     ) -> None:
         self.name = name
@@ -171,8 +175,6 @@ class Service:
             return self._call(ctx, operation, body)
         except AwsError as error:
             return _json_error(error, self.content_type, self.namespace)
-        except tidelog.Error as exc:
-            return _json_error(self.from_library(exc), self.content_type, self.namespace)
         except Exception as exc:  # a bug here must answer 500, not drop the connection
             log.exception("%s %s failed", self.name, operation)
             failure = AwsError(
@@ -196,7 +198,13 @@ class Service:
             model.check_json(op_model.input_shape, request, library_text=library_text)
         except model.ShapeError as exc:
             raise self.invalid(exc) from None
-        result = handler(ctx, request)
+        try:
+            result = handler(ctx, request)
+        except tidelog.Error as exc:
+            # The library's text, as the service says it (server/errors.py's tables).
+            raise self.from_library(
+                exc, operation=operation, request=request, account=ctx.account_id
+            ) from None
         if isinstance(result, StreamingResult):
             return StreamingReply(result)
         return _json_reply(200, self.content_type, result, [])
@@ -250,10 +258,17 @@ def call_query(ctx: Context, body: bytes, path: str = "/") -> Reply:
         headers = [(b"content-type", b"text/xml"), (b"x-amzn-requestid", request_id.encode())]
         return Reply(status, headers, text.encode())
     action = form.get("Action", "")
-    handler = sns.HANDLERS.get(action)
-    op_model = model.operation("sns", action)
+    service, handlers, namespace = (
+        ("sts", sts.HANDLERS, sts.NAMESPACE)
+        if form.get("Version") == sts.VERSION
+        else ("sns", {**sns.HANDLERS, **sns_mobile.HANDLERS}, _SNS_NAMESPACE)
+    )
+    handler = handlers.get(action)
+    op_model = model.operation(service, action)
     if handler is None or op_model is None:
-        return _xml_error(AwsError("InvalidAction", f"The action {action!r} is not valid"))
+        return _xml_error(
+            AwsError("InvalidAction", f"The action {action!r} is not valid"), namespace
+        )
     try:
         try:
             request = model.decode_query(op_model.input_shape, form)
@@ -262,19 +277,20 @@ def call_query(ctx: Context, body: bytes, path: str = "/") -> Reply:
             raise AwsError(code, str(exc)) from None
         result = handler(ctx, request)
     except AwsError as error:
-        return _xml_error(error)
+        return _xml_error(error, namespace)
     except tidelog.Error as exc:
-        return _xml_error(from_library_sns(exc))
+        return _xml_error(from_library_sns(exc, operation=action, request=form), namespace)
     except Exception as exc:
-        log.exception("sns %s failed", action)
-        return _xml_error(AwsError("InternalError", repr(exc), 500, sender_fault=False))
+        log.exception("%s %s failed", service, action)
+        failure = AwsError("InternalError", repr(exc), 500, sender_fault=False)
+        return _xml_error(failure, namespace)
     output = op_model.output_shape
     wrapper = output.serialization.get("resultWrapper") if output is not None else None
     inner = model.encode_xml(output, result)
     result_xml = f"<{wrapper}>{inner}</{wrapper}>" if wrapper else ""
     return _xml_reply(
         200,
-        f'<{action}Response xmlns="{_SNS_NAMESPACE}">{result_xml}'
+        f'<{action}Response xmlns="{namespace}">{result_xml}'
         "<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
         f"</{action}Response>",
     )
@@ -289,12 +305,41 @@ def _signed_service(headers: Mapping[bytes, bytes]) -> str | None:
     return match.group(1).decode("latin-1") if match else None
 
 
+_HOST = re.compile(rb"[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](?::[0-9]{1,5})?")
+
+
+def _base_url(headers: Mapping[bytes, bytes], default: str) -> str:
+    """http:// and the Host the client connected to (as SQS's queue URLs name the
+    endpoint the client used), or `default` without a well-formed Host."""
+    host = headers.get(b"host", b"")
+    if _HOST.fullmatch(host):
+        return f"http://{host.decode()}"
+    return default
+
+
+_CREDENTIAL = re.compile(rb"Credential=([A-Za-z0-9]+)/[0-9]{8}/([a-z0-9-]{1,32})/")
+
+
+def _signer(headers: Mapping[bytes, bytes], query: bytes) -> tuple[str | None, str]:
+    """The access key id a request is signed with (header or presigned query), if
+    any, and the region it signed for (us-east-1 when unsigned)."""
+    found = _CREDENTIAL.search(headers.get(b"authorization", b"")) or _CREDENTIAL.search(
+        query.replace(b"X-Amz-Credential=", b"Credential=").replace(b"%2F", b"/")
+    )
+    if found is None:
+        return None, REGION_DEFAULT
+    return found.group(1).decode(), found.group(2).decode()
+
+
 class App:
     """The ASGI 3 application over an open store.
 
     `base_url` is what queue URLs start with (http://HOST:PORT). With `auth`,
     every request must carry a SigV4 signature by one of its keys
-    (server/auth.py). Closing the app shuts its thread pool down; the store
+    (server/auth.py). `account_id` is the account of callers whose access key
+    is not 12 digits (server/context.py). With `reset_api`, POST
+    /moto-api/reset and /_localstack/state/reset drop every channel
+    (server/reset.py). Closing the app shuts its thread pool down; the store
     belongs to the caller.
     """
 
@@ -305,15 +350,30 @@ class App:
         *,
         workers: int = WORKER_THREADS,
         auth: Authenticator | None = None,
+        account_id: str = ACCOUNT_ID,
+        reset_api: bool = False,
     ):
         self.store = store
         self.base_url = base_url
         self.auth = auth
+        self.account_id = account_id
+        self.reset_api = reset_api
+        self.sessions = sts.Sessions()
+        self.sns_state = KeyedState(store)
+        self.sqs_state = KeyedState(store, SQS_STATE_LOG)
+        if auth is not None:
+            auth.sessions = self.sessions
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tidelog-http")
         self.s3 = s3.S3(store, self.executor, auth)
         self.console = console.Console(store, base_url=base_url, auth=auth)  # docs/console.md
         self.video = kinesis_video.KinesisVideo(store, self.executor, base_url, auth)
         self._ending_streams = False
+
+    def _reset(self) -> None:
+        reset.drop_everything(self.store)
+        self.sessions.clear()
+        self.sns_state.forget()
+        self.sqs_state.forget()
 
     def end_streams(self) -> None:
         """End every streaming response within STREAM_POLL_SECONDS (the server is
@@ -472,6 +532,10 @@ class App:
     ) -> Reply:
         target = headers.get(b"x-amz-target", b"").decode("latin-1")
         body = await self._read_body(headers, receive)
+        loop = asyncio.get_running_loop()
+        if self.reset_api and scope["method"] == "POST" and scope["path"] in reset.RESET_PATHS:
+            await loop.run_in_executor(self.executor, self._reset)
+            return Reply(200, [(b"content-type", b"application/json")], b'{"status": "ok"}')
         if scope["method"] != "POST":
             if scope["method"] in ("GET", "HEAD") and scope["path"] == "/":
                 return Reply(200, [(b"content-type", b"text/plain")], b"tidelog\n")
@@ -491,8 +555,18 @@ class App:
                 return _xml_error(AwsError("RequestEntityTooLarge", message, 413))
             error = AwsError("RequestEntityTooLarge", message, 413)
             return _json_error(error, service.content_type, service.namespace)
-        ctx = Context(self.store, self.base_url)
-        loop = asyncio.get_running_loop()
+        access_key, region = _signer(headers, scope.get("query_string", b""))
+        session = self.sessions.get(access_key) if access_key else None
+        ctx = Context(
+            self.store,
+            _base_url(headers, self.base_url),
+            region=region,
+            account_id=session.account_id if session else account_of(access_key, self.account_id),
+            access_key_id=access_key,
+            sessions=self.sessions,
+            sns_state=self.sns_state,
+            sqs_state=self.sqs_state,
+        )
         if self.auth is not None:
             # Hashing a large body takes milliseconds: off the event loop.
             refusal = await loop.run_in_executor(

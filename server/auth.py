@@ -24,12 +24,16 @@ import time
 from calendar import timegm
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tidelog.server.errors import AwsError
+
+if TYPE_CHECKING:
+    from tidelog.server.sts import Sessions
 
 # AWS refuses a request signed more than 15 minutes away from its clock.
 CLOCK_SKEW_SECONDS_MAX = 15 * 60
@@ -61,8 +65,10 @@ def load_keys(path: str | Path) -> dict[str, str]:
 class Authenticator:
     """Checks SigV4 signatures against a fixed set of access keys. Thread-safe."""
 
-    def __init__(self, keys: Mapping[str, str]) -> None:
+    def __init__(self, keys: Mapping[str, str], sessions: Sessions | None = None) -> None:
         self.keys = dict(keys)
+        # STS's temporary credentials (server/sts.py) sign as the file's keys do.
+        self.sessions = sessions
 
     @classmethod
     def from_file(cls, path: str | Path) -> Authenticator:
@@ -114,6 +120,10 @@ class Authenticator:
             )
         access_key, _, region, service, _ = credential
         secret = self.keys.get(access_key)
+        if secret is None and self.sessions is not None:
+            session = self.sessions.get(access_key)
+            if session is not None and headers.get("x-amz-security-token") == session.token:
+                secret = session.secret_access_key
         if secret is None:
             raise fail(
                 "UnrecognizedClientException",

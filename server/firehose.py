@@ -23,7 +23,7 @@ from typing import Any
 import tidelog
 from tidelog.delivery import DeliveryStreamDescription
 from tidelog.server import model
-from tidelog.server.context import ACCOUNT_ID, Context
+from tidelog.server.context import Context
 from tidelog.server.errors import AwsError
 from tidelog.tags import TAGS_MAX, tags_page
 
@@ -34,7 +34,7 @@ DESTINATION_ID = "destinationId-000000000001"
 _VERSION_ID = re.compile(r"[0-9]{1,20}")
 
 
-def from_library(exc: tidelog.Error) -> AwsError:
+def from_library(exc: tidelog.Error, **fields: object) -> AwsError:
     """A library error as Firehose reports it."""
     if isinstance(exc, tidelog.NotFound):
         return AwsError("ResourceNotFoundException", str(exc))
@@ -54,7 +54,7 @@ def invalid(error: model.ShapeError) -> AwsError:
 
 
 def _arn(ctx: Context, name: str) -> str:
-    return f"arn:aws:firehose:{ctx.region}:{ACCOUNT_ID}:deliverystream/{name}"
+    return f"arn:aws:firehose:{ctx.region}:{ctx.account_id}:deliverystream/{name}"
 
 
 def _bucket(arn: str) -> str:
@@ -197,7 +197,7 @@ def describe_delivery_stream(ctx: Context, request: dict[str, Any]) -> dict[str,
     ds = ctx.store.delivery_stream(request["DeliveryStreamName"])
     d = ds.describe()
     destination: dict[str, Any] = {
-        "RoleARN": f"arn:aws:iam::{ACCOUNT_ID}:role/tidelog",
+        "RoleARN": f"arn:aws:iam::{ctx.account_id}:role/tidelog",
         "BucketARN": f"arn:aws:s3:::{d.destination.get('bucket', '')}",
         "Prefix": d.prefix,
         "ErrorOutputPrefix": d.error_output_prefix,
@@ -235,7 +235,7 @@ def describe_delivery_stream(ctx: Context, request: dict[str, Any]) -> dict[str,
         description["Source"] = {
             "KinesisStreamSourceDescription": {
                 "KinesisStreamARN": ctx.stream_arn(d.source),
-                "RoleARN": f"arn:aws:iam::{ACCOUNT_ID}:role/tidelog",
+                "RoleARN": f"arn:aws:iam::{ctx.account_id}:role/tidelog",
             }
         }
     return {"DeliveryStreamDescription": description}

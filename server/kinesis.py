@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import tidelog
+from tidelog import stream_admin
 from tidelog.server import eventstream
 from tidelog.server.context import Context
-from tidelog.server.errors import AwsError
+from tidelog.server.errors import AwsError, kinesis_error
 from tidelog.stream_admin import ON_DEMAND_STREAMS_MAX, STREAM_MODES, LimitExceeded
 from tidelog.stream_subscriptions import ShardSubscription, SubscriptionEvent, SubscriptionInUse
 from tidelog.streams import RETENTION_HOURS_MAX, RETENTION_HOURS_MIN, ShardDescription
@@ -27,7 +29,6 @@ Handler = Callable[[Context, dict[str, Any]], Any]  # a dict, or a StreamingResu
 SHARDS_DEFAULT = 4  # what Kinesis gives an ON_DEMAND stream created without ShardCount
 LIST_LIMIT_DEFAULT = 100
 LIST_SHARDS_LIMIT_MAX = 10_000
-_MONITORING: list[dict[str, list[str]]] = [{"ShardLevelMetrics": []}]
 
 
 def _stream_name(request: Mapping[str, Any]) -> str:
@@ -42,6 +43,18 @@ def _stream_name(request: Mapping[str, Any]) -> str:
 
 def _stream(ctx: Context, request: Mapping[str, Any]) -> tidelog.Stream:
     return ctx.store.stream(_stream_name(request))
+
+
+def _settings(stream: tidelog.Stream) -> dict[str, Any]:
+    """What DescribeStream(Summary) reports of monitoring and encryption."""
+    encryption, key_id = stream_admin.stream_encryption(stream)
+    out: dict[str, Any] = {
+        "EnhancedMonitoring": [{"ShardLevelMetrics": stream_admin.shard_level_metrics(stream)}],
+        "EncryptionType": encryption,
+    }
+    if key_id is not None:
+        out["KeyId"] = key_id
+    return out
 
 
 def _shard(shard: ShardDescription) -> dict[str, Any]:
@@ -104,8 +117,7 @@ def describe_stream(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
             "HasMoreShards": len(shards) > limit,
             "RetentionPeriodHours": description.retention_hours,
             "StreamCreationTimestamp": description.created_ms / 1000,
-            "EnhancedMonitoring": _MONITORING,
-            "EncryptionType": "NONE",
+            **_settings(stream),
         }
     }
 
@@ -121,8 +133,7 @@ def describe_stream_summary(ctx: Context, request: dict[str, Any]) -> dict[str, 
             "StreamModeDetails": {"StreamMode": stream.mode},
             "RetentionPeriodHours": description.retention_hours,
             "StreamCreationTimestamp": description.created_ms / 1000,
-            "EnhancedMonitoring": _MONITORING,
-            "EncryptionType": "NONE",
+            **_settings(stream),
             "OpenShardCount": description.open_shard_count,
             "ConsumerCount": len(stream.consumers()),
             "MaxRecordSizeInKiB": description.max_record_bytes // 1024,
@@ -328,6 +339,13 @@ def put_record(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
 
 def put_records(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     stream = _stream(ctx, request)
+    if len(request["Records"]) > RECORDS_MAX:
+        raise kinesis_error("ValidationException#LengthMax", where="records", max=RECORDS_MAX)
+    limit = stream.describe().max_record_bytes
+    for i, record in enumerate(request["Records"]):
+        if len(record["Data"]) * 3 // 4 > limit and len(base64.b64decode(record["Data"])) > limit:
+            where = f"records.{i + 1}.member.data"
+            raise kinesis_error("ValidationException#LengthMax", where=where, max=limit)
     records = [
         (
             base64.b64decode(r["Data"]),
@@ -406,8 +424,39 @@ def get_records(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
 # -- resharding -----------------------------------------------------------------------------------
 
 
+_SHARD_ID_PATTERN = re.compile(r"[a-zA-Z0-9_.-]+")
+_HASH_KEY_PATTERN = re.compile(r"0|([1-9]\d{0,38})")
+RECORDS_MAX = 500  # PutRecords' entries
+
+
+def _check_pattern(value: str, pattern: re.Pattern[str], where: str) -> None:
+    """Kinesis's request validation of a modeled pattern, in its words."""
+    if not pattern.fullmatch(value):
+        raise kinesis_error(
+            "ValidationException#Pattern", value=value, where=where, pattern=pattern.pattern
+        )
+
+
 def split_shard(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    _stream(ctx, request).split_shard(request["ShardToSplit"], request["NewStartingHashKey"])
+    _check_pattern(request["ShardToSplit"], _SHARD_ID_PATTERN, "shardToSplit")
+    _check_pattern(request["NewStartingHashKey"], _HASH_KEY_PATTERN, "newStartingHashKey")
+    stream = _stream(ctx, request)
+    try:
+        stream.split_shard(request["ShardToSplit"], request["NewStartingHashKey"])
+    except tidelog.InvalidArgument as exc:
+        if not str(exc).startswith("split_shard: new_starting_hash_key"):
+            raise
+        # Kinesis names the shard's range as DescribeStream reports it (inclusive end).
+        shard = next(s for s in stream.describe().shards if s.shard_id == request["ShardToSplit"])
+        raise kinesis_error(
+            "InvalidArgumentException#SplitKey",
+            hash_key=request["NewStartingHashKey"],
+            shard=shard.shard_id,
+            stream=stream.name,
+            account=ctx.account_id,
+            start=shard.starting_hash_key,
+            end=shard.ending_hash_key,
+        ) from None
     return {}
 
 
@@ -419,10 +468,8 @@ def merge_shards(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
 def update_shard_count(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     stream = _stream(ctx, request)
     if stream.mode == "ON_DEMAND":
-        raise AwsError(
-            "ValidationException",
-            f"UpdateShardCount is not supported for stream {stream.name} under on-demand "
-            "capacity mode",
+        raise kinesis_error(
+            "ValidationException#OnDemand", stream=stream.name, account=ctx.account_id
         )
     if request["ScalingType"] != "UNIFORM_SCALING":
         raise AwsError("ValidationException", "ScalingType: must be UNIFORM_SCALING")
@@ -451,9 +498,16 @@ def _consumer_of(ctx: Context, request: Mapping[str, Any]) -> tuple[tidelog.Stre
     arn = request.get("ConsumerARN")
     if arn:
         if not isinstance(arn, str) or ":stream/" not in arn or "/consumer/" not in arn:
-            raise AwsError("InvalidArgumentException", f"ConsumerARN: {arn!r} is not one")
+            raise kinesis_error(
+                "ResourceNotFoundException#Consumer", consumer=arn, account=ctx.account_id
+            )
         stream_part, consumer_part = arn.split(":stream/", 1)[1].split("/consumer/", 1)
-        return ctx.store.stream(stream_part), consumer_part.rsplit(":", 1)[0]
+        try:
+            return ctx.store.stream(stream_part), consumer_part.rsplit(":", 1)[0]
+        except tidelog.NotFound:
+            raise kinesis_error(
+                "ResourceNotFoundException#Consumer", consumer=arn, account=ctx.account_id
+            ) from None
     if not request.get("StreamARN") or not request.get("ConsumerName"):
         raise AwsError(
             "InvalidArgumentException", "Give ConsumerARN, or StreamARN and ConsumerName"
@@ -654,7 +708,80 @@ def list_tags_for_resource(ctx: Context, request: dict[str, Any]) -> dict[str, A
     return {"Tags": [{"Key": k, "Value": v} for k, v in tags]}
 
 
+# -- recorded settings: monitoring, encryption, resource policies ----------------------------------
+
+
+def _monitoring(ctx: Context, request: dict[str, Any], enable: bool) -> dict[str, Any]:
+    stream = _stream(ctx, request)
+    before, after = stream_admin.change_shard_level_metrics(
+        stream, request["ShardLevelMetrics"], enable=enable
+    )
+    return {
+        "StreamName": stream.name,
+        "StreamARN": ctx.stream_arn(stream.name),
+        "CurrentShardLevelMetrics": before,
+        "DesiredShardLevelMetrics": after,
+    }
+
+
+def enable_enhanced_monitoring(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    return _monitoring(ctx, request, True)
+
+
+def disable_enhanced_monitoring(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    return _monitoring(ctx, request, False)
+
+
+def start_stream_encryption(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    stream_admin.set_stream_encryption(
+        _stream(ctx, request), request["EncryptionType"], request["KeyId"]
+    )
+    return {}
+
+
+def stop_stream_encryption(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    stream_admin.set_stream_encryption(_stream(ctx, request), "NONE", None)
+    return {}
+
+
+def _policy_stream(ctx: Context, request: dict[str, Any]) -> tidelog.Stream:
+    arn = request["ResourceARN"]
+    if ":stream/" not in arn or "/consumer/" in arn:
+        raise kinesis_error(
+            "ResourceNotFoundException#StreamArn", stream=arn, account=ctx.account_id
+        )
+    try:
+        return ctx.store.stream(arn.split(":stream/", 1)[1])
+    except tidelog.NotFound:
+        raise kinesis_error(
+            "ResourceNotFoundException#StreamArn", stream=arn, account=ctx.account_id
+        ) from None
+
+
+def put_resource_policy(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    stream_admin.set_resource_policy(_policy_stream(ctx, request), request["Policy"])
+    return {}
+
+
+def get_resource_policy(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    policy = stream_admin.resource_policy(_policy_stream(ctx, request))
+    return {"Policy": "{}" if policy is None else policy}
+
+
+def delete_resource_policy(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    if not stream_admin.set_resource_policy(_policy_stream(ctx, request), None):
+        raise kinesis_error("ResourceNotFoundException#NoPolicy", arn=request["ResourceARN"])
+    return {}
+
+
 HANDLERS: dict[str, Handler] = {
+    "EnableEnhancedMonitoring": enable_enhanced_monitoring,
+    "DisableEnhancedMonitoring": disable_enhanced_monitoring,
+    "StartStreamEncryption": start_stream_encryption,
+    "StopStreamEncryption": stop_stream_encryption,
+    "PutResourcePolicy": put_resource_policy,
+    "GetResourcePolicy": get_resource_policy,
+    "DeleteResourcePolicy": delete_resource_policy,
     "RegisterStreamConsumer": register_stream_consumer,
     "DescribeStreamConsumer": describe_stream_consumer,
     "DeregisterStreamConsumer": deregister_stream_consumer,

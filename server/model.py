@@ -299,8 +299,13 @@ def _decode(shape: Shape, node: FormTree, where: str) -> Any:
             if child is not None:
                 out[name] = _decode(member, child, f"{where}.{wire}" if where else wire)
         for required in shape.required_members:
-            if required not in out:
-                raise ShapeError(f"{required}: missing", kind="missing")
+            if required in out:
+                continue
+            if shape.members[required].type_name in ("map", "list"):
+                # The query protocol sends an empty map or list as nothing at all.
+                out[required] = {} if shape.members[required].type_name == "map" else []
+                continue
+            raise ShapeError(f"{required}: missing", kind="missing")
         return out
     if kind == "list":
         if node.get(None) == "" and len(node) == 1:

@@ -20,9 +20,11 @@ from typing import Self
 import uvicorn
 
 import tidelog
+from tidelog import topics
 from tidelog.segments.logstore import SyncMode
 from tidelog.server.app import App
 from tidelog.server.auth import Authenticator
+from tidelog.server.context import ACCOUNT_ID
 from tidelog.server.service import Service
 from tidelog.server.workers import Workers
 
@@ -126,6 +128,8 @@ def serve(
     workers: bool = True,
     log_level: str = "warning",
     access_log: bool = False,
+    reset_api: bool = False,
+    account_id: str = ACCOUNT_ID,
 ) -> None:
     """Open the store at `data` and serve SQS, SNS and Kinesis on host:port,
     and STOMP on host:stomp_port (None: no STOMP listener).
@@ -145,7 +149,10 @@ def serve(
     sync mode or key file, OSError if a port cannot be bound. `log_level`
     (critical, error, warning, info, debug) sets what the server logs to
     stderr, tidelog's own loggers included; `access_log` logs a line per
-    request (uvicorn's access log).
+    request (uvicorn's access log). `reset_api` answers moto's and
+    LocalStack's reset calls by dropping every channel (server/reset.py);
+    `account_id` (12 digits) is the account of queue URLs and ARNs, the
+    library's topic ARNs included (`tidelog.topics.set_account`).
     """
     if log_level not in LOG_LEVELS:
         raise tidelog.InvalidArgument(f"log_level: {log_level!r} is not one of {LOG_LEVELS}")
@@ -154,6 +161,7 @@ def serve(
         raise tidelog.InvalidArgument(f"sync: {sync!r} is not always, interval or never")
     mode: SyncMode = sync  # type: ignore[assignment]
     auth = _authenticator(auth_file)
+    topics.set_account(account_id)
     # The exit stack stops what was started in reverse order, the store last.
     with tidelog.open(data, sync=mode) as store, contextlib.ExitStack() as started:
         from tidelog.server.stomp import BrokerConfig, StompServerThread, load_users
@@ -167,7 +175,13 @@ def serve(
         sock = bind(host, port)
         started.callback(sock.close)
         bound = sock.getsockname()[1]
-        app = App(store, f"http://{_url_host(host)}:{bound}", auth=auth)
+        app = App(
+            store,
+            f"http://{_url_host(host)}:{bound}",
+            auth=auth,
+            account_id=account_id,
+            reset_api=reset_api,
+        )
         started.callback(app.close)
         _Server(_config(app, host, bound, log_level, access_log), app).run(sockets=[sock])
 
@@ -194,13 +208,14 @@ class ServerThread(Service):
         *,
         auth: Authenticator | None = None,
         workers: bool = False,
+        reset_api: bool = False,
     ) -> None:
         self.workers = Workers(store) if workers else None
         self._socket = bind(host, port)
         self.host = host
         self.port: int = self._socket.getsockname()[1]
         self.url = f"http://{_url_host(host)}:{self.port}"
-        self.app = App(store, self.url, auth=auth)
+        self.app = App(store, self.url, auth=auth, reset_api=reset_api)
         self._server = _Server(_config(self.app, host, self.port), self.app)
         self._thread = threading.Thread(
             target=self._server.run,

@@ -11,15 +11,19 @@ as protocol "lambda"); others are refused with InvalidParameter.
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import json
 import re
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import tidelog
 from tidelog import json_limits
-from tidelog.server.context import ACCOUNT_ID, Context
-from tidelog.server.errors import AwsError
+from tidelog.server import sns_mobile
+from tidelog.server.context import Context
+from tidelog.server.errors import AwsError, sns_error
+from tidelog.server.sns_state import record_delivery
 from tidelog.topics import Subscription, Topic
 from tidelog.triggers import Trigger, Triggers, is_internal_queue
 
@@ -49,8 +53,102 @@ def _topic(ctx: Context, request: Mapping[str, Any], key: str = "TopicArn") -> T
 def _subscription(ctx: Context, arn: object) -> tuple[Topic, Subscription]:
     if not isinstance(arn, str) or arn.count(":") != 6:
         raise _invalid(f"SubscriptionArn: {arn!r} is not a subscription ARN")
-    topic = ctx.store.topic(arn.split(":")[5])
-    return topic, topic.subscription(arn.rsplit(":", 1)[1])
+    try:
+        topic = ctx.store.topic(arn.split(":")[5])
+        return topic, topic.subscription(arn.rsplit(":", 1)[1])
+    except tidelog.NotFound:
+        raise sns_error("NotFound#Subscription") from None
+
+
+# Protocols SNS delivers to outside this machine: their subscriptions are kept in
+# the SNS state (server/sns_state.py) and their messages as deliveries.
+KEPT_PROTOCOLS = ("sms", "email", "email-json", "application", "lambda", "firehose")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+
+
+def _kept_subscriptions(ctx: Context, topic_arn: str | None = None) -> list[dict[str, Any]]:
+    return [
+        sub
+        for _, sub in sns_mobile.state(ctx).items("subscription/")
+        if topic_arn is None or sub["topic_arn"] == topic_arn
+    ]
+
+
+def _kept_subscription(ctx: Context, arn: object) -> dict[str, Any] | None:
+    found = sns_mobile.state(ctx).get(f"subscription/{arn}")
+    return None if found is None else dict(found)
+
+
+# -- topic extras: the attributes the library does not keep ------------------------------------
+
+
+_EXTRA_TOPIC_ATTRIBUTES = (
+    "Policy",
+    "DeliveryPolicy",
+    "KmsMasterKeyId",
+    "SignatureVersion",
+    "TracingConfig",
+    "FifoThroughputScope",
+    "ArchivePolicy",
+    "DataProtectionPolicy",
+)
+_POLICY_ACTIONS = (
+    "GetTopicAttributes",
+    "SetTopicAttributes",
+    "AddPermission",
+    "RemovePermission",
+    "DeleteTopic",
+    "Subscribe",
+    "ListSubscriptionsByTopic",
+    "Publish",
+)
+# SNS's EffectiveDeliveryPolicy of a topic created without a DeliveryPolicy.
+EFFECTIVE_DELIVERY_POLICY = {
+    "http": {
+        "defaultHealthyRetryPolicy": {
+            "minDelayTarget": 20,
+            "maxDelayTarget": 20,
+            "numRetries": 3,
+            "numMaxDelayRetries": 0,
+            "numNoDelayRetries": 0,
+            "numMinDelayRetries": 0,
+            "backoffFunction": "linear",
+        },
+        "disableSubscriptionOverrides": False,
+        "defaultRequestPolicy": {"headerContentType": "text/plain; charset=UTF-8"},
+    }
+}
+
+
+def _default_policy(ctx: Context, topic_arn: str) -> dict[str, Any]:
+    return {
+        "Version": "2008-10-17",
+        "Id": "__default_policy_ID",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Sid": "__default_statement_ID",
+                "Principal": {"AWS": "*"},
+                "Action": [f"SNS:{a}" for a in _POLICY_ACTIONS],
+                "Resource": topic_arn,
+                "Condition": {"StringEquals": {"AWS:SourceOwner": ctx.account_id}},
+            }
+        ],
+    }
+
+
+def _extras(ctx: Context, topic: Topic) -> dict[str, str]:
+    found = sns_mobile.state(ctx).get(f"topic/{topic.name}")
+    return dict(found) if found else {}
+
+
+def _set_extra(ctx: Context, topic: Topic, name: str, value: str | None) -> None:
+    extras = _extras(ctx, topic)
+    if value is None:
+        extras.pop(name, None)
+    else:
+        extras[name] = value
+    sns_mobile.state(ctx).put(f"topic/{topic.name}", extras or None)
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -62,18 +160,12 @@ def _bool(name: str, raw: str) -> bool:
 def _page(items: list[Any], token: str | None) -> tuple[list[Any], str | None]:
     start = 0
     if token:
-        try:
-            text = base64.urlsafe_b64decode(token.encode()).decode()
-        except ValueError:
-            text = ""
-        if not _TOKEN.fullmatch(text):  # the tokens _page hands out: a decimal index
+        if not _TOKEN.fullmatch(token):  # the tokens _page hands out: a decimal index
             raise _invalid("NextToken")
-        start = int(text)
+        start = int(token)
     page = items[start : start + PAGE_SIZE]
     more = start + PAGE_SIZE < len(items)
-    return page, base64.urlsafe_b64encode(
-        str(start + PAGE_SIZE).encode()
-    ).decode() if more else None
+    return page, str(start + PAGE_SIZE) if more else None
 
 
 def _with_token(out: dict[str, Any], token: str | None) -> dict[str, Any]:
@@ -95,16 +187,36 @@ def create_topic(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
             options["content_based_dedup"] = _bool(name, raw)
         elif name == "DisplayName":
             options["display_name"] = raw
-        elif name not in ("Policy", "DeliveryPolicy", "KmsMasterKeyId", "SignatureVersion"):
+        elif name not in _EXTRA_TOPIC_ATTRIBUTES:
             raise _invalid(f"Attributes: unknown attribute {name}")
-    topic = ctx.store.create_topic(request["Name"], exist_ok=True, **options)
+    try:
+        if not attributes:  # SNS answers the existing topic, whatever its attributes
+            with contextlib.suppress(tidelog.NotFound):
+                return {"TopicArn": ctx.store.topic(request["Name"]).arn}
+        topic = ctx.store.create_topic(request["Name"], exist_ok=True, **options)
+    except tidelog.InvalidArgument as exc:
+        if str(exc).startswith("topic name"):
+            fifo = options.get("fifo", False)
+            raise sns_error(
+                "InvalidParameter#FifoTopicName" if fifo else "InvalidParameter#StandardTopicName"
+            ) from None
+        raise
     if request.get("Tags"):
         topic.tag({t["Key"]: t["Value"] for t in request["Tags"]})
+    for name in _EXTRA_TOPIC_ATTRIBUTES:
+        if name in attributes:
+            _set_extra(ctx, topic, name, attributes[name])
     return {"TopicArn": topic.arn}
 
 
 def delete_topic(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    ctx.store.delete_topic(_arn_name(request["TopicArn"], "TopicArn"))
+    name = _arn_name(request["TopicArn"], "TopicArn")
+    with contextlib.suppress(tidelog.NotFound):  # SNS's DeleteTopic of none succeeds
+        ctx.store.delete_topic(name)
+    shared = sns_mobile.state(ctx)
+    shared.put(f"topic/{name}", None)
+    for sub in _kept_subscriptions(ctx, request["TopicArn"]):
+        shared.put(f"subscription/{sub['arn']}", None)
     return {}
 
 
@@ -114,14 +226,21 @@ def list_topics(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_topic_attributes(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    data = _topic(ctx, request).attributes()
+    topic = _topic(ctx, request)
+    data = topic.attributes()
+    kept = _kept_subscriptions(ctx, topic.arn)
+    extras = _extras(ctx, topic)
     out = {
         "TopicArn": data["arn"],
-        "Owner": ACCOUNT_ID,
+        "Owner": ctx.account_id,
         "DisplayName": data["display_name"],
-        "SubscriptionsConfirmed": str(data["subscriptions_confirmed"]),
+        "SubscriptionsConfirmed": str(data["subscriptions_confirmed"] + len(kept)),
         "SubscriptionsPending": str(data["subscriptions_pending"]),
         "SubscriptionsDeleted": "0",
+        "Policy": json.dumps(_default_policy(ctx, topic.arn), separators=(",", ":")),
+        "DeliveryPolicy": "",
+        "EffectiveDeliveryPolicy": json.dumps(EFFECTIVE_DELIVERY_POLICY, separators=(",", ":")),
+        **extras,
     }
     if data["fifo"]:
         out["FifoTopic"] = "true"
@@ -136,8 +255,48 @@ def set_topic_attributes(ctx: Context, request: dict[str, Any]) -> dict[str, Any
         topic.set_attributes(display_name=value)
     elif name == "ContentBasedDeduplication":
         topic.set_attributes(content_based_dedup=_bool(name, value))
+    elif name in _EXTRA_TOPIC_ATTRIBUTES:
+        _set_extra(ctx, topic, name, value)
     else:
         raise _invalid(f"AttributeName: {name} cannot be set here")
+    return {}
+
+
+def add_permission(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    topic = _topic(ctx, request)
+    actions = request["ActionName"]
+    if any(a not in _POLICY_ACTIONS for a in actions):
+        raise sns_error("InvalidParameter#ActionScope")
+    extras = _extras(ctx, topic)
+    policy = json.loads(extras.get("Policy") or json.dumps(_default_policy(ctx, topic.arn)))
+    statements = policy.setdefault("Statement", [])
+    if any(st.get("Sid") == request["Label"] for st in statements):
+        raise sns_error("InvalidParameter#StatementExists")
+    principals = [f"arn:aws:iam::{a}:root" for a in request["AWSAccountId"]]
+    named = [f"SNS:{a}" for a in actions]
+    statements.append(
+        {
+            "Sid": request["Label"],
+            "Effect": "Allow",
+            "Principal": {"AWS": principals[0] if len(principals) == 1 else principals},
+            "Action": named[0] if len(named) == 1 else named,
+            "Resource": topic.arn,
+        }
+    )
+    _set_extra(ctx, topic, "Policy", json.dumps(policy, separators=(",", ":")))
+    return {}
+
+
+def remove_permission(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    topic = _topic(ctx, request)
+    extras = _extras(ctx, topic)
+    if not extras.get("Policy"):
+        return {}
+    policy = json.loads(extras["Policy"])
+    policy["Statement"] = [
+        st for st in policy.get("Statement", []) if st.get("Sid") != request["Label"]
+    ]
+    _set_extra(ctx, topic, "Policy", json.dumps(policy, separators=(",", ":")))
     return {}
 
 
@@ -180,8 +339,12 @@ def subscribe(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     topic = _topic(ctx, request)
     protocol = request["Protocol"]
     endpoint = request.get("Endpoint") or ""
+    if protocol in KEPT_PROTOCOLS:
+        return _subscribe_kept(ctx, topic, protocol, endpoint, request.get("Attributes") or {})
     options = _subscription_options(request.get("Attributes") or {})
     if protocol == "sqs":
+        if not endpoint.startswith("arn:aws:sqs:"):
+            raise sns_error("InvalidParameter#SqsEndpoint")
         if "delivery_policy" in options or "dead_letter" in options:
             raise _invalid("DeliveryPolicy and RedrivePolicy: HTTP/S subscriptions only here")
         sub = topic.subscribe(
@@ -210,12 +373,39 @@ def subscribe(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     return {"SubscriptionArn": sub.arn}
 
 
+def _subscribe_kept(
+    ctx: Context, topic: Topic, protocol: str, endpoint: str, attributes: Mapping[str, str]
+) -> dict[str, Any]:
+    if protocol == "sms":
+        sns_mobile.check_sms_endpoint(endpoint)
+    elif protocol in ("email", "email-json") and not _EMAIL.fullmatch(endpoint):
+        raise _invalid(f"Email address: {endpoint}")
+    elif protocol == "application" and sns_mobile.state(ctx).get(f"endpoint/{endpoint}") is None:
+        raise sns_error("InvalidParameter#EndpointGone", arn=endpoint)
+    for sub in _kept_subscriptions(ctx, topic.arn):
+        if sub["protocol"] == protocol and sub["endpoint"] == endpoint:
+            return {"SubscriptionArn": sub["arn"]}  # SNS's Subscribe is idempotent
+    arn = f"{topic.arn}:{uuid.uuid4()}"
+    sub = {
+        "arn": arn,
+        "topic_arn": topic.arn,
+        "protocol": protocol,
+        "endpoint": endpoint,
+        "attributes": dict(attributes),
+    }
+    sns_mobile.state(ctx).put(f"subscription/{arn}", sub)
+    return {"SubscriptionArn": arn}
+
+
 def confirm_subscription(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     sub = _topic(ctx, request).confirm_subscription(request["Token"])
     return {"SubscriptionArn": sub.arn}
 
 
 def unsubscribe(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    if _kept_subscription(ctx, request["SubscriptionArn"]) is not None:
+        sns_mobile.state(ctx).put(f"subscription/{request['SubscriptionArn']}", None)
+        return {}
     topic, sub = _subscription(ctx, request["SubscriptionArn"])
     trigger = _lambda_trigger(ctx, topic, sub)
     if trigger is not None:  # the trigger's internal queue goes with it
@@ -223,6 +413,11 @@ def unsubscribe(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     else:
         topic.unsubscribe(sub)
     return {}
+
+
+def _endpoint(ctx: Context, sub: Subscription) -> str:
+    """A subscription's endpoint; a queue's ARN names the caller's region, as SQS's do."""
+    return ctx.queue_arn(sub.endpoint) if sub.protocol == "sqs" else sub.endpoint_arn
 
 
 def _lambda_trigger(ctx: Context, topic: Topic, sub: Subscription) -> Trigger | None:
@@ -238,18 +433,28 @@ def _lambda_trigger(ctx: Context, topic: Topic, sub: Subscription) -> Trigger | 
 def _protocol_endpoint(ctx: Context, topic: Topic, sub: Subscription) -> tuple[str, str]:
     trigger = _lambda_trigger(ctx, topic, sub)
     if trigger is not None:
-        return "lambda", f"arn:aws:lambda:{ctx.region}:{ACCOUNT_ID}:function:{trigger.function}"
-    return sub.protocol, sub.endpoint_arn
+        return "lambda", f"arn:aws:lambda:{ctx.region}:{ctx.account_id}:function:{trigger.function}"
+    return sub.protocol, _endpoint(ctx, sub)
 
 
 def _listed(ctx: Context, topic: Topic, sub: Subscription) -> dict[str, Any]:
     protocol, endpoint = _protocol_endpoint(ctx, topic, sub)
     return {
         "SubscriptionArn": sub.arn if sub.confirmed else "PendingConfirmation",
-        "Owner": ACCOUNT_ID,
+        "Owner": ctx.account_id,
         "Protocol": protocol,
         "Endpoint": endpoint,
         "TopicArn": topic.arn,
+    }
+
+
+def _kept_listed(ctx: Context, sub: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "SubscriptionArn": sub["arn"],
+        "Owner": ctx.account_id,
+        "Protocol": sub["protocol"],
+        "Endpoint": sub["endpoint"],
+        "TopicArn": sub["topic_arn"],
     }
 
 
@@ -259,7 +464,7 @@ def list_subscriptions(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
         for topic in ctx.store.topics()
         for sub in topic.subscriptions()
         if sub.protocol != "callback"
-    ]
+    ] + [_kept_listed(ctx, sub) for sub in _kept_subscriptions(ctx)]
     page, token = _page(every, request.get("NextToken"))
     return _with_token({"Subscriptions": page}, token)
 
@@ -267,17 +472,29 @@ def list_subscriptions(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
 def list_subscriptions_by_topic(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     topic = _topic(ctx, request)
     every = [_listed(ctx, topic, s) for s in topic.subscriptions() if s.protocol != "callback"]
+    every += [_kept_listed(ctx, sub) for sub in _kept_subscriptions(ctx, topic.arn)]
     page, token = _page(every, request.get("NextToken"))
     return _with_token({"Subscriptions": page}, token)
 
 
 def get_subscription_attributes(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    kept = _kept_subscription(ctx, request["SubscriptionArn"])
+    if kept is not None:
+        return {
+            "Attributes": {
+                **_kept_listed(ctx, kept),
+                "PendingConfirmation": "false",
+                "ConfirmationWasAuthenticated": "true",
+                "RawMessageDelivery": "false",
+                **kept["attributes"],
+            }
+        }
     topic, sub = _subscription(ctx, request["SubscriptionArn"])
     protocol, endpoint = _protocol_endpoint(ctx, topic, sub)
     out = {
         "SubscriptionArn": sub.arn,
         "TopicArn": topic.arn,
-        "Owner": ACCOUNT_ID,
+        "Owner": ctx.account_id,
         "Protocol": protocol,
         "Endpoint": endpoint,
         "PendingConfirmation": "false" if sub.confirmed else "true",
@@ -295,6 +512,11 @@ def get_subscription_attributes(ctx: Context, request: dict[str, Any]) -> dict[s
 
 
 def set_subscription_attributes(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    kept = _kept_subscription(ctx, request["SubscriptionArn"])
+    if kept is not None:
+        kept["attributes"][request["AttributeName"]] = request.get("AttributeValue", "")
+        sns_mobile.state(ctx).put(f"subscription/{kept['arn']}", kept)
+        return {}
     topic, sub = _subscription(ctx, request["SubscriptionArn"])
     options = _subscription_options({request["AttributeName"]: request.get("AttributeValue", "")})
     topic.update_subscription(sub, **options)
@@ -319,24 +541,92 @@ def _attributes(raw: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-def _check_structure(entry: Mapping[str, Any]) -> None:
-    if entry.get("MessageStructure"):
-        raise _invalid("MessageStructure: per-protocol messages are not supported by tidelog")
+def _structured(entry: Mapping[str, Any]) -> dict[str, str] | None:
+    """MessageStructure=json's per-protocol messages, or None for a plain message.
+
+    SNS's rules: the message is a JSON object of strings with a "default"."""
+    structure = entry.get("MessageStructure")
+    if not structure:
+        return None
+    if structure != "json":
+        raise _invalid("MessageStructure: must be json")
+    try:
+        messages = json.loads(entry["Message"])
+    except ValueError:
+        raise sns_error("InvalidParameter#JsonMessage") from None
+    if not isinstance(messages, dict) or not isinstance(messages.get("default"), str):
+        raise sns_error("InvalidParameter#JsonDefault")
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in messages.items()}
+
+
+def _message_for(entry: Mapping[str, Any], protocol: str) -> str:
+    """The message `protocol`'s subscribers get."""
+    messages = _structured(entry)
+    if messages is None:
+        return str(entry["Message"])
+    return messages.get(protocol, messages["default"])
+
+
+def _deliver_kept(ctx: Context, topic: Topic, entry: Mapping[str, Any], message_id: str) -> None:
+    """Keep the deliveries of one published message to the topic's kept subscriptions."""
+    for sub in _kept_subscriptions(ctx, topic.arn):
+        protocol = sub["protocol"]
+        record_delivery(
+            ctx.store,
+            protocol,
+            sub["endpoint"],
+            topic.arn,
+            message_id,
+            _message_for(entry, protocol),
+            entry.get("Subject"),
+            entry.get("MessageAttributes"),
+        )
+
+
+def _publish_direct(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    """A publish to a phone number or a platform endpoint: kept as a delivery."""
+    message_id = str(uuid.uuid4())
+    if request.get("PhoneNumber"):
+        number = request["PhoneNumber"]
+        sns_mobile.check_phone_number(number)
+        if len(request["Message"]) > sns_mobile.SMS_CHARS_MAX:
+            raise sns_error("InvalidParameter#SmsLength")
+        protocol, endpoint = "sms", number
+    else:
+        endpoint = request["TargetArn"]
+        found = sns_mobile.endpoint(ctx, endpoint)
+        if found["attributes"].get("Enabled", "true").lower() == "false":
+            raise sns_error("EndpointDisabled")
+        protocol = "application"
+    record_delivery(
+        ctx.store,
+        protocol,
+        endpoint,
+        None,
+        message_id,
+        _message_for(request, protocol),
+        request.get("Subject"),
+        request.get("MessageAttributes"),
+    )
+    return {"MessageId": message_id}
 
 
 def publish(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    if request.get("PhoneNumber"):
-        raise _invalid("PhoneNumber: SMS is not supported")
-    _check_structure(request)
+    target = request.get("TargetArn") or ""
+    if request.get("PhoneNumber") or ":endpoint/" in target:
+        return _publish_direct(ctx, request)
+    if len(request.get("Subject") or "") > 100:
+        raise sns_error("InvalidParameter#Subject")
     key = "TopicArn" if request.get("TopicArn") else "TargetArn"
     topic = _topic(ctx, request, key)
     result = topic.publish(
-        request["Message"],
+        _message_for(request, "sqs"),
         _attributes(request.get("MessageAttributes")),
         subject=request.get("Subject"),
         group_id=request.get("MessageGroupId"),
         dedup_id=request.get("MessageDeduplicationId"),
     )
+    _deliver_kept(ctx, topic, request, result.id)
     out: dict[str, Any] = {"MessageId": result.id}
     if result.sequence_number is not None:
         out["SequenceNumber"] = result.sequence_number
@@ -347,11 +637,10 @@ def publish_batch(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     topic = _topic(ctx, request)
     entries = []
     for entry in request["PublishBatchRequestEntries"]:
-        _check_structure(entry)
         entries.append(
             {
                 "id": entry["Id"],
-                "body": entry["Message"],
+                "body": _message_for(entry, "sqs"),
                 "attributes": _attributes(entry.get("MessageAttributes")),
                 "subject": entry.get("Subject"),
                 "group_id": entry.get("MessageGroupId"),
@@ -359,8 +648,10 @@ def publish_batch(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
             }
         )
     result = topic.publish_many(entries)
+    by_id = {e["Id"]: e for e in request["PublishBatchRequestEntries"]}
     successful = []
     for entry_id, published in result.successful:
+        _deliver_kept(ctx, topic, by_id[entry_id], published.id)
         item: dict[str, Any] = {"Id": entry_id, "MessageId": published.id}
         if published.sequence_number is not None:
             item["SequenceNumber"] = published.sequence_number
@@ -375,7 +666,11 @@ def publish_batch(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _topic_of_resource(ctx: Context, request: dict[str, Any]) -> Topic:
-    return ctx.store.topic(_arn_name(request["ResourceArn"], "ResourceArn"))
+    arn = request["ResourceArn"]
+    try:
+        return ctx.store.topic(_arn_name(arn, "ResourceArn"))
+    except (AwsError, tidelog.NotFound):
+        raise sns_error("ResourceNotFound") from None
 
 
 def tag_resource(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
@@ -407,6 +702,8 @@ HANDLERS: dict[str, Handler] = {
     "GetSubscriptionAttributes": get_subscription_attributes,
     "SetSubscriptionAttributes": set_subscription_attributes,
     "Publish": publish,
+    "AddPermission": add_permission,
+    "RemovePermission": remove_permission,
     "PublishBatch": publish_batch,
     "ListTagsForResource": list_tags_for_resource,
     "TagResource": tag_resource,

@@ -62,7 +62,8 @@ _PARAMETER_RANGES = {
     ),
 }
 # Accepted and not kept: tidelog has no access policies or encryption at rest.
-_IGNORED_ATTRIBUTES = {
+# Attributes SQS reports back that the library has no field for: kept as given.
+_KEPT_ATTRIBUTES = {
     "Policy",
     "RedriveAllowPolicy",
     "KmsMasterKeyId",
@@ -80,6 +81,33 @@ _SYSTEM_ATTRIBUTES = (
 )
 SENDER_ID = "000000000000"
 LIST_RESULTS_MAX = 1000
+TAGS_MAX = 50  # SQS's tags per queue
+# Every attribute GetQueueAttributes knows (others are refused as SQS refuses them).
+QUEUE_ATTRIBUTE_NAMES = frozenset(
+    {
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesDelayed",
+        "ApproximateNumberOfMessagesNotVisible",
+        "CreatedTimestamp",
+        "DelaySeconds",
+        "LastModifiedTimestamp",
+        "MaximumMessageSize",
+        "MessageRetentionPeriod",
+        "Policy",
+        "QueueArn",
+        "ReceiveMessageWaitTimeSeconds",
+        "RedrivePolicy",
+        "RedriveAllowPolicy",
+        "VisibilityTimeout",
+        "KmsMasterKeyId",
+        "KmsDataKeyReusePeriodSeconds",
+        "SqsManagedSseEnabled",
+        "FifoQueue",
+        "ContentBasedDeduplication",
+        "DeduplicationScope",
+        "FifoThroughputLimit",
+    }
+)
 POLICY_DEPTH_MAX = 8  # a RedrivePolicy is one flat object
 
 
@@ -163,9 +191,34 @@ def _library_attributes(attributes: Mapping[str, str], *, creating: bool) -> dic
             out["dedup_scope"] = raw
         elif name == "FifoThroughputLimit":
             out["fifo_throughput_limit"] = raw
-        elif name not in _IGNORED_ATTRIBUTES:
+        elif name in _KEPT_ATTRIBUTES:
+            out.setdefault("kept", {})[name] = raw
+        else:
             raise sqs_error("InvalidAttributeName", attribute=name)
     return out
+
+
+def _kept(ctx: Context, name: str) -> dict[str, str]:
+    """The attributes kept beside the library's (server/sns_state.py's `sqs-state`)."""
+    if ctx.sqs_state is None:
+        return {}
+    found = ctx.sqs_state.get(f"queue/{name}")
+    return dict(found) if found else {}
+
+
+def _keep(ctx: Context, name: str, changes: Mapping[str, str], *, replace: bool) -> None:
+    if ctx.sqs_state is None:
+        return
+    before = _kept(ctx, name)
+    if not changes and (not replace or not before):
+        return  # nothing to write: no commit for the common queue without them
+    kept = {} if replace else before
+    for key, value in changes.items():
+        if value == "":
+            kept.pop(key, None)  # SQS removes an attribute set to ""
+        else:
+            kept[key] = value
+    ctx.sqs_state.put(f"queue/{name}", kept or None)
 
 
 # -- queues ---------------------------------------------------------------------------------------
@@ -174,7 +227,11 @@ def _library_attributes(attributes: Mapping[str, str], *, creating: bool) -> dic
 def create_queue(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     name = request["QueueName"]
     options = _library_attributes(request.get("Attributes") or {}, creating=True)
+    kept = options.pop("kept", {})
+    existed = name in {q.name for q in ctx.store.queues(name)}
     queue = ctx.store.create_queue(name, exist_ok=True, **options)
+    if not existed:
+        _keep(ctx, name, kept, replace=True)
     if request.get("tags"):
         queue.tag(request["tags"])
     return {"QueueUrl": ctx.queue_url(name)}
@@ -209,7 +266,9 @@ def list_queues(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_queue(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    ctx.store.delete_queue(_queue_name(request["QueueUrl"]))
+    name = _queue_name(request["QueueUrl"])
+    ctx.store.delete_queue(name)
+    _keep(ctx, name, {}, replace=True)
     return {}
 
 
@@ -234,6 +293,7 @@ def _queue_attributes(ctx: Context, queue: tidelog.Queue) -> dict[str, str]:
         )
     if data.get("permissions"):
         out["Policy"] = _policy(ctx, queue.name, data["permissions"])
+    out.update(_kept(ctx, queue.name))
     if data["fifo"]:
         out["FifoQueue"] = "true"
         out["ContentBasedDeduplication"] = "true" if data["content_based_dedup"] else "false"
@@ -245,15 +305,20 @@ def _queue_attributes(ctx: Context, queue: tidelog.Queue) -> dict[str, str]:
 def get_queue_attributes(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     queue = _queue(ctx, request)
     wanted = request.get("AttributeNames") or []
+    for name in wanted:
+        if name != "All" and name not in QUEUE_ATTRIBUTE_NAMES:
+            raise sqs_error("InvalidAttributeName", attribute=name)
     everything = _queue_attributes(ctx, queue)
     if "All" in wanted:
         return {"Attributes": everything}
-    return {"Attributes": {k: everything[k] for k in wanted if k in everything}}
+    chosen = {k: everything[k] for k in wanted if k in everything}
+    return {"Attributes": chosen} if chosen else {}  # SQS leaves an empty map out
 
 
 def set_queue_attributes(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     queue = _queue(ctx, request)
     changes = _library_attributes(request["Attributes"], creating=False)
+    _keep(ctx, queue.name, changes.pop("kept", {}), replace=False)
     if changes:
         queue.set_attributes(**changes)
     return {}
@@ -519,12 +584,20 @@ def list_message_move_tasks(ctx: Context, request: dict[str, Any]) -> dict[str, 
 
 
 def tag_queue(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    _queue(ctx, request).tag(request["Tags"])
+    queue = _queue(ctx, request)
+    if not request["Tags"]:
+        raise sqs_error("MissingParameter#Tags")
+    if len(request["Tags"]) > TAGS_MAX:
+        raise sqs_error("InvalidParameterValue#TooManyTags", queue=queue.name)
+    queue.tag(request["Tags"])
     return {}
 
 
 def untag_queue(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    _queue(ctx, request).untag(list(request["TagKeys"]))
+    queue = _queue(ctx, request)
+    if not request["TagKeys"]:
+        raise sqs_error("InvalidParameterValue#TagKeys")
+    queue.untag(list(request["TagKeys"]))
     return {}
 
 

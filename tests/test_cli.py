@@ -284,7 +284,18 @@ def test_serve_passes_its_options_to_the_server(
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     monkeypatch.setattr(server, "serve", lambda *a, **kw: calls.append((a, kw)))
     run(tmp_path, "serve", "--port", "4999", "--sync", "never")
-    run(tmp_path, "serve", "--no-stomp", "--no-workers", "--log-level", "debug", "--access-log")
+    run(
+        tmp_path,
+        "serve",
+        "--no-stomp",
+        "--no-workers",
+        "--log-level",
+        "debug",
+        "--access-log",
+        "--reset-api",
+        "--account-id",
+        "123456789012",
+    )
     assert calls == [
         (
             (str(tmp_path), "127.0.0.1", 4999, "never"),
@@ -295,6 +306,8 @@ def test_serve_passes_its_options_to_the_server(
                 "workers": True,
                 "log_level": "warning",
                 "access_log": False,
+                "reset_api": False,
+                "account_id": "000000000000",
             },
         ),
         (
@@ -306,6 +319,8 @@ def test_serve_passes_its_options_to_the_server(
                 "workers": False,
                 "log_level": "debug",
                 "access_log": True,
+                "reset_api": True,
+                "account_id": "123456789012",
             },
         ),
     ]

@@ -43,7 +43,7 @@ def test_streams_put_and_get(kinesis: Any) -> None:
     kinesis.create_stream(StreamName="clicks", ShardCount=2)
     summary = kinesis.describe_stream_summary(StreamName="clicks")["StreamDescriptionSummary"]
     assert summary["OpenShardCount"] == 2
-    assert summary["StreamARN"] == "arn:aws:kinesis:us-east-1:000000000000:stream/clicks"
+    assert summary["StreamARN"] == "arn:aws:kinesis:eu-west-1:000000000000:stream/clicks"
     assert kinesis.list_streams()["StreamNames"] == ["clicks"]
     shards = kinesis.list_shards(StreamName="clicks")["Shards"]
     assert [s["ShardId"] for s in shards] == ["shardId-000000000000", "shardId-000000000001"]

@@ -155,7 +155,7 @@ def test_error_shapes(sns: Any, sqs: Any) -> None:
     assert not_found.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
     topic = sns.create_topic(Name="t")["TopicArn"]
     with pytest.raises(sns.exceptions.InvalidParameterException):
-        sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="a@example.com")
+        sns.subscribe(TopicArn=topic, Protocol="pigeon", Endpoint="a@example.com")
     _, arn = _queue(sqs, "q")
     with pytest.raises(sns.exceptions.InvalidParameterException):
         sns.subscribe(

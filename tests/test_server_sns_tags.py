@@ -22,7 +22,7 @@ def test_topic_tags(tmp_path: Path) -> None:
             sns.tag_resource(
                 ResourceArn=arn, Tags=[{"Key": f"k{i}", "Value": "v"} for i in range(60)]
             )
-        with pytest.raises(sns.exceptions.NotFoundException):
+        with pytest.raises(sns.exceptions.ResourceNotFoundException):
             sns.list_tags_for_resource(ResourceArn=arn + "-missing")
         # Create-if-absent still agrees with the topic after it gained tags.
         assert sns.create_topic(Name="t")["TopicArn"] == arn

@@ -260,7 +260,7 @@ def test_queue_management(sqs: Any, server: ServerThread) -> None:
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
-    assert dlq_arn == "arn:aws:sqs:us-east-1:000000000000:jobs-dlq"
+    assert dlq_arn == "arn:aws:sqs:eu-west-1:000000000000:jobs-dlq"  # the signed region
     policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"})
     url = sqs.create_queue(
         QueueName="jobs", Attributes={"VisibilityTimeout": "5", "RedrivePolicy": policy}
