@@ -295,7 +295,8 @@ def main() -> None:
         print()
     out = sys.stderr if args.json else sys.stdout
     print(
-        f"{'case':<10} {'tidelog/s':>11} {'raw/s':>9} {'sqlite3/s':>10} {'x raw':>7} {'x sqlite3':>10}",
+        f"{'case':<10} {'tidelog/s':>11} {'raw/s':>9} {'sqlite3/s':>10} "
+        f"{'x raw':>7} {'x sqlite3':>10}",
         file=out,
     )
     for case, m in medians.items():
