@@ -452,6 +452,7 @@ class LogStore:
         info = LogInfo(
             log_id, name, segment_bytes_max, retention_ms, retention_bytes, ctx.now_ms, meta
         )
+        ctx.flush_always = True  # catalog changes are durable in every mode
         txn.put(encoded, keys.U64.pack(log_id), db=self.dbs[keys.DB_NAMES])
         txn.put(keys.log_key(log_id), info.to_json(), db=self.dbs[keys.DB_LOGS])
         base = 0
@@ -509,6 +510,7 @@ class LogStore:
         if raw is None:
             raise NotFound(f"log {name!r}: not found")
         log_id = keys.U64.unpack(raw)[0]
+        ctx.flush_always = True  # the directory goes right after the commit
         txn.delete(name.encode(), db=self.dbs[keys.DB_NAMES])
         txn.delete(keys.log_key(log_id), db=self.dbs[keys.DB_LOGS])
         txn.delete(keys.log_key(log_id), db=self.dbs[keys.DB_ENDS])
@@ -783,7 +785,7 @@ class LogStore:
             return
         end = journal.write(row, payload)
         try:
-            if self.sync_mode == "always" or any(w[4] for w in writes):
+            if self.sync_mode == "always" or ctx.flush_always or any(w[4] for w in writes):
                 # The one device flush of the commit. In the other modes a commit that
                 # rolls a segment flushes too: sealed segments are durable in every mode.
                 journal.flush()

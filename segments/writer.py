@@ -99,6 +99,10 @@ class WriteContext:
         self._states: dict[int, _LogState] = {}
         self._after_commit: list[Callable[[], None]] = []
         self.slow_commit = False  # set by the store: flush in place (too big for the journal)
+        # Flush this commit's journal entry in every sync mode: set by commits that
+        # delete files after committing (a lost commit must not outlive its unlinks)
+        # or change the catalog.
+        self.flush_always = False
 
     # -- engine access ---------------------------------------------------
 
@@ -362,6 +366,7 @@ class WriteContext:
                     break
         state.start_offset = new_start
         state.dirty = True
+        self.flush_always = True  # the unlinks below must not outlive a lost commit
         paths = [self.store.segment_path(log_id, base) for base in bases]
         fs = self.store.fs
 
