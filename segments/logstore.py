@@ -103,16 +103,16 @@ def _parse_log_info(log_id: int, data: bytes) -> LogInfo:
 
 
 class _Request:
-    __slots__ = ("op", "done", "result", "error", "on_done")
+    __slots__ = ("op", "done", "result", "error", "future")
 
     def __init__(
-        self, op: Callable[[WriteContext], Any], on_done: Callable[[], None] | None = None
+        self, op: Callable[[WriteContext], Any], future: asyncio.Future[Any] | None = None
     ) -> None:
         self.op = op
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
-        self.on_done = on_done  # set by submit_async: wakes the awaiting coroutine
+        self.future = future  # set by submit_async: the awaiting coroutine's
 
 
 class _JournalFull(Exception):
@@ -196,6 +196,7 @@ class LogStore:
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Request] = []
         self._leader_active = False
+        self._kick_pending = False  # submit_async: a _kick is scheduled on an event loop
         # Counters for tests and `tidelog stats`: commits made by this handle
         # and the operations they carried (ops / commits = group size).
         self.commit_count = 0
@@ -580,22 +581,28 @@ class LogStore:
         self.check_writable()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-
-        def wake() -> None:
-            loop.call_soon_threadsafe(_settle, future, request)
-
-        request = _Request(op, wake)
+        request = _Request(op, future)
         with self._cond:
             self._queue.append(request)
-            start = not self._leader_active
-            if start:
-                self._leader_active = True
-        if start:
-            self._committer().submit(self._lead)
+            kick = not self._leader_active and not self._kick_pending
+            if kick:
+                self._kick_pending = True
+        if kick:
+            # Start the committer after the tasks already runnable in this turn of
+            # the loop have queued their requests too: one group for all of them.
+            loop.call_soon(self._kick)
         await future
         if request.error is not None:
             raise request.error
         return request.result  # type: ignore[no-any-return]
+
+    def _kick(self) -> None:
+        with self._cond:
+            self._kick_pending = False
+            if self._leader_active or not self._queue:
+                return  # a leader is running: it takes the queue when its group ends
+            self._leader_active = True
+        self._committer().submit(self._lead)
 
     def _committer(self) -> ThreadPoolExecutor:
         if self._commit_pool is None:
@@ -622,8 +629,7 @@ class LogStore:
                 for request in batch:
                     if not request.done:
                         request.error, request.done = exc, True
-                        if request.on_done is not None:
-                            request.on_done()
+                _wake_coroutines(batch)
             with cond:
                 cond.notify_all()  # threads whose requests this group carried
 
@@ -655,9 +661,7 @@ class LogStore:
         try:
             self._run_group_inner(batch)
         finally:
-            for request in batch:
-                if request.on_done is not None and request.done:
-                    request.on_done()
+            _wake_coroutines(batch)
 
     def _run_group_inner(self, batch: list[_Request]) -> None:
         pending = batch
@@ -1099,9 +1103,24 @@ def _release_env(env: Any) -> None:
         env.close()
 
 
-def _settle(future: asyncio.Future[Any], request: _Request) -> None:
-    if not future.done():
-        future.set_result(None)
+def _wake_coroutines(batch: list[_Request]) -> None:
+    """Settle the futures of a group's finished async requests: one wake-up per loop,
+    so that all of its tasks run again in one turn and queue their next commit together."""
+    by_loop: dict[Any, list[asyncio.Future[Any]]] = {}
+    for request in batch:
+        future = request.future
+        if future is not None and request.done:
+            request.future = None
+            by_loop.setdefault(future.get_loop(), []).append(future)
+    for loop, futures in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
+            loop.call_soon_threadsafe(_settle, futures)
+
+
+def _settle(futures: list[asyncio.Future[Any]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
 
 
 def _take_live_lock(path: str, readonly: bool) -> tuple[int, bool]:
