@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,6 +59,9 @@ def test_always_mode_acknowledged_writes_survive_power_cut(
     with tidelog.open(data, sync="always", fs=fs, segment_bytes_max=SMALL_SEGMENT) as store:
         logs = {name: store.create_log(name) for name in expected}
         assert fs.unsynced_bytes() == 0
+        # Open at the writer's close, so that it takes no checkpoint then (as a
+        # killed writer would not): the cut meets what the journal holds.
+        witness = tidelog.open(data, readonly=True)
         for step in range(120):
             choice = rng.randrange(5)
             name = rng.choice(["a", "b"])
@@ -84,10 +88,12 @@ def test_always_mode_acknowledged_writes_survive_power_cut(
             assert fs.unsynced_bytes(str(data / "journal")) == 0, f"seed {seed}, step {step}"
         sealed = store.log("a").ends().active_base
         assert sealed > 0, "the test should cover sealed segments too"
+    witness.close()
     fs.crash(keep_bytes=keep_bytes)
     reboot()
 
     with tidelog.open(data) as store:
+        assert store._logs.journal_entries_replayed > 0, f"seed {seed}"
         report = store.recovery_report
         assert report is not None
         assert report.logs == [], f"seed {seed}: {report}"
@@ -422,4 +428,52 @@ def test_failed_flush_of_a_multi_log_commit_commits_nothing(tmp_path: Path) -> N
         fs.fail_fsync = False
     with tidelog.open(data) as store:
         assert all([r.value for r in log.read()] == [b"kept"] for log in store.logs())
+        assert store.check() == []
+
+
+# -- queue state: leases and deletes are in the journal too ----------------------------
+
+
+@pytest.mark.parametrize("keep_bytes", [None, 0, 50, 5000])
+def test_queue_sends_and_deletes_survive_a_power_cut(
+    tmp_path: Path, keep_bytes: int | None, reboot: Callable[[], None]
+) -> None:
+    """LMDB's file is scrambled by the cut (it is never flushed): the checkpoint and
+    the journal bring back every acknowledged send, and no acknowledged delete."""
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    data = tmp_path / "data"
+    fs = FaultyFileSystem()
+    sent: set[bytes] = set()
+    deleted: set[bytes] = set()
+    with tidelog.open(data, fs=fs) as store:
+        queue = store.create_queue("jobs")
+        # A second handle still open when the writer closes: the writer is not the
+        # last, so it takes no checkpoint at close and the cut meets the journal.
+        witness = tidelog.open(data, readonly=True)
+        for step in range(60):
+            if rng.random() < 0.6:
+                bodies = [b"m%d.%d" % (step, i) for i in range(rng.choice([1, 10]))]
+                if len(bodies) == 1:
+                    queue.send(bodies[0])
+                else:
+                    queue.send_many(bodies)
+                sent.update(bodies)
+            else:
+                for message in queue.receive(max_messages=5, visibility_timeout=1):
+                    queue.delete(message.receipt)
+                    deleted.add(message.body)
+            assert fs.unsynced_bytes(str(data / "journal")) == 0, f"seed {seed}"
+        assert deleted, f"seed {seed}: the test should delete something"
+    witness.close()
+    fs.crash(keep_bytes=keep_bytes)
+    reboot()
+    ahead = time.time() + 3600  # every lease has expired, no message's retention has
+    with tidelog.open(data, clock=lambda: ahead) as store:
+        assert store._logs.journal_entries_replayed > 0, f"seed {seed}"
+        queue = store.queue("jobs")
+        found: set[bytes] = set()
+        while batch := queue.receive(max_messages=10, visibility_timeout=600):
+            found.update(m.body for m in batch)
+        assert found == sent - deleted, f"seed {seed}"
         assert store.check() == []
