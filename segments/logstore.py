@@ -1133,8 +1133,11 @@ def _take_live_lock(path: str, readonly: bool) -> tuple[int, bool]:
     lock_path = os.path.join(path, jnl.LIVE_LOCK_NAME)
     if readonly:
         try:
-            fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+            # Created if missing (a store from before the journal), so that a writer
+            # opening later sees this handle and never restores LMDB under it.
+            fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            # A directory we may not write: no writer can open it either.
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         fcntl.flock(fd, fcntl.LOCK_SH)
         return fd, False
