@@ -108,6 +108,52 @@ class Log:
         first = self._logs.submit(op)
         return range(first, first + len(vals))
 
+    async def append_async(
+        self,
+        value: BytesLike | str,
+        key: BytesLike | str = b"",
+        headers: BytesLike = b"",
+        *,
+        flags: int = 0,
+        timestamp_ms: int | None = None,
+    ) -> int:
+        """`append` for coroutines: awaits the commit instead of blocking.
+
+        Appends from many tasks of one event loop (and from threads) are
+        group-committed together; the loop runs while the journal is flushed.
+        Same atomicity, durability and errors as `append`.
+        """
+        values = [as_bytes(value, "value")]
+        keys = [as_bytes(key, "key")] if key else None
+        heads = [as_bytes(headers, "headers")] if headers else None
+        info = self.info
+
+        def op(ctx: WriteContext) -> int:
+            return ctx.append(info, values, keys, heads, flags, timestamp_ms)
+
+        return await self._logs.submit_async(op)
+
+    async def append_many_async(
+        self,
+        values: Sequence[BytesLike | str],
+        keys: Sequence[BytesLike | str] | None = None,
+        headers: Sequence[BytesLike] | None = None,
+        *,
+        flags: int = 0,
+        timestamp_ms: int | None = None,
+    ) -> range:
+        """`append_many` for coroutines (see append_async)."""
+        vals = [as_bytes(v, "value") for v in values]
+        ks = [as_bytes(k, "key") for k in keys] if keys is not None else None
+        hs = [as_bytes(h, "headers") for h in headers] if headers is not None else None
+        info = self.info
+
+        def op(ctx: WriteContext) -> int:
+            return ctx.append(info, vals, ks, hs, flags, timestamp_ms)
+
+        first = await self._logs.submit_async(op)
+        return range(first, first + len(vals))
+
     def roll(self) -> None:
         """Seal the active segment now; the next append starts a new one."""
         info = self.info

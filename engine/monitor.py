@@ -48,8 +48,9 @@ class CommitStats:
 
     `commits` group commits made, `operations` the calls they carried
     (operations / commits is the mean group size), `flushes` the fdatasync
-    and fsync calls tidelog made on segment files and directories. LMDB's
-    own flush at each commit (sync="always") is LMDB's and not counted.
+    and fsync calls this handle made: one journal flush a durable commit,
+    plus checkpoints' and new files' (LMDB itself is never flushed; see
+    docs/guarantees.md, "The commit point").
     """
 
     commits: int

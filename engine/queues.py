@@ -1787,14 +1787,22 @@ class Queue:
                 raise NotFound(f"queue {self.name!r}: not found (deleted?)")
         return self._info
 
-    def _submit(self, fn: Callable[[WriteContext, _Config, LogInfo], Any]) -> Any:
+    def _op(
+        self, fn: Callable[[WriteContext, _Config, LogInfo], Any]
+    ) -> Callable[[WriteContext], Any]:
         name, log_id = self.name, self.log_id
         info = self.info
 
         def op(ctx: WriteContext) -> Any:
             return fn(ctx, _config_in(ctx, name, log_id), info)
 
-        return self._logs.submit(op)
+        return op
+
+    def _submit(self, fn: Callable[[WriteContext, _Config, LogInfo], Any]) -> Any:
+        return self._logs.submit(self._op(fn))
+
+    async def _submit_async(self, fn: Callable[[WriteContext, _Config, LogInfo], Any]) -> Any:
+        return await self._logs.submit_async(self._op(fn))
 
     # -- sending -------------------------------------------------------------------
 
@@ -1834,6 +1842,24 @@ class Queue:
         """
         message = _prepare(self._config(), body, attributes, delay, group_id, dedup_id)
         result: list[SendResult] = self._submit(
+            lambda ctx, config, info: _append(ctx, config, info, [message])
+        )
+        return result[0]
+
+    async def send_async(
+        self,
+        body: bytes | str,
+        attributes: Mapping[str, AttributeInput] | None = None,
+        *,
+        delay: int | None = None,
+        group_id: str | None = None,
+        dedup_id: str | None = None,
+    ) -> SendResult:
+        """`send` for coroutines: awaits the commit (group-committed with the
+        sends of other tasks and threads) instead of blocking. Same result,
+        atomicity, durability and errors as `send`."""
+        message = _prepare(self._config(), body, attributes, delay, group_id, dedup_id)
+        result: list[SendResult] = await self._submit_async(
             lambda ctx, config, info: _append(ctx, config, info, [message])
         )
         return result[0]

@@ -3,7 +3,9 @@
 `OsFileSystem` is the real one. `FaultyFileSystem` wraps it for tests: it
 remembers what was written since the last sync of each file, and can forget
 it (a simulated power cut), tear it at a chosen byte, or fail fsync with EIO.
-LMDB does its own I/O and is not behind this seam.
+LMDB does its own I/O: the store declares its LMDB file with `unflushed`
+(it is written without flushes and never trusted after a crash), and
+`FaultyFileSystem.crash` scrambles it.
 """
 
 from __future__ import annotations
@@ -62,8 +64,15 @@ class OsFileSystem:
             os.close(fd)
         self.flush_count += 1
 
+    def rename(self, source: str, dest: str) -> None:
+        """Rename atomically (durable once the directory is fsynced)."""
+        os.replace(source, dest)
+
     def makedirs(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)
+
+    def unflushed(self, path: str) -> None:
+        """Declare a file written outside this seam and never flushed (LMDB's)."""
 
     def listdir(self, path: str) -> list[str]:
         try:
@@ -111,6 +120,7 @@ class FaultyFileSystem(OsFileSystem):
         self._fds: dict[int, _Unsynced] = {}
         self._by_path: dict[str, _Unsynced] = {}
         self._new_files: dict[str, set[str]] = {}  # dir -> files created, dir not synced
+        self._unflushed: set[str] = set()
 
     def _track(self, fd: int, path: str) -> int:
         self._fds[fd] = self._by_path.setdefault(path, _Unsynced(path))
@@ -166,8 +176,28 @@ class FaultyFileSystem(OsFileSystem):
         super().fsync_dir(path)
         self._new_files.pop(path, None)
 
-    def unsynced_bytes(self) -> int:
-        return sum(len(data) for s in self._by_path.values() for _, data in s.written)
+    def unflushed(self, path: str) -> None:
+        self._unflushed.add(path)
+
+    def rename(self, source: str, dest: str) -> None:
+        super().rename(source, dest)
+        state = self._by_path.pop(source, None)
+        if state is not None:
+            state.path = dest
+            self._by_path[dest] = state
+        for files in self._new_files.values():
+            if source in files:
+                files.discard(source)
+                files.add(dest)
+
+    def unsynced_bytes(self, path: str | None = None) -> int:
+        """Bytes written and not yet synced (of one file, or of all)."""
+        return sum(
+            len(data)
+            for s in self._by_path.values()
+            if path is None or s.path == path
+            for _, data in s.written
+        )
 
     def crash(self, keep_bytes: int | None = None) -> None:
         """Forget unsynced writes, as a power cut would. Close the store first."""
@@ -197,3 +227,10 @@ class FaultyFileSystem(OsFileSystem):
                     os.unlink(path)
         self._new_files.clear()
         self._fds.clear()
+        # Files written without flushes (LMDB's): any page may or may not have
+        # reached the disk, so assume the worst, none of it is readable.
+        for path in self._unflushed:
+            if os.path.exists(path):
+                size = os.path.getsize(path)
+                with open(path, "r+b") as handle:
+                    handle.write(os.urandom(min(size, 1 << 20)))

@@ -1,14 +1,16 @@
-"""LogStore: a directory of named logs with LMDB as the commit point.
+"""LogStore: a directory of named logs, committed through one store-wide journal.
 
 Thread-safety: one LogStore may be shared by any number of threads. Writes
-are group-committed: concurrent `submit` calls run in one LMDB transaction,
-with one sync of each segment written and one LMDB commit. Several processes
-may open the same directory; LMDB's writer lock serialises their commits.
-Do not use a LogStore in a child after fork(): open a new one there.
+are group-committed: concurrent `submit` calls (and `submit_async` calls
+from event loops) run in one LMDB transaction, written as one journal entry
+with one flush. Several processes may open the same directory; the write
+lock serialises their commits. docs/guarantees.md, "The commit point", is
+the protocol. Do not use a LogStore in a child after fork(): open a new one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import functools
@@ -25,6 +27,7 @@ from typing import Any, Literal, TypeVar
 import lmdb
 
 from . import format as fmt
+from . import journal as jnl
 from . import keys
 from .errors import (
     AlreadyExists,
@@ -100,13 +103,25 @@ def _parse_log_info(log_id: int, data: bytes) -> LogInfo:
 
 
 class _Request:
-    __slots__ = ("op", "done", "result", "error")
+    __slots__ = ("op", "done", "result", "error", "future")
 
-    def __init__(self, op: Callable[[WriteContext], Any]) -> None:
+    def __init__(
+        self, op: Callable[[WriteContext], Any], future: asyncio.Future[Any] | None = None
+    ) -> None:
         self.op = op
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
+        self.future = future  # set by submit_async: the awaiting coroutine's
+
+
+class _JournalFull(Exception):
+    """A commit's entry does not fit in the journal's free space (see _commit_group)."""
+
+
+CHECKPOINT_AT = 4  # a background checkpoint once the journal is 1/4 full
+CHECKPOINT_INLINE_AT = 4 / 3  # and one before the next commit at 3/4
+CHECKPOINT_POLL_S = 0.05
 
 
 class LogStore:
@@ -142,8 +157,21 @@ class LogStore:
                 raise NotFound(f"store {self.path!r}: no tidelog store here")
         else:
             self.fs.makedirs(self.logs_path)
-        self.env: Any = _acquire_env(self.path, readonly=readonly, sync=(sync == "always"))
+        # Every handle holds live.lock shared; the one that gets it exclusively is
+        # the only handle, and recovers (guarantees.md, "After kill -9 ...").
+        self._live_fd, first = _take_live_lock(self.path, readonly)
+        self.journal: jnl.Journal | None = None
+        if first and not readonly:
+            try:
+                _restore_checkpoint(self.fs, self.path)
+            except BaseException:
+                os.close(self._live_fd)
+                raise
+        self.env: Any = _acquire_env(self.path, readonly=readonly, sync=False)
+        if not readonly:
+            self.fs.unflushed(os.path.join(self.path, "index.lmdb", "data.mdb"))
         self.dbs: dict[bytes, Any] = {}
+        self._db_names: dict[Any, bytes] = {}
         self._db_lock = threading.Lock()
         self._lock_fd: int | None = None
         try:
@@ -158,14 +186,17 @@ class LogStore:
                     self.dbs[name] = self.env.open_db(name, create=not readonly)
                 except lmdb.NotFoundError:
                     raise NotFound(f"store {self.path!r}: incomplete (no {name!r})") from None
+                self._db_names[self.dbs[name]] = name
             self._check_format()
         except BaseException:
             self._close_lock()
             _release_env(self.env)
+            os.close(self._live_fd)
             raise
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Request] = []
         self._leader_active = False
+        self._kick_pending = False  # submit_async: a _kick is scheduled on an event loop
         # Counters for tests and `tidelog stats`: commits made by this handle
         # and the operations they carried (ops / commits = group size).
         self.commit_count = 0
@@ -173,21 +204,35 @@ class LogStore:
         self.commit_observers: list[Callable[[float, int], None]] = []  # Store.observe_commits
         self._writer_fds: OrderedDict[int, tuple[int, int]] = OrderedDict()  # log id -> base, fd
         self._sync_pool: ThreadPoolExecutor | None = None
-        self._unsynced: set[tuple[int, int]] = set()
-        self._unsynced_lock = threading.Lock()
+        self._commit_pool: ThreadPoolExecutor | None = None
         self._info_cache: dict[str, LogInfo] = {}
         self._appended = threading.Condition(threading.Lock())
         self.recovery_report: Any = None
+        self.checkpoint_count = 0
+        self.journal_entries_replayed = 0  # by this handle's recovery
+        self._journal_dirty = False  # "interval"/"never": entries not yet flushed
         if not readonly:
             from .recovery import recover
 
             try:
+                self.journal = jnl.Journal(self.fs, self.path)
                 with self.write_lock():
+                    replayed = self._replay_journal() if first else 0
+                    before = self.env.info()["last_txnid"]
                     self.recovery_report = recover(self)
+                    self.journal_entries_replayed = replayed
+                    changed = self.env.info()["last_txnid"] != before
+                    if first or changed or not os.path.exists(self._checkpoint_path()):
+                        self._checkpoint_locked()
             except BaseException:
+                if self.journal is not None:
+                    self.journal.close()
                 self._close_lock()
                 _release_env(self.env)
+                os.close(self._live_fd)
                 raise
+        if first:
+            fcntl.flock(self._live_fd, fcntl.LOCK_SH)  # recovered: let other handles in
         self._syncer: threading.Thread | None = None
         self._stop_syncer = threading.Event()
         self._sync_interval_s = sync_interval_ms / 1000
@@ -196,6 +241,12 @@ class LogStore:
                 target=self._sync_loop, name="tidelog-syncer", daemon=True
             )
             self._syncer.start()
+        self._checkpointer: threading.Thread | None = None
+        if not readonly:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="tidelog-checkpointer", daemon=True
+            )
+            self._checkpointer.start()
 
     # -- format and state --------------------------------------------------
 
@@ -256,6 +307,8 @@ class LogStore:
                 except lmdb.NotFoundError:
                     # Read-only and never created: nothing of that kind exists yet.
                     self.dbs[name] = None
+                else:
+                    self._db_names[self.dbs[name]] = name
 
     def database(self, name: bytes) -> Any:
         """An engine-owned database opened by open_databases (None: never created)."""
@@ -297,7 +350,6 @@ class LogStore:
         self._writer_fds[log_id] = (base, fd)
         while len(self._writer_fds) > WRITER_FDS_MAX:
             _, (_, old) = self._writer_fds.popitem(last=False)
-            self._sync_before_close(old)
             self.fs.close(old)
         return fd
 
@@ -306,10 +358,6 @@ class LogStore:
         if cached is not None and cached[0] == base:
             del self._writer_fds[log_id]
             self.fs.close(cached[1])
-
-    def _sync_before_close(self, fd: int) -> None:
-        if self.sync_mode == "interval":
-            self.fs.fdatasync(fd)
 
     def fdatasync_all(self, fds: list[int]) -> None:
         """fdatasync every fd, in parallel when there are several; raises the first error.
@@ -327,12 +375,6 @@ class LogStore:
         for _ in self._sync_pool.map(self.fs.fdatasync, fds):
             pass
 
-    def mark_unsynced(self, log_id: int, base: int) -> None:
-        # "never" too: store.sync() must find what it has to flush.
-        if self.sync_mode != "always":
-            with self._unsynced_lock:
-                self._unsynced.add((log_id, base))
-
     def _sync_loop(self) -> None:
         while not self._stop_syncer.wait(self._sync_interval_s):
             try:
@@ -341,20 +383,12 @@ class LogStore:
                 self._failed = exc
 
     def sync(self) -> None:
-        """Flush every unsynced segment, then LMDB, to stable storage."""
-        with self._unsynced_lock:
-            pending, self._unsynced = self._unsynced, set()
-        for log_id, base in pending:
-            try:
-                fd = self.fs.open_read(self.segment_path(log_id, base))
-            except FileNotFoundError:
-                continue  # deleted by retention since
-            try:
-                self.fs.fdatasync(fd)
-            finally:
-                self.fs.close(fd)
-        if not self._readonly:
-            self.env.sync(True)
+        """Flush the journal: every commit made so far survives a power cut."""
+        if self._readonly or self.journal is None:
+            return
+        if self._journal_dirty:
+            self._journal_dirty = False
+            self.journal.flush()
 
     # -- catalog ----------------------------------------------------------------
 
@@ -419,6 +453,7 @@ class LogStore:
         info = LogInfo(
             log_id, name, segment_bytes_max, retention_ms, retention_bytes, ctx.now_ms, meta
         )
+        ctx.flush_always = True  # catalog changes are durable in every mode
         txn.put(encoded, keys.U64.pack(log_id), db=self.dbs[keys.DB_NAMES])
         txn.put(keys.log_key(log_id), info.to_json(), db=self.dbs[keys.DB_LOGS])
         base = 0
@@ -476,6 +511,7 @@ class LogStore:
         if raw is None:
             raise NotFound(f"log {name!r}: not found")
         log_id = keys.U64.unpack(raw)[0]
+        ctx.flush_always = True  # the directory goes right after the commit
         txn.delete(name.encode(), db=self.dbs[keys.DB_NAMES])
         txn.delete(keys.log_key(log_id), db=self.dbs[keys.DB_LOGS])
         txn.delete(keys.log_key(log_id), db=self.dbs[keys.DB_ENDS])
@@ -505,10 +541,12 @@ class LogStore:
         """Run `op` in a write transaction and commit it; returns op's result.
 
         Blocks until the commit is durable as the sync mode promises.
-        Concurrent calls from other threads share one transaction and one
-        sync (group commit). If `op` raises, the other operations of its group
-        are re-run in a fresh transaction without it, so an op must only act
-        through the context it is given. Ops must not call submit themselves.
+        Concurrent calls from other threads share one transaction, one journal
+        entry and one flush (group commit: the first caller to find no commit
+        running leads one for everything queued). If `op` raises, the other
+        operations of its group are re-run in a fresh transaction without it,
+        so an op must only act through the context it is given. Ops must not
+        call submit themselves.
         """
         self.check_writable()
         request = _Request(op)
@@ -532,6 +570,68 @@ class LogStore:
         if request.error is not None:
             raise request.error
         return request.result  # type: ignore[no-any-return]
+
+    async def submit_async(self, op: Callable[[WriteContext], T]) -> T:
+        """`submit` for coroutines: the commit runs on a committer thread.
+
+        Operations submitted by many tasks of one event loop (and by threads)
+        join the same groups; the event loop is never blocked by a flush.
+        Thread-safe like submit; the result or error is the same.
+        """
+        self.check_writable()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        request = _Request(op, future)
+        with self._cond:
+            self._queue.append(request)
+            kick = not self._leader_active and not self._kick_pending
+            if kick:
+                self._kick_pending = True
+        if kick:
+            # Start the committer after the tasks already runnable in this turn of
+            # the loop have queued their requests too: one group for all of them.
+            loop.call_soon(self._kick)
+        await future
+        if request.error is not None:
+            raise request.error
+        return request.result  # type: ignore[no-any-return]
+
+    def _kick(self) -> None:
+        with self._cond:
+            self._kick_pending = False
+            if self._leader_active or not self._queue:
+                return  # a leader is running: it takes the queue when its group ends
+            self._leader_active = True
+        self._committer().submit(self._lead)
+
+    def _committer(self) -> ThreadPoolExecutor:
+        if self._commit_pool is None:
+            with self._db_lock:
+                if self._commit_pool is None:
+                    self._commit_pool = ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix="tidelog-committer"
+                    )
+        return self._commit_pool
+
+    def _lead(self) -> None:
+        """Lead commits on the committer thread while requests keep arriving."""
+        cond = self._cond
+        while True:
+            with cond:
+                batch, self._queue = self._queue, []
+                if not batch:
+                    self._leader_active = False
+                    cond.notify_all()
+                    return
+            try:
+                self._run_group(batch)
+            except BaseException as exc:  # noqa: BLE001 - never leave a coroutine waiting
+                for request in batch:
+                    if not request.done:
+                        request.error, request.done = exc, True
+                _wake_coroutines(batch)
+            with cond:
+                cond.notify_all()  # threads whose requests this group carried
 
     @contextlib.contextmanager
     def write_lock(self) -> Iterator[None]:
@@ -558,7 +658,14 @@ class LogStore:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _run_group(self, batch: list[_Request]) -> None:
+        try:
+            self._run_group_inner(batch)
+        finally:
+            _wake_coroutines(batch)
+
+    def _run_group_inner(self, batch: list[_Request]) -> None:
         pending = batch
+        journal_reset = False
         while pending:
             try:
                 self.check_writable()
@@ -569,9 +676,18 @@ class LogStore:
             failed: _Request | None = None
             with self.write_lock():  # see write_lock: before LMDB's own
                 started = time.perf_counter()
-                txn = self.env.begin(write=True)
                 try:
+                    row = self._journal_row()
+                    if row.position * CHECKPOINT_INLINE_AT > self._journal().capacity:
+                        self._checkpoint_locked()
+                except BaseException as exc:
+                    self._fail_requests(pending, exc)
+                    return
+                raw = self.env.begin(write=True)
+                try:
+                    txn = jnl.RecordingTxn(raw, self._db_names, [])
                     ctx = WriteContext(self, txn, self.now_ms())
+                    ctx.slow_commit = journal_reset
                     results: list[Any] = []
                     for request in pending:
                         try:
@@ -589,22 +705,30 @@ class LogStore:
                             failed = request
                             break
                     if failed is not None:
-                        txn.abort()
+                        raw.abort()
                         failed.done = True
                         pending = [r for r in pending if r is not failed]
                         continue
                     ctx.commit()
+                except _JournalFull:
+                    # Too big for what is left of this cycle: checkpoint (the journal
+                    # restarts empty) and run the group again; a second time it takes
+                    # the slow path (WriteContext.slow_commit).
+                    raw.abort()
+                    try:
+                        self._checkpoint_locked()
+                    except BaseException as exc:
+                        self._fail_requests(pending, exc)
+                        return
+                    journal_reset = True
+                    continue
                 except lmdb.MapFullError:
-                    txn.abort()
+                    raw.abort()
                     self._grow_map()
                     continue
                 except BaseException as exc:
-                    txn.abort()
-                    if isinstance(exc, OSError | lmdb.Error):
-                        self._fail(exc)
-                        exc = StoreFailed(f"store {self.path!r}: write failed: {exc}")
-                    for request in pending:
-                        request.error, request.done = exc, True
+                    raw.abort()
+                    self._fail_requests(pending, exc)
                     return
             self.commit_count += 1
             self.op_count += len(pending)
@@ -614,6 +738,236 @@ class LogStore:
                 request.result, request.done = result, True
             self._notify_appended()
             return
+
+    def _fail_requests(self, pending: list[_Request], exc: BaseException) -> None:
+        if isinstance(exc, OSError | lmdb.Error):
+            self._fail(exc)
+            exc = StoreFailed(f"store {self.path!r}: write failed: {exc}")
+        for request in pending:
+            request.error, request.done = exc, True
+
+    # -- the journal (docs/guarantees.md, "The commit point") ---------------------
+
+    def _journal(self) -> jnl.Journal:
+        if self.journal is None:
+            raise ReadOnly(f"store {self.path!r}: opened read-only")
+        return self.journal
+
+    def _journal_row(self, txn: Txn | None = None) -> jnl.JournalRow:
+        if txn is None:
+            with self.env.begin() as read:
+                raw = read.get(jnl.META_JOURNAL, db=self.dbs[keys.DB_META])
+        else:
+            raw = txn.get(jnl.META_JOURNAL, db=self.dbs[keys.DB_META])
+        if raw is None:
+            return jnl.JournalRow(1, 1, 0, 0)
+        return jnl.JournalRow.unpack(raw)
+
+    def commit_writes(
+        self, ctx: WriteContext, writes: list[tuple[int, int, int, bytes, bool]]
+    ) -> None:
+        """Commit a WriteContext: one journal entry, one flush, then segments and LMDB.
+
+        `writes` are (log id, base, position, bytes, new file) for each segment
+        write of the commit; its LMDB writes were recorded by ctx.txn.
+        Called by WriteContext.commit with the write lock held.
+        """
+        txn: jnl.RecordingTxn = ctx.txn
+        raw = txn.raw
+        if not writes and not txn.ops:
+            raw.commit()  # nothing changed: no entry, no flush
+            return
+        journal = self._journal()
+        row = self._journal_row(raw)
+        parts = [jnl.segment_op(log_id, base, pos, data) for log_id, base, pos, data, _ in writes]
+        parts.extend(txn.ops)
+        payload = b"".join(parts)
+        if not journal.fits(row, len(payload)):
+            if not ctx.slow_commit:
+                raise _JournalFull
+            self._commit_in_place(raw, writes)
+            return
+        end = journal.write(row, payload)
+        try:
+            if self.sync_mode == "always" or ctx.flush_always or any(w[4] for w in writes):
+                # The one device flush of the commit. In the other modes a commit that
+                # rolls a segment flushes too: sealed segments are durable in every mode.
+                journal.flush()
+                self._journal_dirty = False
+            else:
+                self._journal_dirty = True
+        except BaseException:
+            # The call fails: unmake its entry, so that no recovery without a power
+            # cut commits it (after one, it may or may not be there; guarantees.md).
+            with contextlib.suppress(OSError):
+                journal.erase(row)
+            raise
+        self._write_segments(writes)
+        row.next_lsn += 1
+        row.position = end
+        raw.put(jnl.META_JOURNAL, row.pack(), db=self.dbs[keys.DB_META])
+        raw.commit()
+
+    def _write_segments(self, writes: list[tuple[int, int, int, bytes, bool]]) -> None:
+        fs = self.fs
+        for log_id, base, position, data, new in writes:
+            if new:
+                fd = self.writer_fd(log_id, base, create=True)
+            else:
+                fd = self.writer_fd(log_id, base)
+                if fs.size(fd) > position:
+                    # Garbage from a writer that died past the committed end.
+                    fs.truncate(fd, position)
+            if data:
+                fs.pwrite(fd, data, position)
+
+    def _commit_in_place(self, raw: Txn, writes: list[tuple[int, int, int, bytes, bool]]) -> None:
+        """The slow path for a commit bigger than the journal: flush in place, checkpoint."""
+        self._write_segments(writes)
+        for log_id, base in dict.fromkeys((w[0], w[1]) for w in writes):
+            fd = self.fs.open_read(self.segment_path(log_id, base))
+            try:
+                self.fs.fdatasync(fd)
+            finally:
+                self.fs.close(fd)
+        for log_id in {w[0] for w in writes if w[4]}:
+            self.fs.fsync_dir(self.log_dir(log_id))
+        raw.commit()
+        self._checkpoint_locked()
+
+    def _checkpoint_path(self) -> str:
+        return os.path.join(self.path, jnl.CHECKPOINT_NAME)
+
+    def checkpoint(self) -> None:
+        """Flush what the journal covers, copy LMDB to checkpoint.mdb, restart the journal.
+
+        Runs off the acknowledgement path (a background thread calls it when
+        the journal is a quarter full). Blocks this store's commits meanwhile.
+        """
+        self.check_writable()
+        cond = self._cond
+        with cond:
+            while self._leader_active:
+                cond.wait()
+            self._leader_active = True
+        try:
+            with self.write_lock():
+                self._checkpoint_locked()
+        finally:
+            with cond:
+                self._leader_active = False
+                cond.notify_all()
+
+    def _checkpoint_locked(self) -> None:
+        journal = self._journal()
+        fs = self.fs
+        row = self._journal_row()
+        dirs: set[str] = set()
+        for log_id, base in sorted(jnl.segment_files(journal, row)):
+            try:
+                fd = fs.open_read(self.segment_path(log_id, base))
+            except FileNotFoundError:
+                continue  # deleted since (retention, delete_log)
+            try:
+                fs.fdatasync(fd)
+            finally:
+                fs.close(fd)
+            dirs.add(self.log_dir(log_id))
+        for directory in sorted(dirs):
+            with contextlib.suppress(FileNotFoundError):
+                fs.fsync_dir(directory)
+        if dirs:
+            fs.fsync_dir(self.logs_path)
+        # The next cycle starts at position 0 with a new salt; set it before the
+        # copy so that the copy names where replay starts.
+        fresh = jnl.JournalRow(row.next_lsn, row.next_lsn, 0, jnl.new_salt())
+        with self.env.begin(write=True) as txn:
+            txn.put(jnl.META_JOURNAL, fresh.pack(), db=self.dbs[keys.DB_META])
+        final = self._checkpoint_path()
+        temp = final + ".tmp"
+        fs.unlink(temp)
+        fd = fs.create(temp)
+        try:
+            self.env.copyfd(fd)
+            fs.fdatasync(fd)
+        finally:
+            fs.close(fd)
+        fs.rename(temp, final)
+        fs.fsync_dir(self.path)
+        self.checkpoint_count += 1
+
+    def _checkpoint_if_last(self) -> None:
+        """At close, the last handle on the store checkpoints: the next open replays nothing.
+
+        Not in "never" mode, which flushes only when asked (store.sync()).
+        """
+        if self._readonly or self._failed is not None or self.journal is None:
+            return
+        if self.sync_mode == "never":
+            return
+        try:
+            fcntl.flock(self._live_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # other handles live on (the failed conversion dropped ours: closing)
+        with contextlib.suppress(OSError, Error), self.write_lock():
+            if self._journal_row().position > 0:
+                self._checkpoint_locked()
+
+    def _checkpoint_loop(self) -> None:
+        while not self._stop_syncer.wait(CHECKPOINT_POLL_S):
+            if self._failed is not None or self.journal is None:
+                continue
+            try:
+                if self._journal_row().position * CHECKPOINT_AT > self.journal.capacity:
+                    self.checkpoint()
+            except Error:
+                continue  # closed or failed: the next write reports it
+            except Exception as exc:  # noqa: BLE001 - fail-stop, reported on next write
+                self._fail(exc)
+
+    def _replay_journal(self) -> int:
+        """Apply the journal's entries past the restored checkpoint; returns how many.
+
+        Idempotent: bytes to fixed positions, absolute puts and deletes.
+        """
+        journal = self._journal()
+        fs = self.fs
+        count_ = 0
+        with self.env.begin(write=True) as txn:
+            row = self._journal_row(txn)
+            dbs: dict[bytes, Any] = {b"": None}
+            fds: dict[tuple[int, int], int] = {}
+            try:
+                for _lsn, payload, end in journal.entries(row, row.position):
+                    for tag, target, key, value in jnl.decode_ops(payload):
+                        if tag == jnl.OP_SEGMENT:
+                            fd = fds.get(target)
+                            if fd is None:
+                                path = self.segment_path(*target)
+                                fs.makedirs(os.path.dirname(path))
+                                try:
+                                    fd = fs.create(path)
+                                except FileExistsError:
+                                    fd = fs.open_append(path)
+                                fds[target] = fd
+                            fs.pwrite(fd, bytes(value), key)
+                            continue
+                        db = dbs.get(target)
+                        if target not in dbs:
+                            db = dbs[target] = self.env.open_db(target, txn=txn, create=True)
+                        if tag == jnl.OP_PUT:
+                            txn.put(key, value, db=db)
+                        else:
+                            txn.delete(key, db=db)
+                    row.next_lsn += 1
+                    row.position = end
+                    count_ += 1
+            finally:
+                for fd in fds.values():
+                    fs.close(fd)
+            if count_:
+                txn.put(jnl.META_JOURNAL, row.pack(), db=self.dbs[keys.DB_META])
+        return count_
 
     def _fail(self, exc: BaseException) -> None:
         self._failed = exc
@@ -655,20 +1009,28 @@ class LogStore:
         self._stop_syncer.set()
         if self._syncer is not None:
             self._syncer.join()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
         with self._cond:
             while self._leader_active:
                 self._cond.wait()
             if self.sync_mode == "interval" and self._failed is None and not self._readonly:
                 with contextlib.suppress(OSError):
-                    self.sync()
+                    self.sync()  # "interval" promises the last interval at close too
+            self._checkpoint_if_last()
             for _, fd in self._writer_fds.values():
                 self.fs.close(fd)
             self._writer_fds.clear()
             self._closed = True
         if self._sync_pool is not None:
             self._sync_pool.shutdown()
+        if self._commit_pool is not None:
+            self._commit_pool.shutdown()
+        if self.journal is not None:
+            self.journal.close()
         self._close_lock()
         _release_env(self.env)
+        os.close(self._live_fd)
 
 
 class _SharedEnv:
@@ -704,11 +1066,10 @@ def _acquire_env(path: str, *, readonly: bool, sync: bool) -> Any:
         shared = _shared_envs.get(identity) if identity is not None else None
         if shared is not None:
             # A shared environment keeps the settings of the handle that opened it.
-            if not readonly and (shared.readonly or (sync and not shared.sync)):
-                held = "read-only" if shared.readonly else "without sync='always'"
+            if not readonly and shared.readonly:
                 raise InvalidArgument(
-                    f"store {path!r}: already open in this process {held} (open it with "
-                    "the same settings, or close the other handle first)"
+                    f"store {path!r}: already open in this process read-only (open it "
+                    "read-only too, or close the other handle first)"
                 )
             shared.users += 1
             return shared.env
@@ -740,6 +1101,72 @@ def _release_env(env: Any) -> None:
                 del _shared_envs[identity]
                 break
         env.close()
+
+
+def _wake_coroutines(batch: list[_Request]) -> None:
+    """Settle the futures of a group's finished async requests: one wake-up per loop,
+    so that all of its tasks run again in one turn and queue their next commit together."""
+    by_loop: dict[Any, list[asyncio.Future[Any]]] = {}
+    for request in batch:
+        future = request.future
+        if future is not None and request.done:
+            request.future = None
+            by_loop.setdefault(future.get_loop(), []).append(future)
+    for loop, futures in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
+            loop.call_soon_threadsafe(_settle, futures)
+
+
+def _settle(futures: list[asyncio.Future[Any]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
+
+
+def _take_live_lock(path: str, readonly: bool) -> tuple[int, bool]:
+    """Hold DATA/live.lock shared; True when this handle got it exclusively first.
+
+    The exclusive holder is the only handle open on the store, so it may
+    restore LMDB from the checkpoint and replay the journal; it downgrades to
+    shared once recovered.
+    """
+    lock_path = os.path.join(path, jnl.LIVE_LOCK_NAME)
+    if readonly:
+        try:
+            # Created if missing (a store from before the journal), so that a writer
+            # opening later sees this handle and never restores LMDB under it.
+            fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            # A directory we may not write: no writer can open it either.
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        return fd, False
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits while a first handle recovers
+        return fd, False
+    return fd, True
+
+
+def _restore_checkpoint(fs: OsFileSystem, path: str) -> None:
+    """Replace the LMDB file a dead writer left with the last checkpoint (flushed).
+
+    No checkpoint yet: a new store, or one written before the journal (whose
+    LMDB was synced at every commit); its LMDB file is kept.
+    """
+    checkpoint = os.path.join(path, jnl.CHECKPOINT_NAME)
+    if not os.path.exists(checkpoint):
+        return
+    env_dir = os.path.join(path, "index.lmdb")
+    fs.makedirs(env_dir)
+    data = os.path.join(env_dir, "data.mdb")
+    temp = data + ".restore"
+    fs.unlink(temp)
+    fs.copy_aside(checkpoint, temp)
+    fs.rename(temp, data)
+    fs.fsync_dir(env_dir)
 
 
 def delete_prefix(txn: Txn, db: Any, prefix: bytes) -> None:

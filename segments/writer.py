@@ -1,9 +1,8 @@
 """WriteContext: everything done inside one LMDB write transaction.
 
 A WriteContext frames records into memory, assigns offsets and index
-entries, and at commit writes the frames to their segment files, syncs them
-(in "always" mode), then commits the LMDB transaction that advances each
-log's end. docs/format.md, "Commit protocol", is the specification.
+entries, and at commit hands the frames and LMDB rows to the store, which
+commits them through its journal (docs/guarantees.md, "The commit point").
 """
 
 from __future__ import annotations
@@ -99,7 +98,11 @@ class WriteContext:
         self.now_ms = now_ms
         self._states: dict[int, _LogState] = {}
         self._after_commit: list[Callable[[], None]] = []
-        self._segment_fsyncs_needed = store.sync_mode == "always"
+        self.slow_commit = False  # set by the store: flush in place (too big for the journal)
+        # Flush this commit's journal entry in every sync mode: set by commits that
+        # delete files after committing (a lost commit must not outlive its unlinks)
+        # or change the catalog.
+        self.flush_always = False
 
     # -- engine access ---------------------------------------------------
 
@@ -363,6 +366,7 @@ class WriteContext:
                     break
         state.start_offset = new_start
         state.dirty = True
+        self.flush_always = True  # the unlinks below must not outlive a lost commit
         paths = [self.store.segment_path(log_id, base) for base in bases]
         fs = self.store.fs
 
@@ -375,58 +379,38 @@ class WriteContext:
     # -- commit --------------------------------------------------------------
 
     def commit(self) -> None:
-        """Write and sync segment bytes, then commit LMDB (the commit point)."""
+        """Hand the segment writes and LMDB rows to the store's journal commit.
+
+        No I/O here: LogStore.commit_writes writes one journal entry, flushes
+        it, writes the segments and commits LMDB (docs/guarantees.md, "The
+        commit point").
+        """
         store = self.store
-        fs = store.fs
         dbs = store.dbs
         txn = self.txn
-        synced_dirs: set[str] = set()
-        always = store.sync_mode == "always"
-        # Segment syncs of one commit run in parallel (a topic fan-out writes
-        # many logs); a sealed segment is synced at once, as its fd closes.
-        to_sync: list[int] = []
+        writes: list[tuple[int, int, int, bytes, bool]] = []
         for state in self._states.values():
             if not state.dirty:
                 continue
             log_id = state.info.id
             for write in state.writes:
+                frames = b"".join(write.frames)
                 if write.new:
-                    fd = store.writer_fd(log_id, write.base, create=True)
-                    fs.pwrite(fd, fmt.encode_segment_header(write.base), 0)
-                    synced_dirs.add(store.log_dir(log_id))
+                    data = fmt.encode_segment_header(write.base) + frames
+                    writes.append((log_id, write.base, 0, data, True))
                 else:
-                    fd = store.writer_fd(log_id, write.base)
-                    if fs.size(fd) > write.start_position:
-                        # Garbage from a writer that died past the committed end.
-                        fs.truncate(fd, write.start_position)
-                if write.frames:
-                    fs.pwrite(fd, b"".join(write.frames), write.start_position)
-                if write.sealed:
-                    fs.fdatasync(fd)
-                    store.close_writer_fd(log_id, write.base)
-                elif always:
-                    to_sync.append(fd)
-                    if len(to_sync) >= SYNC_BATCH_MAX:
-                        store.fdatasync_all(to_sync)
-                        to_sync.clear()
-                else:
-                    store.mark_unsynced(log_id, write.base)
+                    writes.append((log_id, write.base, write.start_position, frames, False))
             txn.put(keys.log_key(log_id), state.ends().pack(), db=dbs[keys.DB_ENDS])
             for offset, base, position, ts in state.index:
                 txn.put(
                     keys.log_offset_key(log_id, offset),
                     keys.INDEX_ROW.pack(base, position, ts),
                     db=dbs[keys.DB_INDEX],
-                    append=False,
                 )
                 txn.put(keys.time_key(log_id, ts, offset), b"", db=dbs[keys.DB_TIMEINDEX])
             for base, row in state.segment_rows.items():
                 txn.put(keys.log_offset_key(log_id, base), row.pack(), db=dbs[keys.DB_SEGMENTS])
-        if to_sync:
-            store.fdatasync_all(to_sync)
-        for path in synced_dirs:
-            fs.fsync_dir(path)
-        txn.commit()
+        store.commit_writes(self, writes)
         for fn in self._after_commit:
             fn()
 

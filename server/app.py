@@ -71,6 +71,9 @@ log = logging.getLogger("tidelog.server")
 # larger): 8 MiB leaves room for the JSON around it and bounds what one
 # request may make the server hold.
 REQUEST_BYTES_MAX = 8 * 1024 * 1024
+# Requests to async handlers up to this size are parsed on the event loop;
+# larger ones go to the executor, so that parsing never stalls the loop long.
+ASYNC_BODY_BYTES_MAX = 64 * 1024
 # No request shape of these services nests deeper than 8 levels; a body that
 # does is refused before any handler sees it (tidelog.json_limits).
 REQUEST_DEPTH_MAX = 32
@@ -162,7 +165,9 @@ class Service:
         handlers: Mapping[str, Callable[[Context, dict[str, Any]], Any]],
         from_library: Callable[..., AwsError],
         invalid: Callable[[model.ShapeError], AwsError],
+        async_handlers: Mapping[str, Callable[[Context, dict[str, Any]], Any]] | None = None,
     ) -> None:
+        self.async_handlers = async_handlers or {}
         self.name = name
         self.content_type = content_type
         self.namespace = namespace
@@ -173,19 +178,54 @@ class Service:
     def call(self, ctx: Context, operation: str, body: bytes) -> Reply:
         try:
             return self._call(ctx, operation, body)
-        except AwsError as error:
-            return _json_error(error, self.content_type, self.namespace)
-        except Exception as exc:  # a bug here must answer 500, not drop the connection
-            log.exception("%s %s failed", self.name, operation)
-            failure = AwsError(
-                "InternalFailure", f"internal error: {exc!r}", 500, sender_fault=False
-            )
-            return _json_error(failure, self.content_type, self.namespace)
+        except Exception as exc:  # noqa: BLE001 - mapped to AWS's error shapes
+            return self._error(operation, exc)
+
+    async def call_async(self, ctx: Context, operation: str, body: bytes) -> Reply:
+        """`call` for an operation in async_handlers, run on the event loop."""
+        try:
+            request = self._request(operation, body)
+            try:
+                result = await self.async_handlers[operation](ctx, request)
+            except tidelog.Error as exc:
+                raise self._library(exc, operation, request, ctx) from None
+            return _json_reply(200, self.content_type, result, [])
+        except Exception as exc:  # noqa: BLE001 - mapped to AWS's error shapes
+            return self._error(operation, exc)
+
+    def _error(self, operation: str, exc: Exception) -> Reply:
+        if isinstance(exc, AwsError):
+            return _json_error(exc, self.content_type, self.namespace)
+        if isinstance(exc, tidelog.Error):
+            return _json_error(self.from_library(exc), self.content_type, self.namespace)
+        # A bug here must answer 500, not drop the connection.
+        log.error("%s %s failed", self.name, operation, exc_info=exc)
+        failure = AwsError("InternalFailure", f"internal error: {exc!r}", 500, sender_fault=False)
+        return _json_error(failure, self.content_type, self.namespace)
+
+    def _library(
+        self, exc: tidelog.Error, operation: str, request: dict[str, Any], ctx: Context
+    ) -> AwsError:
+        """The library's error as the service says it (server/errors.py's tables)."""
+        return self.from_library(exc, operation=operation, request=request, account=ctx.account_id)
 
     def _call(self, ctx: Context, operation: str, body: bytes) -> Reply:
         handler = self.handlers.get(operation)
+        if handler is None:
+            raise AwsError("UnknownOperationException", f"Unknown operation {operation!r}")
+        request = self._request(operation, body)
+        try:
+            result = handler(ctx, request)
+        except tidelog.Error as exc:
+            raise self._library(exc, operation, request, ctx) from None
+        if isinstance(result, StreamingResult):
+            return StreamingReply(result)
+        return _json_reply(200, self.content_type, result, [])
+
+    def _request(self, operation: str, body: bytes) -> dict[str, Any]:
+        """The request parsed and checked against the operation's input shape."""
         op_model = model.operation(self.name, operation)
-        if handler is None or op_model is None:
+        if op_model is None:
             raise AwsError("UnknownOperationException", f"Unknown operation {operation!r}")
         try:
             request = json_limits.loads(body, REQUEST_DEPTH_MAX) if body else {}
@@ -198,16 +238,7 @@ class Service:
             model.check_json(op_model.input_shape, request, library_text=library_text)
         except model.ShapeError as exc:
             raise self.invalid(exc) from None
-        try:
-            result = handler(ctx, request)
-        except tidelog.Error as exc:
-            # The library's text, as the service says it (server/errors.py's tables).
-            raise self.from_library(
-                exc, operation=operation, request=request, account=ctx.account_id
-            ) from None
-        if isinstance(result, StreamingResult):
-            return StreamingReply(result)
-        return _json_reply(200, self.content_type, result, [])
+        return request
 
 
 def _kinesis_invalid(error: model.ShapeError) -> AwsError:
@@ -222,6 +253,7 @@ SQS = Service(
     sqs.HANDLERS,
     from_library_sqs,
     sqs_invalid,
+    sqs.ASYNC_HANDLERS,
 )
 KINESIS = Service(
     "kinesis",
@@ -586,6 +618,9 @@ class App:
                 )
                 return _json_error(error, service.content_type, service.namespace)
             operation = target.split(".", 1)[1]
+            if operation in service.async_handlers and len(body) <= ASYNC_BODY_BYTES_MAX:
+                # Parsed on the loop (small bodies only) and committed with an await.
+                return await service.call_async(ctx, operation, body)
             return await loop.run_in_executor(self.executor, service.call, ctx, operation, body)
         if target:
             error = AwsError("UnknownOperationException", f"Unknown target {target!r}")

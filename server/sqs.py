@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import tidelog
@@ -22,6 +22,7 @@ from tidelog.server.errors import from_library_sqs, sqs_error
 from tidelog.server.xml_text import sqs_text
 
 Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
+AsyncHandler = Callable[[Context, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 # SQS attribute name -> create_queue keyword, and the values SQS takes for it.
 _INT_ATTRIBUTES = {
@@ -377,20 +378,34 @@ def _missing_group(queue: tidelog.Queue, entry: Mapping[str, Any]) -> bool:
     return queue.name.endswith(FIFO_SUFFIX) and entry.get("MessageGroupId") is None
 
 
-def send_message(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+def _send_call(
+    ctx: Context, request: dict[str, Any]
+) -> tuple[tidelog.Queue, tuple[Any, ...], dict[str, Any]]:
+    """The queue and the arguments of Queue.send (or send_async) for a SendMessage."""
     queue = _queue(ctx, request)
     if _missing_group(queue, request):
         raise sqs_error("MissingParameter", parameter="MessageGroupId")
     # The body goes to the library as text, which refuses what SQS refuses
     # (InvalidMessageContents) before it is encoded.
-    result = queue.send(
-        request["MessageBody"],
-        _message_attributes(request.get("MessageAttributes")),
-        delay=request.get("DelaySeconds"),
-        group_id=request.get("MessageGroupId"),
-        dedup_id=request.get("MessageDeduplicationId"),
-    )
-    return _sent(result)
+    args = (request["MessageBody"], _message_attributes(request.get("MessageAttributes")))
+    kwargs = {
+        "delay": request.get("DelaySeconds"),
+        "group_id": request.get("MessageGroupId"),
+        "dedup_id": request.get("MessageDeduplicationId"),
+    }
+    return queue, args, kwargs
+
+
+def send_message(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    queue, args, kwargs = _send_call(ctx, request)
+    return _sent(queue.send(*args, **kwargs))
+
+
+async def send_message_async(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    """SendMessage on the event loop: the commit is awaited (Queue.send_async), so
+    concurrent requests share group commits without a thread each."""
+    queue, args, kwargs = _send_call(ctx, request)
+    return _sent(await queue.send_async(*args, **kwargs))
 
 
 def send_message_batch(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
@@ -675,4 +690,18 @@ _HANDLERS: dict[str, Handler] = {
 # its request's bounds first.
 HANDLERS: dict[str, Handler] = {name: _checked(h) for name, h in _HANDLERS.items()}
 
-__all__ = ["HANDLERS"]
+
+def _checked_async(handler: AsyncHandler) -> AsyncHandler:
+    async def checked(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+        check_parameters(request)
+        return await handler(ctx, request)
+
+    checked.__name__ = handler.__name__
+    return checked
+
+
+# Served on the event loop by the JSON endpoint (server/app.py): the commit is
+# awaited, not waited for in an executor thread.
+ASYNC_HANDLERS: dict[str, AsyncHandler] = {"SendMessage": _checked_async(send_message_async)}
+
+__all__ = ["ASYNC_HANDLERS", "HANDLERS"]

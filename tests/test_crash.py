@@ -221,6 +221,7 @@ class CrashHarness:
         self.acks: list[Ack] = []
         self.end = 0  # the committed end seen by the last verification
         self.ever_ready = False
+        self.last_check_readonly = False
         self.stats = Stats()
 
     def where(self, round_no: int) -> str:
@@ -267,7 +268,12 @@ class CrashHarness:
             assert (dropped, clean) == ("0", "1"), (
                 f"the child's own recovery lost data: {ready[0]} {self.where(round_no)}"
             )
-            assert int(end) == self.end, (
+            # A read-only verification does not replay the journal: the killed
+            # child's last journaled, unacknowledged call may still be committed
+            # by the next writable open (docs/guarantees.md, read-only handles);
+            # the next verification checks those records call by call.
+            grew_ok = self.last_check_readonly and int(end) >= self.end
+            assert int(end) == self.end or grew_ok, (
                 f"child saw end {ready[0]} but the last verification saw {self.end} "
                 f"{self.where(round_no)}"
             )
@@ -280,6 +286,7 @@ class CrashHarness:
         # Verify read-only on some rounds, so the next child's own open
         # recovers the dirty directory (and may itself be killed doing it).
         readonly = self.ever_ready and self.rng.random() < 0.35
+        self.last_check_readonly = readonly
         verify = self._verify_fanout if self.mode == "fanout" else self._verify_single
         try:
             verify(round_no, new_acks, readonly)

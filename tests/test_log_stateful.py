@@ -735,7 +735,9 @@ class LogMachine(RuleBasedStateMachine):
                 del m.records[end:]
                 m.last_ts = log.ends().last_timestamp_ms
                 assert m.last_ts >= max((r.timestamp_ms for r in m.records), default=0)
-        assert report.records_dropped == lost, (report, lost)
+        # Commits a power cut took never reached the disk: their journal entries
+        # are gone, so nothing is left to count or report (docs/guarantees.md).
+        assert report.records_dropped == 0, (report, lost)
         event(f"reopen: {kind}" + (", records lost" if lost else ""))
         if not lossy:
             assert report.clean, report
@@ -924,17 +926,23 @@ TwoHandlesMachine.TestCase.settings = settings(
 TestTwoHandles = TwoHandlesMachine.TestCase
 
 
-def test_second_handle_with_weaker_settings_is_refused(tmp_path: os.PathLike[str]) -> None:
-    """Handles in one process share LMDB; one that would weaken the other's is refused."""
+def test_handles_share_lmdb_each_with_its_own_sync_mode(tmp_path: os.PathLike[str]) -> None:
+    """Handles in one process share LMDB (opened without syncs in every mode: the
+    journal is what is flushed); each handle flushes its own commits as its mode says.
+    A writable handle beside a read-only one that opened LMDB first is refused."""
+    fs = FaultyFileSystem()
+    journal = os.path.join(tmp_path, "journal")
     with tidelog.open(tmp_path, "never") as weak:
         weak.create_log("x").append(b"1")
-        with pytest.raises(tidelog.InvalidArgument):
-            tidelog.open(tmp_path, "always")
+        with tidelog.open(tmp_path, "always", fs=fs) as strong:
+            strong.log("x").append(b"2")
+            assert fs.unsynced_bytes(journal) == 0  # flushed before append returned
+        weak.log("x").append(b"3")
         with tidelog.open(tmp_path, "never") as same, tidelog.open(tmp_path, readonly=True) as ro:
-            assert [r.value for r in same.log("x").read()] == [b"1"]
-            assert [r.value for r in ro.log("x").read()] == [b"1"]
+            assert [r.value for r in same.log("x").read()] == [b"1", b"2", b"3"]
+            assert [r.value for r in ro.log("x").read()] == [b"1", b"2", b"3"]
     with tidelog.open(tmp_path, readonly=True) as ro:
         with pytest.raises(tidelog.InvalidArgument):
             tidelog.open(tmp_path)
         with tidelog.open(tmp_path, readonly=True) as ro2:
-            assert len(ro2.log("x")) == len(ro.log("x")) == 1
+            assert len(ro2.log("x")) == len(ro.log("x")) == 3
