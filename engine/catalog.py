@@ -39,6 +39,7 @@ ENGINE_DATABASES: tuple[bytes, ...] = (
     b"topic_state",
     b"topic_dedup",
     b"topic_dedup_expiry",
+    b"topic_views",
     b"sql_applications",  # sql.py: continuous queries and their checkpoints
     b"delivery_streams",  # delivery streams
     b"delivery_state",

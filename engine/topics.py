@@ -71,15 +71,22 @@ from tidelog.catalog import (
 from tidelog.errors import AlreadyExists, Error, InvalidArgument, NotFound
 from tidelog.log import as_bytes
 from tidelog.queues import (
+    KEY2,
+    VIEWS_DB,
     AttributeInput,
     AttributeValue,
     BatchFailure,
     Queue,
+    View,
+    absorb_view_in,
+    add_view_in,
     attributes_size,
     batch_entries,
     check_id,
     check_int,
+    close_view_in,
     coerce_entry,
+    count_view_in,
     decode_meta,
     deliver_in,
     encode_attributes,
@@ -87,8 +94,13 @@ from tidelog.queues import (
     meta_attributes,
     prepare_entries,
     typed_attributes,
+    view_target_in,
+)
+from tidelog.queues import (
+    STATE_DB as QUEUE_STATE_DB,
 )
 from tidelog.segments import keys
+from tidelog.segments.format import Record
 from tidelog.segments.logstore import LogInfo, delete_prefix
 from tidelog.segments.reader import offset_for_time
 from tidelog.segments.writer import WriteContext
@@ -379,12 +391,12 @@ class Notification:
 #   s: subject    g: group id    dd: deduplication id
 
 
-def _encode_meta(
+def _meta_fields(
     attributes: Mapping[str, AttributeValue],
     subject: str | None,
     group_id: str | None,
     dedup_id: str | None,
-) -> bytes:
+) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     if attributes:
         meta["a"] = encode_attributes(attributes)
@@ -394,6 +406,10 @@ def _encode_meta(
         meta["g"] = group_id
     if dedup_id is not None:
         meta["dd"] = dedup_id
+    return meta
+
+
+def _encode_meta(meta: Mapping[str, Any]) -> bytes:
     return json.dumps(meta, separators=(",", ":")).encode() if meta else b""
 
 
@@ -531,6 +547,7 @@ class _Outgoing:
         "group",
         "dedup",
         "meta",
+        "fields",
         "entry_id",
         "_attribute_view",
         "_body_view",
@@ -556,7 +573,8 @@ class _Outgoing:
         self.group = group
         self.dedup = dedup
         self.entry_id = entry_id
-        self.meta = _encode_meta(attributes, subject, group, dedup)
+        self.fields = _meta_fields(attributes, subject, group, dedup)
+        self.meta = _encode_meta(self.fields)
         self._attribute_view: dict[str, Any] | None = None
         self._body_view: dict[str, Any] | None = None
         self._body_parsed = False
@@ -655,7 +673,7 @@ def _prepare(
 class _Target:
     """A subscription as publish uses it (compiled once per generation)."""
 
-    __slots__ = ("id", "arn", "protocol", "queue", "policy", "scope", "raw", "active")
+    __slots__ = ("id", "arn", "protocol", "queue", "policy", "scope", "raw", "active", "slot")
 
     def __init__(self, topic_name: str, data: Mapping[str, Any]) -> None:
         self.id: str = data["id"]
@@ -667,6 +685,10 @@ class _Target:
         self.scope: str = data["filter_scope"]
         self.raw: bool = data["raw"]
         self.active = data["status"] == "confirmed"
+        # A queue subscription's slot: its queue reads the topic log as a view.
+        # None for callback/HTTP (delivery queues get copies) and for queue
+        # subscriptions made before views, which keep getting copies.
+        self.slot: int | None = data.get("slot")
 
 
 _targets_cache: dict[tuple[str, int, int], list[_Target]] = {}
@@ -776,6 +798,63 @@ def _deliver_in(
     except (InvalidArgument, NotFound):
         return False
     return True
+
+
+# -- subscription queues as views over the topic log (docs/format.md) ----------------------------
+
+
+def view_message(view: View, record: Record, meta: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """A topic record as `view`'s queue receives it: (body, queue metadata).
+
+    The body is the published one (raw subscriptions) or SNS's envelope,
+    rendered from the record as the publish would have rendered it; the
+    metadata carries the attributes (raw only), the queue's delay fixed at
+    publish, and the FIFO group and deduplication ids.
+    """
+    fields: dict[str, Any] = {}
+    slot = view.slot
+    arn = topic_arn(view.topic)
+    if slot in meta.get("vr", ()):
+        value = record.value
+        if "a" in meta:
+            fields["a"] = meta["a"]
+    else:
+        value = (
+            _envelope_template(
+                arn,
+                str(uuid.UUID(bytes=record.key)),
+                record.value.decode(),
+                record.timestamp_ms,
+                meta.get("s"),
+                meta_attributes(meta),
+                f"{record.offset:020d}" if "g" in meta else None,
+            )
+            .replace(_SUB_PLACEHOLDER, f"{arn}:{view.subscription}")
+            .encode()
+        )
+    delay = meta.get("vd", {}).get(str(slot))
+    if delay:
+        fields["d"] = delay
+    if "g" in meta:
+        fields["g"] = meta["g"]
+    if "dd" in meta:
+        fields["dd"] = meta["dd"]
+    return value, (json.dumps(fields, separators=(",", ":")).encode() if fields else b"")
+
+
+def _free_slot(subscriptions: Iterable[Mapping[str, Any]]) -> int:
+    """The lowest slot no current subscription of the topic holds. A closed
+    view that still reads an old slot stops at its `until`, before any
+    record a new holder of the slot is marked in."""
+    used = {s["slot"] for s in subscriptions if s.get("slot") is not None}
+    return next(n for n in range(len(used) + 1) if n not in used)
+
+
+def _formatted_size(target: _Target, message: _Outgoing, envelope_bytes: int) -> int:
+    """The size the queue's max_message_size is checked against."""
+    if target.raw:
+        return len(message.body) + attributes_size(message.attributes)
+    return envelope_bytes - len(_SUB_PLACEHOLDER) + len(target.arn)
 
 
 # -- Topic ----------------------------------------------------------------------------------------
@@ -1099,7 +1178,8 @@ class Topic:
         def op(ctx: WriteContext) -> dict[str, Any]:
             self._config_in(ctx)
             db = ctx.db(SUBSCRIPTIONS_DB)
-            for existing in _subscriptions_in(ctx.txn, db, self.log_id):
+            current = _subscriptions_in(ctx.txn, db, self.log_id)
+            for existing in current:
                 if existing["protocol"] == protocol and existing["endpoint"] == endpoint:
                     if all(existing.get(k) == data[k] for k in same_fields):
                         return existing
@@ -1116,12 +1196,17 @@ class Topic:
                         f"subscribe: {'FIFO' if fifo else 'standard'} topics deliver to "
                         f"{'FIFO' if fifo else 'standard'} queues only; {endpoint!r} is not one"
                     )
+            start = ctx.ends(info).next_offset
             record = dict(
                 data,
                 created_ms=ctx.now_ms,
-                effective_offset=ctx.ends(info).next_offset,
+                effective_offset=start,
                 token=secrets.token_hex(64) if data["status"] == "pending" else None,
             )
+            if protocol == "sqs":
+                # The queue reads this topic's log through a view from here on.
+                record["slot"] = _free_slot(current)
+                add_view_in(ctx, endpoint, topic_name, self.log_id, record["slot"], sub_id, start)
             ctx.txn.put(_sub_key(self.log_id, sub_id), json.dumps(record).encode(), db=db)
             _bump(ctx, self.log_id)
             if record["token"] is not None and delivery_queue is not None:
@@ -1237,11 +1322,15 @@ class Topic:
         HTTP subscription's undelivered messages are dropped with its
         delivery queue. Raises NotFound."""
         sub = self.subscription(subscription)
+        info = self.info
 
         def op(ctx: WriteContext) -> None:
             self._config_in(ctx)
             if not ctx.txn.delete(_sub_key(self.log_id, sub.id), db=ctx.db(SUBSCRIPTIONS_DB)):
                 raise NotFound(f"subscription {sub.id!r}: not found")
+            if sub.protocol == "sqs":
+                # Messages published so far stay in the queue; none after this.
+                close_view_in(ctx, sub.endpoint, sub.id, ctx.ends(info).next_offset)
             _bump(ctx, self.log_id)
 
         self._logs.submit(op)
@@ -1382,7 +1471,52 @@ class Topic:
                             )
                         )
                         continue
-            offset = ctx.append(info, [message.body], [message.id], [message.meta])
+            # Match first: the record carries the slots of the views it reaches.
+            views: list[tuple[_Target, View, int]] = []  # target, view, queue delay
+            copies: list[_Target] = []
+            envelope_bytes = -1
+            for target in targets:
+                if not target.active:
+                    continue
+                policy = target.policy
+                if policy is not None and not policy.matches(message.view(policy.scope)):
+                    continue
+                if target.slot is None:
+                    copies.append(target)
+                    continue
+                found = view_target_in(ctx, target.queue, name, log_id, target.slot, target.id)
+                if found is None:
+                    continue  # the queue was deleted: not reached
+                view, queue_config = found
+                if not target.raw and envelope_bytes < 0:
+                    envelope_bytes = len(
+                        _envelope_template(
+                            arn,
+                            message.id_text,
+                            message.text,
+                            now,
+                            message.subject,
+                            message.attributes,
+                            f"{ctx.ends(info).next_offset:020d}" if fifo else None,
+                        ).encode()
+                    )
+                size = _formatted_size(target, message, envelope_bytes)
+                if size > queue_config.max_message_size:
+                    continue  # as a send to that queue would fail
+                views.append((target, view, queue_config.delay_ms))
+            meta = message.meta
+            if views:
+                fields = dict(message.fields, v=[t.slot for t, _, _ in views])
+                raw_slots = [t.slot for t, _, _ in views if t.raw]
+                if raw_slots:
+                    fields["vr"] = raw_slots
+                delays = {str(t.slot): delay for t, _, delay in views if delay}
+                if delays:
+                    fields["vd"] = delays
+                meta = _encode_meta(fields)
+            offset = ctx.append(info, [message.body], [message.id], [meta])
+            for _, view, delay in views:
+                count_view_in(ctx, view, bool(delay))
             timestamp = ctx.ends(info).last_timestamp_ms
             sequence = f"{offset:020d}" if fifo else None
             if fifo:
@@ -1393,14 +1527,9 @@ class Topic:
                     b"",
                     db=ctx.db(DEDUP_EXPIRY_DB),
                 )
-            delivered = 0
+            delivered = len(views)
             template: list[str | None] = [None]
-            for target in targets:
-                if not target.active:
-                    continue
-                policy = target.policy
-                if policy is not None and not policy.matches(message.view(policy.scope)):
-                    continue
+            for target in copies:
                 if _deliver_in(ctx, arn, target, message, timestamp, sequence, template):
                     delivered += 1
             results.append(PublishResult(message.id_text, sequence, delivered, offset=offset))
@@ -1658,7 +1787,10 @@ def delete_topic(store: Store, name: str) -> None:
         if config is None:
             raise NotFound(f"topic {name!r}: not found")
         prefix = U64.pack(config["log_id"])
-        for db_name in (SUBSCRIPTIONS_DB, DEDUP_DB, DEDUP_EXPIRY_DB):
+        # Queues keep what their views were given: copied into their own logs.
+        for queue, state_id in _views_of(ctx.txn, ctx.db(VIEWS_DB), config["log_id"]):
+            absorb_view_in(ctx, queue, state_id)
+        for db_name in (SUBSCRIPTIONS_DB, DEDUP_DB, DEDUP_EXPIRY_DB, VIEWS_DB):
             delete_prefix(ctx.txn, ctx.db(db_name), prefix)
         ctx.txn.delete(prefix, db=ctx.db(STATE_DB))
         delete_channel(ctx, "topic", name)
@@ -1670,6 +1802,62 @@ def delete_topic(store: Store, name: str) -> None:
         if sub.delivery_queue:
             with contextlib.suppress(NotFound):
                 store.delete_queue(sub.delivery_queue)
+
+
+def _views_of(txn: Any, db: Any, log_id: int) -> list[tuple[str, int]]:
+    """(queue name, view id) of every view reading topic log `log_id`."""
+    out: list[tuple[str, int]] = []
+    if db is None:
+        return out
+    prefix = U64.pack(log_id)
+    cursor = txn.cursor(db=db)
+    if cursor.set_range(prefix):
+        for key, value in cursor:
+            if key[:8] != prefix:
+                break
+            out.append((bytes(value).decode(), KEY2.unpack(key)[1]))
+    return out
+
+
+def enforce_retention(store: Store, now_ms: int | None = None) -> int:
+    """Apply each topic's retention to its log; returns segments deleted.
+
+    A sealed segment goes once it is older than the topic's retention and
+    every view reading the topic (subscribed queues, also unsubscribed ones
+    not yet drained) has its head past it. One commit per topic.
+    """
+    logs = store._logs
+    deleted = 0
+    for topic in list_topics(store):
+
+        def op(ctx: WriteContext, topic: Topic = topic) -> int:
+            config = get_channel(logs, ctx.txn, "topic", topic.name)
+            if config is None or config["log_id"] != topic.log_id:
+                return 0
+            info = topic.info
+            now = ctx.now_ms if now_ms is None else now_ms
+            cutoff = now - config["retention"] * 1000
+            floor = ctx.ends(info).next_offset
+            for _queue, state_id in _views_of(ctx.txn, ctx.db(VIEWS_DB), topic.log_id):
+                raw = ctx.txn.get(U64.pack(state_id), db=ctx.db(QUEUE_STATE_DB))
+                if raw is not None:
+                    floor = min(floor, U64.unpack(raw[:8])[0])  # the view's head
+            trim_to = 0
+            for _base, row in ctx.sealed_segments(info):
+                if row.end_offset > floor or row.last_timestamp_ms >= cutoff:
+                    break
+                trim_to = row.end_offset
+            if not trim_to:
+                return 0
+            before = len(ctx.sealed_segments(info))
+            ctx.trim_before(info, trim_to)
+            return before - len(ctx.sealed_segments(info))
+
+        try:
+            deleted += logs.submit(op)
+        except NotFound:
+            continue  # deleted meanwhile
+    return deleted
 
 
 # -- delivery to callbacks and HTTP/S endpoints ---------------------------------------------------
