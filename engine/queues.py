@@ -1110,6 +1110,28 @@ def _part_records(
             yield _view_record(view, record, meta)
 
 
+def view_records(view: View, records: Iterable[Record]) -> list[Record]:
+    """The records of `records` (read from the view's topic log) that the
+    view holds, as the queue's messages: for readers that read the topic log
+    themselves (SQL, the CLI). Offsets stay topic offsets."""
+    out = []
+    slot, start = view.slot, view.start
+    until = view.until if view.until is not None else 1 << 64
+    for record in records:
+        if start <= record.offset < until:
+            meta = decode_meta(record.headers)
+            if slot in meta.get("v", ()):
+                out.append(_view_record(view, record, meta))
+    return out
+
+
+def queue_views(logs: LogStore, name: str) -> tuple[View, ...]:
+    """The views of queue `name` (one per subscription, open or draining). Read-only."""
+    with logs.env.begin() as txn:
+        config = _load_config(logs, txn, name)
+    return () if config is None else config.views
+
+
 def _part_record(logs: LogStore, config: _Config, info: LogInfo, offset: int) -> Record | None:
     for record in _part_records(logs, config, info, offset, offset + 1, 8192):
         return record
