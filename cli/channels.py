@@ -57,12 +57,13 @@ class ViewLog:
 
     @property
     def start_offset(self) -> int:
-        return self.base | max(self.view.start, self.topic_log.start_offset)
+        start: int = self.view.start
+        return self.base | max(start, self.topic_log.start_offset)
 
     @property
     def end_offset(self) -> int:
         end = self.topic_log.end_offset
-        until = self.view.until
+        until: int | None = self.view.until
         return self.base | (end if until is None else min(end, until))
 
     def __len__(self) -> int:

@@ -2189,17 +2189,18 @@ def _check_visibility(value: object) -> int:
 
 
 # What Queue._acknowledge applies in its commit: _delete_and_advance_in or
-# _change_visibility_in, each given the parsed receipts (of type _Ack).
-_Ack = TypeVar("_Ack")
-_AckApply = Callable[[WriteContext, _Config, LogInfo, list[_Ack], _State], list[Error | None]]
+# _change_visibility_in, each given one part's parsed receipts without their
+# state id: (offset, nonce) or (offset, nonce, seconds).
+_Ack = tuple[int, ...]
+_AckApply = Callable[[WriteContext, _Config, LogInfo, Any, _State], list[Error | None]]
 
 
 def _acknowledge_in(
     ctx: WriteContext,
     config: _Config,
     info: LogInfo,
-    items: Sequence[Any],
-    apply: _AckApply[Any],
+    items: Sequence[_Ack],
+    apply: _AckApply,
 ) -> list[Error | None]:
     """Queue._acknowledge's commit: `apply` to the items of each part they name."""
     results: list[Error | None] = [None] * len(items)
@@ -2582,7 +2583,7 @@ class Queue:
 
         return self._acknowledge_many(entries, parse, _change_visibility_in, "MessageNotInflight")
 
-    def _acknowledge(self, items: list[_Ack], apply: _AckApply[_Ack]) -> list[Error | None]:
+    def _acknowledge(self, items: list[_Ack], apply: _AckApply) -> list[Error | None]:
         """`apply` to `items` in one commit, between reading and writing the state
         of each part the items name (their first field, a receipt's state id).
 
@@ -2602,7 +2603,7 @@ class Queue:
         self,
         entries: list[tuple[str, Any]],
         parse: Callable[[Any], _Ack],
-        apply: _AckApply[_Ack],
+        apply: _AckApply,
         failure_code: str,
     ) -> BatchResult:
         """The batch form of `_acknowledge`, for entries checked by `batch_entries`.

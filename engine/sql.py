@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from tidelog.catalog import Kind, read_channel
 from tidelog.segments import keys
@@ -322,7 +322,7 @@ def _batches(
             if part.view is not None:
                 from tidelog.queues import view_records
 
-                chunk = view_records(part.view, chunk)
+                chunk = view_records(part.view, cast("list[Record]", chunk))
             # A chunk is at most one pread (1 MiB) of records, or one record.
             if part.kept is not None and chunk and _offsets(chunk[0]) < part.frontier:
                 kept, frontier = part.kept, part.frontier
