@@ -17,6 +17,11 @@ LMDB is small and proportional to the messages *in flight*, never to history:
 - `queue_tasks`: message-move (redrive) tasks, one JSON row each, advanced
   in the same commit as each batch they move (see "message move tasks").
 
+A queue subscribed to topics has further *parts*: one view per
+subscription over the topic's log (docs/format.md, "Topic records and
+subscription views"), with the same rows keyed by the view's id instead of
+the log id. Every state function here works on one part (`_Config.parts`).
+
 Deleting a message removes its entry; the head becomes the lowest remaining
 entry (or the frontier), and sealed segments wholly below the head are
 reclaimed in the same commit unless the queue keeps a replay window.

@@ -1,11 +1,14 @@
 """Topics: the SNS model (DESIGN.md, "Topics").
 
 A topic owns one log holding every published message for the topic's
-retention (default 24 h; 0 keeps none beyond the active segment, and replay
-reaches nothing). Publishing appends to the topic log *and* to every
-subscribed queue whose filter policy matches, in one `LogStore.submit` op,
-so after any crash a message is in the topic log and all matching queues,
-or in none of them.
+retention (default 24 h; 0 keeps none beyond the active segment and what
+subscribed queues still need, and replay reaches nothing). Publishing
+appends each message once, to the topic log, with the slots of the queue
+subscriptions whose filter matched; each subscribed queue reads the topic
+log through a *view* (engine/queues.py, docs/format.md "Topic records and
+subscription views") with its own cursor, leases and counts, whose
+counters the same `LogStore.submit` op bumps. After any crash a message
+reaches all matching queues or none.
 
 State in LMDB (all primary):
 
@@ -19,7 +22,9 @@ State in LMDB (all primary):
   (store, topic, generation), so a publish reads one LMDB row, not all
   subscriptions, and a change made by another process is seen at once;
 - `topic_dedup`, `topic_dedup_expiry` (FIFO topics): deduplication ids for
-  5 minutes, as queues keep theirs.
+  5 minutes, as queues keep theirs;
+- `topic_views`: key = topic log id + view id, value = queue name: every
+  view reading the topic log (for retention and topic deletion).
 
 Subscription changes and publishes are serialised by LMDB's single writer.
 A change records `effective_offset`, the topic log's next offset when it
@@ -850,10 +855,10 @@ def _free_slot(subscriptions: Iterable[Mapping[str, Any]]) -> int:
     return next(n for n in range(len(used) + 1) if n not in used)
 
 
-def _formatted_size(target: _Target, message: _Outgoing, envelope_bytes: int) -> int:
+def _formatted_size(target: _Target, raw_bytes: int, envelope_bytes: int) -> int:
     """The size the queue's max_message_size is checked against."""
     if target.raw:
-        return len(message.body) + attributes_size(message.attributes)
+        return raw_bytes
     return envelope_bytes - len(_SUB_PLACEHOLDER) + len(target.arn)
 
 
@@ -1041,8 +1046,8 @@ class Topic:
     ) -> Subscription:
         """Subscribe a queue (SNS's Subscribe with protocol "sqs"). Atomic.
 
-        Messages published after this call returns are appended to the
-        queue, in the publish's commit, when `filter_policy` matches (on the
+        Messages published after this call returns reach the queue (it
+        reads them from the topic log through a view), when `filter_policy` matches (on the
         message attributes, or the JSON body with filter_scope="body").
         `raw=True` delivers the body and attributes as published; otherwise
         the queue receives SNS's JSON envelope. Subscribing the same queue
@@ -1352,10 +1357,11 @@ class Topic:
     ) -> PublishResult:
         """Publish one message (SNS's Publish) and fan it out, in one commit.
 
-        The message is appended to the topic log and to every confirmed
-        subscription whose filter policy matches: to subscribed queues
-        directly, to callback/HTTP subscriptions' delivery queues. All of
-        it commits atomically: after a crash the message is everywhere it
+        The message is appended once, to the topic log, marked for every
+        confirmed queue subscription whose filter policy matches (the
+        queues read it through their views); callback/HTTP subscriptions'
+        deliveries are appended to their delivery queues. All of it
+        commits atomically: after a crash the message is everywhere it
         matched or nowhere. Blocks until durable (store's sync mode).
 
         `body`: UTF-8 text up to 256 KiB with the attributes. `attributes`
@@ -1475,6 +1481,7 @@ class Topic:
             views: list[tuple[_Target, View, int]] = []  # target, view, queue delay
             copies: list[_Target] = []
             envelope_bytes = -1
+            raw_bytes = len(message.body) + attributes_size(message.attributes)
             for target in targets:
                 if not target.active:
                     continue
@@ -1500,7 +1507,7 @@ class Topic:
                             f"{ctx.ends(info).next_offset:020d}" if fifo else None,
                         ).encode()
                     )
-                size = _formatted_size(target, message, envelope_bytes)
+                size = _formatted_size(target, raw_bytes, envelope_bytes)
                 if size > queue_config.max_message_size:
                     continue  # as a send to that queue would fail
                 views.append((target, view, queue_config.delay_ms))
