@@ -1569,63 +1569,75 @@ def _receive_in(
         taken.setdefault(group, []).append(offset)
 
     # 1. Due entries: expired leases, matured delays, messages skipped earlier.
-    candidates: list[tuple[int, int, bytes]] = []  # offset, visible_at, raw entry
-    cursor = txn.cursor(db=due_db)
+    # A standard queue looks at as many due entries as it still wants, and
+    # looks again when some of them were dropped (expired, dead-lettered):
+    # receive returns every available message asked for.
     prefix = U64.pack(log_id)
-    if cursor.set_range(prefix):
-        scan_max = SCAN_ENTRIES_MAX if fifo else max_messages
-        for key in cursor.iternext(values=False):
-            if not key.startswith(prefix):
-                break
-            _, visible_at, offset = KEY3.unpack(key)
-            if visible_at > now or len(candidates) >= scan_max:
-                break
-            raw_entry = txn.get(_entry_key(log_id, offset), db=entries_db)
-            if raw_entry is not None:
-                candidates.append((offset, visible_at, raw_entry))
-    if fifo:
-        candidates.sort()
-    for offset, visible_at, raw_entry in candidates:
-        if len(out) >= max_messages:
-            break
-        entry = _Entry.unpack(raw_entry)
-        ekey = _entry_key(log_id, offset)
-        if entry.sent_at + retention <= now:
-            _drop_entry(ctx, log_id, offset, entry, state)
-            changed = True
-            continue
-        if fifo and not group_ok(entry.group, offset):
-            continue
-        record = _part_record(logs, config, info, offset)
-        if record is None:  # reclaimed under us (purge in another process): forget it
-            _drop_entry(ctx, log_id, offset, entry, state)
-            changed = True
-            continue
-        if (
-            config.dead_letter is not None
-            and entry.receive_count >= config.dead_letter[1]
-            and _dead_letter(ctx, config, record, entry)
-        ):
-            _drop_entry(ctx, log_id, offset, entry, state)
-            changed = True
-            continue
-        txn.delete(_due_key(log_id, visible_at, offset), db=due_db)
-        state.count(entry.kind, -1)
-        state.nonce += 1
-        entry.nonce = state.nonce & 0xFFFFFFFF
-        entry.receive_count += 1
-        entry.first_received = entry.first_received or now
-        entry.visible_at = lease_until
-        entry.kind = KIND_LEASED
-        state.count(KIND_LEASED, 1)
-        txn.put(ekey, entry.pack(), db=entries_db)
-        txn.put(_due_key(log_id, lease_until, offset), b"\x01", db=due_db)
+    scan_max = SCAN_ENTRIES_MAX if fifo else max_messages
+    while True:
+        candidates: list[tuple[int, int, bytes]] = []  # offset, visible_at, raw entry
+        cursor = txn.cursor(db=due_db)
+        if cursor.set_range(prefix):
+            for key in cursor.iternext(values=False):
+                if not key.startswith(prefix):
+                    break
+                _, visible_at, offset = KEY3.unpack(key)
+                if visible_at > now or len(candidates) >= scan_max:
+                    break
+                raw_entry = txn.get(_entry_key(log_id, offset), db=entries_db)
+                if raw_entry is not None:
+                    candidates.append((offset, visible_at, raw_entry))
         if fifo:
-            take_group(entry.group, offset)
-        out.append(
-            _Delivery(record, entry.nonce, entry.receive_count, entry.first_received, entry.sent_at)
-        )
-        changed = True
+            candidates.sort()
+        delivered_before = len(out)
+        for offset, visible_at, raw_entry in candidates:
+            if len(out) >= max_messages:
+                break
+            entry = _Entry.unpack(raw_entry)
+            ekey = _entry_key(log_id, offset)
+            if entry.sent_at + retention <= now:
+                _drop_entry(ctx, log_id, offset, entry, state)
+                changed = True
+                continue
+            if fifo and not group_ok(entry.group, offset):
+                continue
+            record = _part_record(logs, config, info, offset)
+            if record is None:  # reclaimed under us (purge in another process): forget it
+                _drop_entry(ctx, log_id, offset, entry, state)
+                changed = True
+                continue
+            if (
+                config.dead_letter is not None
+                and entry.receive_count >= config.dead_letter[1]
+                and _dead_letter(ctx, config, record, entry)
+            ):
+                _drop_entry(ctx, log_id, offset, entry, state)
+                changed = True
+                continue
+            txn.delete(_due_key(log_id, visible_at, offset), db=due_db)
+            state.count(entry.kind, -1)
+            state.nonce += 1
+            entry.nonce = state.nonce & 0xFFFFFFFF
+            entry.receive_count += 1
+            entry.first_received = entry.first_received or now
+            entry.visible_at = lease_until
+            entry.kind = KIND_LEASED
+            state.count(KIND_LEASED, 1)
+            txn.put(ekey, entry.pack(), db=entries_db)
+            txn.put(_due_key(log_id, lease_until, offset), b"\x01", db=due_db)
+            if fifo:
+                take_group(entry.group, offset)
+            delivery = _Delivery(
+                record, entry.nonce, entry.receive_count, entry.first_received, entry.sent_at
+            )
+            out.append(delivery)
+            changed = True
+        taken_now = len(out) - delivered_before
+        if fifo or len(out) >= max_messages or len(candidates) < scan_max:
+            break
+        if taken_now == len(candidates):
+            break  # every entry looked at was delivered: the scan ended at max_messages
+        scan_max = max_messages - len(out)
 
     # 2. New messages from the frontier, up to the committed end.
     if len(out) < max_messages:

@@ -217,6 +217,17 @@ def _undeleted_only(logs: LogStore, channel: _Channel) -> None:
         part.floor, part.frontier, part.kept = undeleted_offsets(logs, state_id)
 
 
+def _read_part(logs: LogStore, part: _Part, start: int, stop: int) -> Iterator[Record]:
+    """A part's records in [start, stop): a queue view's as the queue's messages."""
+    if part.view is None:
+        yield from read_records(logs, part.info, start, stop)
+        return
+    from tidelog.queues import view_records
+
+    for record in read_records(logs, part.info, start, stop):
+        yield from view_records(part.view, [record])
+
+
 def _utf8(values: list[bytes], pa: Any) -> Any:
     array = pa.array(values, pa.binary())
     try:
@@ -1158,7 +1169,7 @@ class Application:
             ends = self._logs.ends(part.info)
             start = max(checkpoints.get(str(index), ends.start_offset), ends.start_offset)
             next_offsets[index] = start
-            for record in read_records(self._logs, part.info, start, ends.next_offset):
+            for record in _read_part(self._logs, part, start, ends.next_offset):
                 if record.timestamp_ms >= until_ms:
                     break  # a log's arrival times never decrease (segments/writer.py)
                 taken.append((record.timestamp_ms, index, record))
@@ -1177,7 +1188,7 @@ class Application:
         for index, part in enumerate(channel.parts):
             ends = self._logs.ends(part.info)
             start = max(checkpoints.get(str(index), ends.start_offset), ends.start_offset)
-            for record in read_records(self._logs, part.info, start, ends.next_offset):
+            for record in _read_part(self._logs, part, start, ends.next_offset):
                 if first is None or record.timestamp_ms < first:
                     first = record.timestamp_ms
                 break
