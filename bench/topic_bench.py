@@ -143,14 +143,18 @@ def interleaved(root: str, slices: int, repeats: int) -> dict[str, float]:
 
         for _ in range(repeats):
             spent = {"send": 0.0, "publish": 0.0, "drain sent": 0.0, "drain published": 0.0}
-            for _ in range(slices):
-                spent["send"] += per_op_ms(SLICE_OPS, send)
-                spent["publish"] += per_op_ms(SLICE_OPS, publish)
-                # Drain the same number of messages each way: 10 x SLICE_OPS.
-                for _ in range(9):
-                    per_op_ms(SLICE_OPS, send)  # more direct messages, not timed
-                spent["drain sent"] += drain([direct], 10 * SLICE_OPS)
-                spent["drain published"] += drain(subscribed, SLICE_OPS)
+            # Alternate which contender goes first, so neither always follows the other.
+            for index in range(slices):
+                pair = [("send", send), ("publish", publish)]
+                for name, fn in pair if index % 2 == 0 else pair[::-1]:
+                    spent[name] += per_op_ms(SLICE_OPS, fn)
+            for _ in range(slices * 9):  # as many direct messages as view messages
+                per_op_ms(SLICE_OPS, send)
+            for index in range(slices):
+                # Drain the same number each way: 10 x SLICE_OPS messages a slice.
+                pair2 = [("drain sent", [direct], 10), ("drain published", subscribed, 1)]
+                for name, queues, times in pair2 if index % 2 == 0 else pair2[::-1]:
+                    spent[name] += drain(queues, times * SLICE_OPS)
             ratios.append(spent["publish"] / spent["send"])
             drain_ratios.append(spent["drain published"] / spent["drain sent"])
             for name, value in spent.items():

@@ -4,6 +4,7 @@ unsubscribe and deletes, several processes, SIGKILL."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -13,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import FakeClock
@@ -441,3 +443,57 @@ def test_sigkill_mid_publish_reaches_all_subscriptions_or_none(tmp_path: Path) -
 
 def json_text(value: bytes) -> str:
     return value.decode()
+
+
+# -- over the wire: boto3 (SQS and SNS) and the console's browse -------------------------------
+
+
+def test_wire_and_console_browse_view_messages(tmp_path: Path) -> None:
+    import http.client
+
+    from server_harness import client
+
+    from tidelog.server import ServerThread
+
+    with tidelog.open(tmp_path / "data") as store, ServerThread(store) as server:
+        sqs, sns = client("sqs", server.url), client("sns", server.url)
+        url = sqs.create_queue(QueueName="jobs")["QueueUrl"]
+        arn = sns.create_topic(Name="news")["TopicArn"]
+        sns.subscribe(
+            TopicArn=arn, Protocol="sqs", Endpoint="arn:aws:sqs:us-east-1:000000000000:jobs"
+        )
+        sqs.send_message(QueueUrl=url, MessageBody="direct")
+        for i in range(3):
+            sns.publish(TopicArn=arn, Message=f"news {i}")
+
+        def get(path: str) -> Any:
+            connection = http.client.HTTPConnection(server.host, server.port, timeout=30)
+            try:
+                connection.request("GET", path)
+                response = connection.getresponse()
+                assert response.status == 200
+                return json.loads(response.read())
+            finally:
+                connection.close()
+
+        page = get("/console/api/queue/messages?name=jobs&limit=2")
+        rest = get(f"/console/api/queue/messages?name=jobs&limit=10&start={page['next_start']}")
+        browsed = page["messages"] + rest["messages"]
+        bodies = [base64.b64decode(m["body_b64"]).decode() for m in browsed]
+        texts = [json.loads(b)["Message"] if b.startswith("{") else b for b in bodies]
+        assert texts == ["direct", "news 0", "news 1", "news 2"]
+        # The console's delete of one view message, by its offset.
+        assert store.queue("jobs").delete_at(browsed[2]["offset"]) is True
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60)
+        bodies = sorted(m["Body"] for m in got["Messages"])
+        assert len(bodies) == 3 and "direct" in bodies
+        assert sorted(json.loads(b)["Message"] for b in bodies if b != "direct") == [
+            "news 0",
+            "news 2",
+        ]
+        for message in got["Messages"]:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert attributes["ApproximateNumberOfMessages"] == "0"
+        assert "views" not in attributes
+        assert store.check() == []
