@@ -198,46 +198,26 @@ class _State:
         # unscanned, matched: a view's counters (None for a queue's own log)
         self.unscanned: int | None = 0 if view else None
         self.matched = 0
+        values: tuple[int, ...]
         if raw is None:
-            self.head = self.frontier = self.nonce = 0
-            self.leased = self.delayed = self.waiting = self.pending_delayed = 0
+            values = (0,) * 7
         elif len(raw) == STATE_VIEW.size:
-            (
-                self.head,
-                self.frontier,
-                self.nonce,
-                self.leased,
-                self.delayed,
-                self.waiting,
-                self.pending_delayed,
-                self.unscanned,
-                self.matched,
-            ) = STATE_VIEW.unpack(raw)
+            *queue_fields, self.unscanned, self.matched = STATE_VIEW.unpack(raw)
+            values = tuple(queue_fields)
         else:
-            (
-                self.head,
-                self.frontier,
-                self.nonce,
-                self.leased,
-                self.delayed,
-                self.waiting,
-                self.pending_delayed,
-            ) = STATE.unpack(raw)
+            values = STATE.unpack(raw)
+        (
+            self.head,
+            self.frontier,
+            self.nonce,
+            self.leased,
+            self.delayed,
+            self.waiting,
+            self.pending_delayed,
+        ) = values
 
     def pack(self) -> bytes:
-        if self.unscanned is not None:
-            return STATE_VIEW.pack(
-                self.head,
-                self.frontier,
-                self.nonce,
-                self.leased,
-                self.delayed,
-                self.waiting,
-                self.pending_delayed,
-                self.unscanned,
-                self.matched,
-            )
-        return STATE.pack(
+        values = (
             self.head,
             self.frontier,
             self.nonce,
@@ -246,6 +226,9 @@ class _State:
             self.waiting,
             self.pending_delayed,
         )
+        if self.unscanned is None:
+            return STATE.pack(*values)
+        return STATE_VIEW.pack(*values, self.unscanned, self.matched)
 
     def passed(self) -> None:
         """The frontier passed one message of the part (a view counts them)."""
