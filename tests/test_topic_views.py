@@ -497,3 +497,22 @@ def test_wire_and_console_browse_view_messages(tmp_path: Path) -> None:
         assert attributes["ApproximateNumberOfMessages"] == "0"
         assert "views" not in attributes
         assert store.check() == []
+
+
+def test_a_delayed_queue_delays_view_messages(clocked: tuple[tidelog.Store, FakeClock]) -> None:
+    store, clock = clocked
+    topic = store.create_topic("t")
+    slow = store.create_queue("slow", delay=5)
+    fast = store.create_queue("fast")
+    topic.subscribe(slow, raw=True)
+    topic.subscribe(fast, raw=True)
+    topic.publish("m")
+    assert slow.approximate_counts() == tidelog.QueueCounts(visible=0, in_flight=0, delayed=1)
+    assert slow.receive() == [] and [m.state for m in slow.peek()] == ["delayed"]
+    assert [m.text for m in fast.receive()] == ["m"]  # the delay is the queue's, not the topic's
+    slow.set_attributes(delay=0)  # fixed at publish: the message keeps its 5 s
+    clock.advance(4)
+    assert slow.receive() == []
+    clock.advance(2)
+    assert slow.approximate_counts().visible == 1
+    assert [m.text for m in slow.receive()] == ["m"]
