@@ -3647,9 +3647,10 @@ def _retention_in(ctx: WriteContext, config: _Config, info: LogInfo, now: int) -
         _drop_entry(ctx, log_id, offset, entry, state)
     # 2. Records never received, from the frontier.
     end = _part_end(ctx.store.ends(info).next_offset, config)
-    if state.frontier < end:
+    scan_end = _scan_end(end, config, state.frontier)
+    if state.frontier < scan_end:
         for scanned, record in enumerate(
-            _part_records(ctx.store, config, info, state.frontier, end), start=1
+            _part_records(ctx.store, config, info, state.frontier, scan_end), start=1
         ):
             meta = decode_meta(record.headers)
             if _record_sent_at(record, meta) + retention > now:
@@ -3661,6 +3662,11 @@ def _retention_in(ctx: WriteContext, config: _Config, info: LogInfo, now: int) -
             if scanned >= RETENTION_STEP_MAX:
                 more = True
                 break
+        else:
+            # Every message of the scanned range was expired (a view's range
+            # also holds other subscriptions' records): pass all of it.
+            state.frontier = scan_end
+            more = more or scan_end < end
     sealed_before = len(ctx.sealed_segments(info))
     if not victims and (state.head, state.frontier) == before:
         if config.replay_window_ms is not None:
