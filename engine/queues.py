@@ -39,6 +39,7 @@ handle (`_QueueWorker`), also callable directly (`run_message_move_tasks`,
 
 from __future__ import annotations
 
+import array
 import base64
 import copy
 import hashlib
@@ -98,6 +99,9 @@ TASKS_DB = b"queue_tasks"
 # Which views read a topic's log (key: topic log id + view id, value: queue
 # name); written by topics.py, cleaned up here when a queue drops a view.
 VIEWS_DB = b"topic_views"
+# Per topic log (key: its id), for each slot: (matching records ever, of them
+# delayed) as u64 pairs: the one row a publish writes for all its views.
+SLOT_TOTALS_DB = b"topic_slot_totals"
 QUEUE_DATABASES = (
     STATE_DB,
     ENTRIES_DB,
@@ -107,6 +111,7 @@ QUEUE_DATABASES = (
     DEDUP_EXPIRY_DB,
     TASKS_DB,
     VIEWS_DB,
+    SLOT_TOTALS_DB,
 )
 
 # -- limits (SQS's current ones) ------------------------------------------------------------------
@@ -195,7 +200,10 @@ class _State:
     )
 
     def __init__(self, raw: bytes | None, view: bool = False) -> None:
-        # unscanned, matched: a view's counters (None for a queue's own log)
+        # unscanned, matched: a view's counters (None for a queue's own log).
+        # An open view's unscanned, matched and pending_delayed are stored
+        # relative to its slot's totals (SLOT_TOTALS_DB), so that a publish
+        # writes one row for all its views; `_effective` adds them back.
         self.unscanned: int | None = 0 if view else None
         self.matched = 0
         values: tuple[int, ...]
@@ -1722,7 +1730,7 @@ def drop_drained_views(ctx: WriteContext, name: str) -> None:
         assert view is not None
         if view.until is None:
             continue
-        state = _state(ctx, view.id)
+        state = _state(ctx, view.id)  # closed: its counters are absolute
         if (state.unscanned or 0) > 0 or state.leased + state.delayed + state.waiting > 0:
             continue
         drained.append(view)
@@ -1801,6 +1809,8 @@ def add_view_in(
     )
     state = _State(None, view=True)
     state.head = state.frontier = start
+    matched, delayed = _view_totals(ctx.txn, ctx.db(SLOT_TOTALS_DB), view)
+    state.unscanned, state.matched, state.pending_delayed = -matched, -matched, -delayed
     _put_state(ctx, view.id, state)
     ctx.txn.put(KEY2.pack(topic_log, view.id), queue.encode(), db=ctx.db(VIEWS_DB))
     data = dict(config.data)
@@ -1809,15 +1819,51 @@ def add_view_in(
     return view
 
 
-def count_view_in(ctx: WriteContext, view: View, delayed: bool) -> None:
-    """A publish appended one message for `view` (its counters, same commit)."""
-    state = _state(ctx, view.id)
-    assert state.unscanned is not None
-    state.unscanned += 1
-    state.matched += 1
-    if delayed:
-        state.pending_delayed += 1
-    _put_state(ctx, view.id, state)
+def _slot_totals(txn: Txn, db: Any, topic_log: int) -> array.array[int]:
+    raw = None if db is None else txn.get(U64.pack(topic_log), db=db)
+    totals = array.array("Q")
+    if raw:
+        totals.frombytes(raw)
+    return totals
+
+
+def count_slots_in(
+    ctx: WriteContext, topic_log: int, matched: Sequence[int], delayed: Sequence[int]
+) -> None:
+    """A publish appended one message for the views of slots `matched` (of
+    them `delayed` get the queue's delay): one row, same commit."""
+    db = ctx.db(SLOT_TOTALS_DB)
+    totals = _slot_totals(ctx.txn, db, topic_log)
+    need = 2 * (max(matched) + 1)
+    if len(totals) < need:
+        totals.extend([0] * (need - len(totals)))
+    for slot in matched:
+        totals[2 * slot] += 1
+    for slot in delayed:
+        totals[2 * slot + 1] += 1
+    ctx.txn.put(U64.pack(topic_log), totals.tobytes(), db=db)
+
+
+def _view_totals(txn: Txn, db: Any, view: View) -> tuple[int, int]:
+    """(matching, delayed) records of the view's slot to add to its stored
+    counters: its slot's totals while open, nothing once closed (frozen)."""
+    if view.until is not None:
+        return 0, 0
+    totals = _slot_totals(txn, db, view.topic_log)
+    if len(totals) <= 2 * view.slot:
+        return 0, 0
+    return totals[2 * view.slot], totals[2 * view.slot + 1]
+
+
+def _effective(txn: Txn, db: Any, view: View | None, state: _State) -> _State:
+    """`state` with a view's counters made absolute (for reading only)."""
+    if view is None or state.unscanned is None:
+        return state
+    matched, delayed = _view_totals(txn, db, view)
+    state.unscanned += matched
+    state.matched += matched
+    state.pending_delayed += delayed
+    return state
 
 
 def close_view_in(ctx: WriteContext, queue: str, subscription: str, until: int) -> None:
@@ -1826,6 +1872,11 @@ def close_view_in(ctx: WriteContext, queue: str, subscription: str, until: int) 
     config = _load_config(ctx.store, ctx.txn, queue)
     if config is None:
         return
+    for view in config.views:
+        if view.subscription == subscription and view.until is None:
+            # Freeze the counters: later publishes to the slot are not this view's.
+            state = _effective(ctx.txn, ctx.db(SLOT_TOTALS_DB), view, _state(ctx, view.id))
+            _put_state(ctx, view.id, state)
     data = dict(config.data)
     data["views"] = [
         dict(v, until=until) if v["sub"] == subscription and v["until"] is None else v
@@ -2058,7 +2109,9 @@ def _purge_in(ctx: WriteContext, config: _Config, info: LogInfo) -> None:
     state.frontier = max(state.frontier, _part_end(ctx.ends(info).next_offset, config))
     state.leased = state.delayed = state.waiting = state.pending_delayed = 0
     if state.unscanned is not None:
-        state.unscanned = 0
+        assert config.view is not None
+        matched, delayed = _view_totals(ctx.txn, ctx.db(SLOT_TOTALS_DB), config.view)
+        state.unscanned, state.pending_delayed = -matched, -delayed
     _advance_head(ctx, config, info, state)
     _put_state(ctx, log_id, state)
 
@@ -2480,7 +2533,12 @@ class Queue:
             for part in config.parts():
                 prefix = U64.pack(part.log_id)
                 raw_state = txn.get(prefix, db=logs.database(STATE_DB))
-                state = _State(raw_state, part.view is not None)
+                state = _effective(
+                    txn,
+                    logs.database(SLOT_TOTALS_DB),
+                    part.view,
+                    _State(raw_state, part.view is not None),
+                )
                 log_id = self.log_id if part.view is None else part.view.topic_log
                 raw_ends = txn.get(keys.log_key(log_id), db=logs.dbs[keys.DB_ENDS])
                 if raw_ends is None:
@@ -2801,7 +2859,12 @@ class Queue:
             for part in config.parts():
                 prefix = U64.pack(part.log_id)
                 view = part.view
-                state = _State(txn.get(prefix, db=logs.database(STATE_DB)), view is not None)
+                state = _effective(
+                    txn,
+                    logs.database(SLOT_TOTALS_DB),
+                    view,
+                    _State(txn.get(prefix, db=logs.database(STATE_DB)), view is not None),
+                )
                 log_id = self.log_id if view is None else view.topic_log
                 raw_ends = txn.get(keys.log_key(log_id), db=logs.dbs[keys.DB_ENDS])
                 if raw_ends is None:

@@ -77,6 +77,7 @@ from tidelog.errors import AlreadyExists, Error, InvalidArgument, NotFound
 from tidelog.log import as_bytes
 from tidelog.queues import (
     KEY2,
+    SLOT_TOTALS_DB,
     VIEWS_DB,
     AttributeInput,
     AttributeValue,
@@ -91,7 +92,7 @@ from tidelog.queues import (
     check_int,
     close_view_in,
     coerce_entry,
-    count_view_in,
+    count_slots_in,
     decode_meta,
     deliver_in,
     encode_attributes,
@@ -1522,8 +1523,13 @@ class Topic:
                     fields["vd"] = delays
                 meta = _encode_meta(fields)
             offset = ctx.append(info, [message.body], [message.id], [meta])
-            for _, view, delay in views:
-                count_view_in(ctx, view, bool(delay))
+            if views:
+                count_slots_in(
+                    ctx,
+                    log_id,
+                    [view.slot for _, view, _ in views],
+                    [view.slot for _, view, delay in views if delay],
+                )
             timestamp = ctx.ends(info).last_timestamp_ms
             sequence = f"{offset:020d}" if fifo else None
             if fifo:
@@ -1797,7 +1803,7 @@ def delete_topic(store: Store, name: str) -> None:
         # Queues keep what their views were given: copied into their own logs.
         for queue, state_id in _views_of(ctx.txn, ctx.db(VIEWS_DB), config["log_id"]):
             absorb_view_in(ctx, queue, state_id)
-        for db_name in (SUBSCRIPTIONS_DB, DEDUP_DB, DEDUP_EXPIRY_DB, VIEWS_DB):
+        for db_name in (SUBSCRIPTIONS_DB, DEDUP_DB, DEDUP_EXPIRY_DB, VIEWS_DB, SLOT_TOTALS_DB):
             delete_prefix(ctx.txn, ctx.db(db_name), prefix)
         ctx.txn.delete(prefix, db=ctx.db(STATE_DB))
         delete_channel(ctx, "topic", name)
