@@ -516,3 +516,30 @@ def test_a_delayed_queue_delays_view_messages(clocked: tuple[tidelog.Store, Fake
     clock.advance(2)
     assert slow.approximate_counts().visible == 1
     assert [m.text for m in slow.receive()] == ["m"]
+
+
+def test_a_continuous_query_reads_a_queues_view(tmp_path: Path) -> None:
+    clock = FakeClock(1_700_000_040.0)  # a whole minute: windows of 10 s start here
+    with tidelog.open(tmp_path / "data", sync="never", clock=clock) as store:
+        topic = store.create_topic("t")
+        orders = store.create_queue("orders")
+        topic.subscribe(orders, filter_policy={"kind": ["order"]}, raw=True)
+        out = store.create_queue("out")
+        app = store.create_application(
+            "counts",
+            "queue.orders",
+            "SELECT epoch_ms(window_start) AS start_ms, count(*) AS n, "
+            "sum((data->>'v')::INT) AS total FROM orders GROUP BY window_start",
+            window="tumbling",
+            size=10,
+            destination="queue:out",
+        )
+        for second in range(12):
+            kind = "order" if second % 2 == 0 else "other"
+            topic.publish(json.dumps({"v": second}), {"kind": kind})
+            if second == 5:
+                orders.send(json.dumps({"v": 100}))  # a direct send is in the table too
+            clock.advance(1)
+        assert app.run_once() == 1
+        (row,) = [json.loads(m.body) for m in out.receive(10)]
+        assert row["n"] == 6 and row["total"] == 0 + 2 + 4 + 6 + 8 + 100
