@@ -543,3 +543,36 @@ def test_a_continuous_query_reads_a_queues_view(tmp_path: Path) -> None:
         assert app.run_once() == 1
         (row,) = [json.loads(m.body) for m in out.receive(10)]
         assert row["n"] == 6 and row["total"] == 0 + 2 + 4 + 6 + 8 + 100
+
+
+def test_cli_tail_dump_load_and_info_show_view_messages(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tidelog.cli.main import main
+
+    data = tmp_path / "data"
+    with tidelog.open(data) as store:
+        topic = store.create_topic("t")
+        queue = store.create_queue("q")
+        topic.subscribe(queue, raw=True)
+        queue.send("direct")
+        topic.publish("published", {"k": "v"})
+
+    def run(*args: str, input: str | None = None) -> str:
+        result = CliRunner().invoke(main, [*args, "--data", str(data)], input=input)
+        assert result.exit_code == 0, (result.output, result.exception)
+        return result.stdout
+
+    lines = [json.loads(line) for line in run("tail", "q", "--format", "json").splitlines()]
+    assert [line["body"]["text"] for line in lines] == ["direct", "published"]
+    assert lines[1]["offset"] == 1 << 48 and lines[1]["attributes"]
+    dump = run("dump", "queue:q", "--silent")
+    assert json.loads(dump.splitlines()[0])["records"] == 2
+    run("load", "copy", "--silent", input=dump)
+    info = json.loads(run("info", "queue:q", "--json"))
+    assert [v["topic"] for v in info["views"]] == ["t"]
+    assert info["queue"]["visible"] == 2
+    with tidelog.open(data) as store:
+        copied = store.queue("copy").receive(10)
+        assert sorted(m.text for m in copied) == ["direct", "published"]
+        assert next(m for m in copied if m.text == "published").attributes == {"k": "v"}
