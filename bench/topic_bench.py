@@ -14,7 +14,14 @@ cost only), 100-byte messages with 5 attributes:
   with a 5-key filter policy that every message matches (one commit each);
 - filter evaluation alone: a compiled 5-key policy against one message.
 
-Targets (issue 5): publish fanned out to 10 queues <= 3x one send; filter
+Then the issue-15 comparison, durable: `topic.publish` to 10 subscribed
+queues beside one `queue.send`, interleaved in short slices (SLICE_OPS
+calls each, alternating, SLICES rounds), the ratio of the two totals, median
+of 3; and, beside it, draining what was published (receive + delete from
+each subscribed queue, read through its view) against draining as many
+messages sent to a queue directly.
+
+Targets: issue 15, publish to 10 queues <= 1.5x one send; issue 5, filter
 evaluation >= 200,000/s.
 """
 
@@ -99,6 +106,69 @@ def store_cases(root: str, sync: str, count: int, repeats: int) -> dict[str, flo
     return {name: median(values) for name, values in out.items()}
 
 
+SLICE_OPS = 20
+SLICES = 10
+
+
+def interleaved(root: str, slices: int, repeats: int) -> dict[str, float]:
+    """publish -> 10 queues against one send, and their drains, in alternating slices."""
+    path = os.path.join(root, "tl-interleaved")
+    ratios: list[float] = []
+    drain_ratios: list[float] = []
+    totals = {"send": 0.0, "publish": 0.0, "drain sent": 0.0, "drain published": 0.0}
+    with tidelog.open(path, sync="always") as store:
+        direct = store.create_queue("direct")
+        subscribed = [store.create_queue(f"s{i}") for i in range(10)]
+        topic = store.create_topic("fanout")
+        for queue in subscribed:
+            topic.subscribe(queue, raw=True)
+
+        def send() -> None:
+            direct.send(BODY, ATTRIBUTES | {"customer_interests": "x"})
+
+        def publish() -> None:
+            topic.publish(BODY, ATTRIBUTES)
+
+        def drain(queues: list[tidelog.Queue], count: int) -> float:
+            started = time.perf_counter()
+            for queue in queues:
+                left = count
+                while left:
+                    got = queue.receive(10)
+                    if not got:
+                        raise RuntimeError(f"{queue.name}: {left} messages missing")
+                    queue.delete_many([m.receipt for m in got])
+                    left -= len(got)
+            return time.perf_counter() - started
+
+        for _ in range(repeats):
+            spent = {"send": 0.0, "publish": 0.0, "drain sent": 0.0, "drain published": 0.0}
+            # Alternate which contender goes first, so neither always follows the other.
+            for index in range(slices):
+                pair = [("send", send), ("publish", publish)]
+                for name, fn in pair if index % 2 == 0 else pair[::-1]:
+                    spent[name] += per_op_ms(SLICE_OPS, fn)
+            for _ in range(slices * 9):  # as many direct messages as view messages
+                per_op_ms(SLICE_OPS, send)
+            for index in range(slices):
+                # Drain the same number each way: 10 x SLICE_OPS messages a slice.
+                pair2 = [("drain sent", [direct], 10), ("drain published", subscribed, 1)]
+                for name, queues, times in pair2 if index % 2 == 0 else pair2[::-1]:
+                    spent[name] += drain(queues, times * SLICE_OPS)
+            ratios.append(spent["publish"] / spent["send"])
+            drain_ratios.append(spent["drain published"] / spent["drain sent"])
+            for name, value in spent.items():
+                totals[name] += value
+    shutil.rmtree(path, ignore_errors=True)
+    calls = repeats * slices
+    return {
+        "send ms": totals["send"] / calls,
+        "publish -> 10 ms": totals["publish"] / calls,
+        "publish / send": median(ratios),
+        "drain published / drain sent": median(drain_ratios),
+    }
+
+
 def filter_rate(evaluations: int) -> float:
     policy = FilterPolicy(POLICY)
     typed = {
@@ -130,6 +200,7 @@ def main() -> None:
             results[sync] = store_cases(
                 root, sync, count if sync == "always" else count * 5, repeats
             )
+        results["interleaved"] = interleaved(root, 3 if args.quick else SLICES, repeats)
         results["filter evaluations/s"] = median(
             [filter_rate(100_000 if args.quick else 500_000) for _ in range(repeats)]
         )
@@ -144,6 +215,16 @@ def main() -> None:
         for name, value in results[sync].items():
             unit = "x" if name.startswith("fan-out") else "ms"
             print(f"  {name:<40} {value:9.3f} {unit}", file=out)
+    inter = results["interleaved"]
+    print(
+        f"\ninterleaved, sync='always' ({SLICE_OPS} calls a slice, median of {repeats}):\n"
+        f"  one send                    {inter['send ms']:9.3f} ms\n"
+        f"  publish -> 10 queues        {inter['publish -> 10 ms']:9.3f} ms\n"
+        f"  publish / send              {inter['publish / send']:9.3f} x (target <= 1.5)\n"
+        f"  drain published / sent      {inter['drain published / drain sent']:9.3f} x "
+        "(receive + delete of 10 x as many messages)",
+        file=out,
+    )
     print(
         f"\nfilter evaluations/s: {results['filter evaluations/s']:,.0f} (target 200,000)", file=out
     )

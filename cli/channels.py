@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,12 +41,62 @@ class Part:
     shard_index: int | None = None
 
 
+class ViewLog:
+    """A queue's view over a topic log, read as a log of the queue's messages.
+
+    Offsets are the view's public ones (number << 48 | topic offset, as
+    Queue.peek shows them); records are the messages as the queue delivers
+    them (tidelog.queues.view_records). What `tail` and `dump` need of a Log.
+    """
+
+    def __init__(self, topic_log: tidelog.Log, view: Any) -> None:
+        from tidelog.queues import VIEW_OFFSET_SHIFT
+
+        self.topic_log = topic_log
+        self.view = view
+        self.name = f"{topic_log.name} (view {view.number})"
+        self.base = int(view.number) << VIEW_OFFSET_SHIFT
+
+    @property
+    def start_offset(self) -> int:
+        start: int = self.view.start
+        return self.base | max(start, self.topic_log.start_offset)
+
+    @property
+    def end_offset(self) -> int:
+        end = self.topic_log.end_offset
+        until: int | None = self.view.until
+        return self.base | (end if until is None else min(end, until))
+
+    def __len__(self) -> int:
+        return self.end_offset - self.start_offset
+
+    def read(self, start: int = 0, stop: int | None = None) -> Iterator[tidelog.Record]:
+        from tidelog.queues import view_records
+
+        low = max(start, self.start_offset) - self.base
+        high = (self.end_offset if stop is None else min(stop, self.end_offset)) - self.base
+        for record in self.topic_log.read(low, high):
+            for message in view_records(self.view, [record]):
+                yield message._replace(offset=self.base | message.offset)
+
+    def wait(self, offset: int, timeout: float) -> bool:
+        return self.topic_log.wait(offset - self.base, timeout)
+
+
 @dataclass
 class Channel:
     kind: str
     name: str
     parts: list[Part] = field(default_factory=list)
     handle: Any = None  # Stream, Queue, Topic or Log
+    # A queue's views over topic logs (label "view-N", log a ViewLog): read
+    # by `tail` and `dump` beside the parts; their bytes are the topic's.
+    views: list[Any] = field(default_factory=list)
+
+    def readable_parts(self) -> list[Any]:
+        """The parts, then the views: everything a reader of messages reads."""
+        return [*self.parts, *self.views]
 
     @property
     def title(self) -> str:
@@ -74,8 +125,16 @@ def channel_of(store: tidelog.Store, kind: str, name: str) -> Channel:
             parts.append(Part(shard.shard_id, log, index))
         return Channel("stream", name, parts, stream)
     if kind == "queue":
+        from tidelog.queues import queue_views
+
         queue = store.queue(name)
-        return Channel("queue", name, [Part("", store.log(log_name("queue", name)))], queue)
+        views = [
+            Part(f"view-{view.number}", ViewLog(store.log(log_name("topic", view.topic)), view))  # type: ignore[arg-type]
+            for view in queue_views(store._logs, name)
+        ]
+        return Channel(
+            "queue", name, [Part("", store.log(log_name("queue", name)))], queue, views=views
+        )
     if kind == "topic":
         topic = store.topic(name)
         return Channel("topic", name, [Part("", store.log(log_name("topic", name)))], topic)

@@ -330,6 +330,15 @@ def _info_doc(store: tidelog.Store, channel: Channel) -> dict[str, Any]:
             "in_flight": counts.in_flight,
             "delayed": counts.delayed,
         }
+        doc["views"] = [
+            {
+                "topic": view.log.view.topic,
+                "subscription": view.log.view.subscription,
+                "from_offset": view.log.view.start,
+                "until_offset": view.log.view.until,
+            }
+            for view in channel.views
+        ]
         doc["dead_letter_sources"] = [q.name for q in store.dead_letter_source_queues(queue.name)]
         doc["consumers"] = [
             {
@@ -885,6 +894,7 @@ def tail(
                 raise click.BadParameter(
                     f"{channel.title} has no shard {shard}", param_hint="--shard"
                 )
+        channel.parts = channel.readable_parts()  # a queue's views too
         positions = start_offsets(channel, start or "trim-horizon")
         printed = 0
         try:
@@ -1068,14 +1078,19 @@ def dump(name: str, kind: str | None, fmt: str, silent: bool, out: Output) -> No
         channel = resolve(store, name, kind)
         # The end of each part when the dump starts: a snapshot, however
         # many records writers append meanwhile.
-        ranges = [(p, p.log.start_offset, p.log.end_offset) for p in channel.parts]
-        total = sum(end - begin for _, begin, end in ranges)
+        parts = channel.readable_parts()  # a queue's views too
+        ranges = [(p, p.log.start_offset, p.log.end_offset) for p in parts]
+        # A view's offsets cover the topic's other records too: count what it holds.
+        total = sum(
+            end - begin if p.label[:5] != "view-" else sum(1 for _ in p.log.read(begin, end))
+            for p, begin, end in ranges
+        )
         header = {
             "tidelog_dump": DUMP_VERSION,
             "kind": channel.kind,
             "name": channel.name,
             "config": _channel_config(store, channel),
-            "parts": [p.label for p in channel.parts],
+            "parts": [p.label for p in parts],
             "records": total,
         }
         if fmt == "jsonl":
@@ -1193,7 +1208,9 @@ def _create_for_load(
         }
     if kind == "queue":
         store.create_queue(name, **config)
-        return {"": store.log(log_name("queue", name))}
+        log = store.log(log_name("queue", name))
+        # A dumped queue's views ("view-N") load into the new queue's own log.
+        return {label: log for label in [*parts, ""]}
     if kind == "topic":
         store.create_topic(name, **config)
         return {"": store.log(log_name("topic", name))}

@@ -39,6 +39,8 @@ ENGINE_DATABASES: tuple[bytes, ...] = (
     b"topic_state",
     b"topic_dedup",
     b"topic_dedup_expiry",
+    b"topic_views",
+    b"topic_slot_totals",
     b"sql_applications",  # sql.py: continuous queries and their checkpoints
     b"delivery_streams",  # delivery streams
     b"delivery_state",

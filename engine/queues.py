@@ -17,6 +17,11 @@ LMDB is small and proportional to the messages *in flight*, never to history:
 - `queue_tasks`: message-move (redrive) tasks, one JSON row each, advanced
   in the same commit as each batch they move (see "message move tasks").
 
+A queue subscribed to topics has further *parts*: one view per
+subscription over the topic's log (docs/format.md, "Topic records and
+subscription views"), with the same rows keyed by the view's id instead of
+the log id. Every state function here works on one part (`_Config.parts`).
+
 Deleting a message removes its entry; the head becomes the lowest remaining
 entry (or the frontier), and sealed segments wholly below the head are
 reclaimed in the same commit unless the queue keeps a replay window.
@@ -34,8 +39,11 @@ handle (`_QueueWorker`), also callable directly (`run_message_move_tasks`,
 
 from __future__ import annotations
 
+import array
 import base64
+import copy
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -88,7 +96,23 @@ GROUPS_DB = b"queue_groups"
 DEDUP_DB = b"queue_dedup"
 DEDUP_EXPIRY_DB = b"queue_dedup_expiry"
 TASKS_DB = b"queue_tasks"
-QUEUE_DATABASES = (STATE_DB, ENTRIES_DB, DUE_DB, GROUPS_DB, DEDUP_DB, DEDUP_EXPIRY_DB, TASKS_DB)
+# Which views read a topic's log (key: topic log id + view id, value: queue
+# name); written by topics.py, cleaned up here when a queue drops a view.
+VIEWS_DB = b"topic_views"
+# Per topic log (key: its id), for each slot: (matching records ever, of them
+# delayed) as u64 pairs: the one row a publish writes for all its views.
+SLOT_TOTALS_DB = b"topic_slot_totals"
+QUEUE_DATABASES = (
+    STATE_DB,
+    ENTRIES_DB,
+    DUE_DB,
+    GROUPS_DB,
+    DEDUP_DB,
+    DEDUP_EXPIRY_DB,
+    TASKS_DB,
+    VIEWS_DB,
+    SLOT_TOTALS_DB,
+)
 
 # -- limits (SQS's current ones) ------------------------------------------------------------------
 
@@ -136,6 +160,14 @@ _ENTRY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,80}")
 _NOT_SQS_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 SQS_CHARACTERS = "#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF"
 
+# Views over topic logs (docs/format.md, "Topic records and subscription views").
+VIEW_ID_FLAG = 1 << 63
+VIEW_NUMBER_MAX = 0xFFFF
+VIEW_OFFSET_SHIFT = 48  # a view message's public offset: number << 48 | topic offset
+# A receive over a view passes at most this many topic records of other
+# subscriptions, so a rarely matching filter costs a bounded scan per receive.
+VIEW_SCAN_RECORDS_MAX = 4096
+
 # -- row layouts ----------------------------------------------------------------------------------
 
 U64 = struct.Struct(">Q")
@@ -143,6 +175,8 @@ KEY2 = struct.Struct(">QQ")
 KEY3 = struct.Struct(">QQQ")
 # head, frontier, next nonce, leased, delayed, waiting, delayed beyond the frontier
 STATE = struct.Struct(">QQQqqqq")
+# a view's: the same, then matching records past the frontier, and all matching ever
+STATE_VIEW = struct.Struct(">QQQqqqqqq")
 # visible_at_ms, sent_at_ms, first_received_ms, receive_count, nonce, kind (+ group bytes)
 ENTRY = struct.Struct(">QQQIIB")
 DEDUP = struct.Struct(">QQ16s")  # expires_ms, offset, message id
@@ -153,25 +187,45 @@ _KIND_BYTES = {KIND_LEASED: b"\x01", KIND_DELAYED: b"\x02", KIND_WAITING: b"\x03
 
 
 class _State:
-    __slots__ = ("head", "frontier", "nonce", "leased", "delayed", "waiting", "pending_delayed")
+    __slots__ = (
+        "head",
+        "frontier",
+        "nonce",
+        "leased",
+        "delayed",
+        "waiting",
+        "pending_delayed",
+        "unscanned",
+        "matched",
+    )
 
-    def __init__(self, raw: bytes | None) -> None:
+    def __init__(self, raw: bytes | None, view: bool = False) -> None:
+        # unscanned, matched: a view's counters (None for a queue's own log).
+        # An open view's unscanned, matched and pending_delayed are stored
+        # relative to its slot's totals (SLOT_TOTALS_DB), so that a publish
+        # writes one row for all its views; `_effective` adds them back.
+        self.unscanned: int | None = 0 if view else None
+        self.matched = 0
+        values: tuple[int, ...]
         if raw is None:
-            self.head = self.frontier = self.nonce = 0
-            self.leased = self.delayed = self.waiting = self.pending_delayed = 0
+            values = (0,) * 7
+        elif len(raw) == STATE_VIEW.size:
+            *queue_fields, self.unscanned, self.matched = STATE_VIEW.unpack(raw)
+            values = tuple(queue_fields)
         else:
-            (
-                self.head,
-                self.frontier,
-                self.nonce,
-                self.leased,
-                self.delayed,
-                self.waiting,
-                self.pending_delayed,
-            ) = STATE.unpack(raw)
+            values = STATE.unpack(raw)
+        (
+            self.head,
+            self.frontier,
+            self.nonce,
+            self.leased,
+            self.delayed,
+            self.waiting,
+            self.pending_delayed,
+        ) = values
 
     def pack(self) -> bytes:
-        return STATE.pack(
+        values = (
             self.head,
             self.frontier,
             self.nonce,
@@ -180,6 +234,14 @@ class _State:
             self.waiting,
             self.pending_delayed,
         )
+        if self.unscanned is None:
+            return STATE.pack(*values)
+        return STATE_VIEW.pack(*values, self.unscanned, self.matched)
+
+    def passed(self) -> None:
+        """The frontier passed one message of the part (a view counts them)."""
+        if self.unscanned is not None:
+            self.unscanned -= 1
 
     def count(self, kind: int, delta: int) -> None:
         if kind == KIND_LEASED:
@@ -731,12 +793,72 @@ def _validate_config(config: dict[str, Any]) -> None:
         )
 
 
+class View(NamedTuple):
+    """A queue's view over a topic log (one per queue subscription).
+
+    `id` keys the view's rows in the queue databases; `number` (1-65535)
+    places its messages' public offsets; the view reads the topic log's
+    records in [start, until) that carry `slot`.
+    """
+
+    id: int
+    number: int
+    topic: str
+    topic_log: int
+    slot: int
+    subscription: str
+    start: int
+    until: int | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> View:
+        return cls(
+            data["id"],
+            data["n"],
+            data["topic"],
+            data["topic_log"],
+            data["slot"],
+            data["sub"],
+            data["from"],
+            data["until"],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "n": self.number,
+            "topic": self.topic,
+            "topic_log": self.topic_log,
+            "slot": self.slot,
+            "sub": self.subscription,
+            "from": self.start,
+            "until": self.until,
+        }
+
+
+def view_id(queue_log_id: int, number: int) -> int:
+    """The id of a queue's view `number`: never a log id (docs/format.md)."""
+    return VIEW_ID_FLAG | queue_log_id << 16 | number
+
+
+def _is_view_of(state_id: int, queue_log_id: int) -> bool:
+    return bool(state_id & VIEW_ID_FLAG) and (state_id & ~VIEW_ID_FLAG) >> 16 == queue_log_id
+
+
 class _Config:
-    """A queue's parsed configuration (the catalog row), cached by its bytes."""
+    """A queue's parsed configuration (the catalog row), cached by its bytes.
+
+    A queue has parts: its own log (this config) and one per view (a copy
+    whose `log_id` is the view's id and whose `view` is set); the state
+    functions below work on a part.
+    """
 
     __slots__ = (
         "raw",
         "name",
+        "view",
+        "views",
+        "_parts",
         "log_id",
         "fifo",
         "visibility_ms",
@@ -767,6 +889,30 @@ class _Config:
         self.dedup_scope: str = data["dedup_scope"]
         rw = data["replay_window"]
         self.replay_window_ms: int | None = None if rw is None else rw * 1000
+        self.view: View | None = None
+        self.views = tuple(View.from_json(v) for v in data.get("views", ()))
+        self._parts: tuple[_Config, ...] | None = None
+
+    def parts(self) -> tuple[_Config, ...]:
+        """The queue's own part, then one per view (by view number)."""
+        if self._parts is None:
+            parts = [self]
+            for view in sorted(self.views, key=lambda v: v.number):
+                part = copy.copy(self)
+                part.log_id, part.view, part.views, part._parts = view.id, view, (), None
+                parts.append(part)
+            self._parts = tuple(parts)
+        return self._parts
+
+    def part(self, state_id: int) -> _Config | None:
+        for part in self.parts():
+            if part.log_id == state_id:
+                return part
+        return None
+
+    def public_offset(self, offset: int) -> int:
+        """The offset callers see: a view's messages are placed above 2^48 by view."""
+        return offset if self.view is None else self.view.number << VIEW_OFFSET_SHIFT | offset
 
 
 _config_cache: dict[tuple[str, bytes], _Config] = {}
@@ -883,6 +1029,107 @@ def _read_records(
 
 def _read_record(logs: LogStore, info: LogInfo, offset: int) -> Record | None:
     for record in _read_records(logs, info, offset, offset + 1, 8192):
+        return record
+    return None
+
+
+# -- reading a part: the queue's own log, or a view over a topic log ----------------------------
+
+_topic_infos: dict[tuple[str, int], LogInfo] = {}
+
+
+def _part_info(logs: LogStore, txn: Txn, config: _Config, own: LogInfo) -> LogInfo:
+    """The log a part reads: the queue's own (`own`) or the view's topic log."""
+    if config.view is None:
+        return own
+    key = (logs.path, config.view.topic_log)
+    info = _topic_infos.get(key)
+    if info is None:
+        raw = txn.get(keys.log_key(config.view.topic_log), db=logs.dbs[keys.DB_LOGS])
+        if raw is None:
+            raise NotFound(f"topic {config.view.topic!r} of queue {config.name!r}: log not found")
+        info = LogInfo.from_json(config.view.topic_log, raw)
+        if len(_topic_infos) > 4096:
+            _topic_infos.clear()
+        _topic_infos[key] = info
+    return info
+
+
+def _parts_in(ctx: WriteContext, config: _Config, own: LogInfo) -> list[tuple[_Config, LogInfo]]:
+    return [(part, _part_info(ctx.store, ctx.txn, part, own)) for part in config.parts()]
+
+
+def _part_end(end: int, config: _Config) -> int:
+    """The end of what a part can read, given its log's next offset `end`."""
+    view = config.view
+    if view is None:
+        return end
+    return end if view.until is None else min(end, view.until)
+
+
+def _scan_end(end: int, config: _Config, frontier: int) -> int:
+    """Where one frontier scan of a part stops (a view's is bounded)."""
+    end = _part_end(end, config)
+    return end if config.view is None else min(end, frontier + VIEW_SCAN_RECORDS_MAX)
+
+
+def _view_record(view: View, record: Record, meta: Mapping[str, Any]) -> Record:
+    """A topic record as the view's queue message (docs/format.md): the
+    formatted body and the queue's metadata; a MessageId fixed by (view, offset)."""
+    from tidelog.topics import view_message  # topics imports this module
+
+    value, headers = view_message(view, record, meta)
+    key = hashlib.blake2b(KEY2.pack(view.id, record.offset), digest_size=16).digest()
+    return Record(record.offset, record.timestamp_ms, record.flags, key, headers, value)
+
+
+def _part_records(
+    logs: LogStore,
+    config: _Config,
+    info: LogInfo,
+    start: int,
+    stop: int,
+    chunk: int = READ_CHUNK_BYTES_FIRST,
+) -> Iterator[Record]:
+    """The part's messages in [start, stop): `_read_records` of the queue's
+    log, or the view's records of the topic log, formatted for the queue."""
+    view = config.view
+    if view is None:
+        yield from _read_records(logs, info, start, stop, chunk)
+        return
+    start = max(start, view.start)
+    stop = _part_end(stop, config)
+    slot = view.slot
+    for record in _read_records(logs, info, start, stop, chunk):
+        meta = decode_meta(record.headers)
+        if slot in meta.get("v", ()):
+            yield _view_record(view, record, meta)
+
+
+def view_records(view: View, records: Iterable[Record]) -> list[Record]:
+    """The records of `records` (read from the view's topic log) that the
+    view holds, as the queue's messages: for readers that read the topic log
+    themselves (SQL, the CLI). Offsets stay topic offsets."""
+    out = []
+    slot, start = view.slot, view.start
+    until = view.until if view.until is not None else 1 << 64
+    for record in records:
+        if start <= record.offset < until:
+            meta = decode_meta(record.headers)
+            if slot in meta.get("v", ()):
+                out.append(_view_record(view, record, meta))
+    return out
+
+
+def queue_views(logs: LogStore, name: str) -> tuple[View, ...]:
+    """The views of queue `name` (one per subscription, open or draining). Read-only."""
+    with logs.env.begin() as txn:
+        config = _load_config(logs, txn, name)
+    return () if config is None else config.views
+
+
+def _part_record(logs: LogStore, config: _Config, info: LogInfo, offset: int) -> Record | None:
+    for record in _part_records(logs, config, info, offset, offset + 1, 8192):
         return record
     return None
 
@@ -1070,7 +1317,7 @@ def _dedup_key(log_id: int, config: _Config, message: _Outgoing) -> bytes:
 
 
 def _state(ctx: WriteContext, log_id: int) -> _State:
-    return _State(ctx.txn.get(U64.pack(log_id), db=ctx.db(STATE_DB)))
+    return _State(ctx.txn.get(U64.pack(log_id), db=ctx.db(STATE_DB)), bool(log_id & VIEW_ID_FLAG))
 
 
 def _put_state(ctx: WriteContext, log_id: int, state: _State) -> None:
@@ -1104,6 +1351,19 @@ def send_in(
     name = queue.name if isinstance(queue, Queue) else queue
     config = _config_in(ctx, name, queue.log_id if isinstance(queue, Queue) else None)
     return _append(ctx, config, _log_info(ctx, config), messages)
+
+
+def delete_in(
+    ctx: WriteContext, queue: Queue, receipts: Sequence[str | Message]
+) -> list[Error | None]:
+    """Delete received messages inside another operation's commit (a STOMP
+    transaction's acks with its sends): `Queue.delete_many`'s work without
+    its own commit. Returns one result per receipt (None, or the error).
+    Raises InvalidArgument for a malformed receipt or one of another
+    queue, NotFound if the queue was deleted."""
+    items = [queue._parse(receipt) for receipt in receipts]
+    config = _config_in(ctx, queue.name, queue.log_id)
+    return _acknowledge_in(ctx, config, _log_info(ctx, config), items, _delete_and_advance_in)
 
 
 def prepare_in(
@@ -1300,74 +1560,87 @@ def _receive_in(
         taken.setdefault(group, []).append(offset)
 
     # 1. Due entries: expired leases, matured delays, messages skipped earlier.
-    candidates: list[tuple[int, int, bytes]] = []  # offset, visible_at, raw entry
-    cursor = txn.cursor(db=due_db)
+    # A standard queue looks at as many due entries as it still wants, and
+    # looks again when some of them were dropped (expired, dead-lettered):
+    # receive returns every available message asked for.
     prefix = U64.pack(log_id)
-    if cursor.set_range(prefix):
-        scan_max = SCAN_ENTRIES_MAX if fifo else max_messages
-        for key in cursor.iternext(values=False):
-            if not key.startswith(prefix):
-                break
-            _, visible_at, offset = KEY3.unpack(key)
-            if visible_at > now or len(candidates) >= scan_max:
-                break
-            raw_entry = txn.get(_entry_key(log_id, offset), db=entries_db)
-            if raw_entry is not None:
-                candidates.append((offset, visible_at, raw_entry))
-    if fifo:
-        candidates.sort()
-    for offset, visible_at, raw_entry in candidates:
-        if len(out) >= max_messages:
-            break
-        entry = _Entry.unpack(raw_entry)
-        ekey = _entry_key(log_id, offset)
-        if entry.sent_at + retention <= now:
-            _drop_entry(ctx, log_id, offset, entry, state)
-            changed = True
-            continue
-        if fifo and not group_ok(entry.group, offset):
-            continue
-        record = _read_record(logs, info, offset)
-        if record is None:  # reclaimed under us (purge in another process): forget it
-            _drop_entry(ctx, log_id, offset, entry, state)
-            changed = True
-            continue
-        if (
-            config.dead_letter is not None
-            and entry.receive_count >= config.dead_letter[1]
-            and _dead_letter(ctx, config, record, entry)
-        ):
-            _drop_entry(ctx, log_id, offset, entry, state)
-            changed = True
-            continue
-        txn.delete(_due_key(log_id, visible_at, offset), db=due_db)
-        state.count(entry.kind, -1)
-        state.nonce += 1
-        entry.nonce = state.nonce & 0xFFFFFFFF
-        entry.receive_count += 1
-        entry.first_received = entry.first_received or now
-        entry.visible_at = lease_until
-        entry.kind = KIND_LEASED
-        state.count(KIND_LEASED, 1)
-        txn.put(ekey, entry.pack(), db=entries_db)
-        txn.put(_due_key(log_id, lease_until, offset), b"\x01", db=due_db)
+    scan_max = SCAN_ENTRIES_MAX if fifo else max_messages
+    while True:
+        candidates: list[tuple[int, int, bytes]] = []  # offset, visible_at, raw entry
+        cursor = txn.cursor(db=due_db)
+        if cursor.set_range(prefix):
+            for key in cursor.iternext(values=False):
+                if not key.startswith(prefix):
+                    break
+                _, visible_at, offset = KEY3.unpack(key)
+                if visible_at > now or len(candidates) >= scan_max:
+                    break
+                raw_entry = txn.get(_entry_key(log_id, offset), db=entries_db)
+                if raw_entry is not None:
+                    candidates.append((offset, visible_at, raw_entry))
         if fifo:
-            take_group(entry.group, offset)
-        out.append(
-            _Delivery(record, entry.nonce, entry.receive_count, entry.first_received, entry.sent_at)
-        )
-        changed = True
+            candidates.sort()
+        delivered_before = len(out)
+        for offset, visible_at, raw_entry in candidates:
+            if len(out) >= max_messages:
+                break
+            entry = _Entry.unpack(raw_entry)
+            ekey = _entry_key(log_id, offset)
+            if entry.sent_at + retention <= now:
+                _drop_entry(ctx, log_id, offset, entry, state)
+                changed = True
+                continue
+            if fifo and not group_ok(entry.group, offset):
+                continue
+            record = _part_record(logs, config, info, offset)
+            if record is None:  # reclaimed under us (purge in another process): forget it
+                _drop_entry(ctx, log_id, offset, entry, state)
+                changed = True
+                continue
+            if (
+                config.dead_letter is not None
+                and entry.receive_count >= config.dead_letter[1]
+                and _dead_letter(ctx, config, record, entry)
+            ):
+                _drop_entry(ctx, log_id, offset, entry, state)
+                changed = True
+                continue
+            txn.delete(_due_key(log_id, visible_at, offset), db=due_db)
+            state.count(entry.kind, -1)
+            state.nonce += 1
+            entry.nonce = state.nonce & 0xFFFFFFFF
+            entry.receive_count += 1
+            entry.first_received = entry.first_received or now
+            entry.visible_at = lease_until
+            entry.kind = KIND_LEASED
+            state.count(KIND_LEASED, 1)
+            txn.put(ekey, entry.pack(), db=entries_db)
+            txn.put(_due_key(log_id, lease_until, offset), b"\x01", db=due_db)
+            if fifo:
+                take_group(entry.group, offset)
+            delivery = _Delivery(
+                record, entry.nonce, entry.receive_count, entry.first_received, entry.sent_at
+            )
+            out.append(delivery)
+            changed = True
+        taken_now = len(out) - delivered_before
+        if fifo or len(out) >= max_messages or len(candidates) < scan_max:
+            break
+        if taken_now == len(candidates):
+            break  # every entry looked at was delivered: the scan ended at max_messages
+        scan_max = max_messages - len(out)
 
     # 2. New messages from the frontier, up to the committed end.
     if len(out) < max_messages:
-        end = logs.ends(info).next_offset
         frontier = state.frontier
+        end = _scan_end(logs.ends(info).next_offset, config, frontier)
         if frontier < end:
             scanned = 0
-            for record in _read_records(logs, info, frontier, end):
+            for record in _part_records(logs, config, info, frontier, end):
                 scanned += 1
                 offset = record.offset
                 frontier = offset + 1
+                state.passed()
                 meta = decode_meta(record.headers)
                 sent_at = _record_sent_at(record, meta)
                 delay_ms: int = meta.get("d", 0)
@@ -1399,6 +1672,8 @@ def _receive_in(
                     out.append(_Delivery(record, nonce, 1, now, sent_at))
                 if len(out) >= max_messages or scanned >= SCAN_RECORDS_MAX:
                     break
+            else:
+                frontier = end  # a view's scan passed records of other subscriptions too
             state.frontier = frontier
             changed = True
     if fifo:
@@ -1418,6 +1693,225 @@ def _receive_in(
         _advance_head(ctx, config, info, state)
         _put_state(ctx, log_id, state)
     return out
+
+
+def _receive_parts_in(
+    ctx: WriteContext, config: _Config, info: LogInfo, max_messages: int, visibility_ms: int
+) -> list[tuple[_Config, _Delivery]]:
+    """_receive_in over every part of the queue, from a rotating first part
+    so that neither the queue's own log nor any view starves the others."""
+    parts = config.parts()
+    if len(parts) == 1:
+        return [(config, d) for d in _receive_in(ctx, config, info, max_messages, visibility_ms)]
+    out: list[tuple[_Config, _Delivery]] = []
+    first = next(_part_rotation) % len(parts)
+    for index in range(len(parts)):
+        part = parts[(first + index) % len(parts)]
+        part_info = _part_info(ctx.store, ctx.txn, part, info)
+        got = _receive_in(ctx, part, part_info, max_messages - len(out), visibility_ms)
+        out += [(part, d) for d in got]
+        if len(out) >= max_messages:
+            break
+    return out
+
+
+_part_rotation = itertools.count()
+
+
+def drop_drained_views(ctx: WriteContext, name: str) -> None:
+    """Remove the closed views of queue `name` (unsubscribed) that hold no
+    message any more: their rows, registry row and catalog entry."""
+    config = _load_config(ctx.store, ctx.txn, name)
+    if config is None:
+        return
+    drained = []
+    for part in config.parts()[1:]:
+        view = part.view
+        assert view is not None
+        if view.until is None:
+            continue
+        state = _state(ctx, view.id)  # closed: its counters are absolute
+        if (state.unscanned or 0) > 0 or state.leased + state.delayed + state.waiting > 0:
+            continue
+        drained.append(view)
+    if drained:
+        drop_views(ctx, config, drained)
+
+
+def drop_views(ctx: WriteContext, config: _Config, views: Sequence[View]) -> None:
+    """Forget `views` of the queue: rows, registry rows and catalog entries."""
+    for view in views:
+        _delete_part_rows(ctx, view.id)
+        ctx.txn.delete(KEY2.pack(view.topic_log, view.id), db=ctx.db(VIEWS_DB))
+    gone = {view.id for view in views}
+    data = dict(config.data)
+    data["views"] = [v for v in data.get("views", ()) if v["id"] not in gone]
+    if not data["views"]:
+        del data["views"]
+    put_channel(ctx, "queue", config.name, data)
+
+
+def _delete_part_rows(ctx: WriteContext, state_id: int) -> None:
+    prefix = U64.pack(state_id)
+    for db_name in (ENTRIES_DB, DUE_DB, GROUPS_DB, DEDUP_DB, DEDUP_EXPIRY_DB):
+        delete_prefix(ctx.txn, ctx.db(db_name), prefix)
+    ctx.txn.delete(prefix, db=ctx.db(STATE_DB))
+
+
+# -- views: what topics.py calls inside its commits ----------------------------------------------
+
+
+def view_target_in(
+    ctx: WriteContext, queue: str, topic: str, topic_log: int, slot: int, subscription: str
+) -> tuple[View, _Config] | None:
+    """The open view of `subscription` in `queue` and the queue's config, for
+    a publish; None if the queue does not exist. A queue created again since
+    it was subscribed gets a fresh view here, from the topic's next offset."""
+    config = _load_config(ctx.store, ctx.txn, queue)
+    if config is None:
+        return None
+    for view in config.views:
+        if view.subscription == subscription and view.until is None:
+            return view, config
+    start = ctx.ends(_topic_log_info(ctx, topic_log)).next_offset
+    view = add_view_in(ctx, queue, topic, topic_log, slot, subscription, start)
+    config = _load_config(ctx.store, ctx.txn, queue)
+    assert config is not None
+    return view, config
+
+
+def _topic_log_info(ctx: WriteContext, topic_log: int) -> LogInfo:
+    raw = ctx.txn.get(keys.log_key(topic_log), db=ctx.store.dbs[keys.DB_LOGS])
+    if raw is None:
+        raise NotFound(f"topic log {topic_log}: not found")
+    return LogInfo.from_json(topic_log, raw)
+
+
+def add_view_in(
+    ctx: WriteContext,
+    queue: str,
+    topic: str,
+    topic_log: int,
+    slot: int,
+    subscription: str,
+    start: int,
+) -> View:
+    """Give `queue` a view reading the topic log from offset `start`: its
+    catalog entry, its state row (head = frontier = start) and the topic's
+    registry row. Raises NotFound, InvalidArgument (65,535 views)."""
+    config = _config_in(ctx, queue)
+    used = {v.number for v in config.views}
+    number = next((n for n in range(1, VIEW_NUMBER_MAX + 1) if n not in used), None)
+    if number is None:
+        raise InvalidArgument(f"queue {queue!r}: at most {VIEW_NUMBER_MAX} subscriptions")
+    view = View(
+        view_id(config.log_id, number), number, topic, topic_log, slot, subscription, start, None
+    )
+    state = _State(None, view=True)
+    state.head = state.frontier = start
+    matched, delayed = _view_totals(ctx.txn, ctx.db(SLOT_TOTALS_DB), view)
+    state.unscanned, state.matched, state.pending_delayed = -matched, -matched, -delayed
+    _put_state(ctx, view.id, state)
+    ctx.txn.put(KEY2.pack(topic_log, view.id), queue.encode(), db=ctx.db(VIEWS_DB))
+    data = dict(config.data)
+    data["views"] = [*data.get("views", ()), view.to_json()]
+    put_channel(ctx, "queue", queue, data)
+    return view
+
+
+def _slot_totals(txn: Txn, db: Any, topic_log: int) -> array.array[int]:
+    raw = None if db is None else txn.get(U64.pack(topic_log), db=db)
+    totals = array.array("Q")
+    if raw:
+        totals.frombytes(raw)
+    return totals
+
+
+def count_slots_in(
+    ctx: WriteContext, topic_log: int, matched: Sequence[int], delayed: Sequence[int]
+) -> None:
+    """A publish appended one message for the views of slots `matched` (of
+    them `delayed` get the queue's delay): one row, same commit."""
+    db = ctx.db(SLOT_TOTALS_DB)
+    totals = _slot_totals(ctx.txn, db, topic_log)
+    need = 2 * (max(matched) + 1)
+    if len(totals) < need:
+        totals.extend([0] * (need - len(totals)))
+    for slot in matched:
+        totals[2 * slot] += 1
+    for slot in delayed:
+        totals[2 * slot + 1] += 1
+    ctx.txn.put(U64.pack(topic_log), totals.tobytes(), db=db)
+
+
+def _view_totals(txn: Txn, db: Any, view: View) -> tuple[int, int]:
+    """(matching, delayed) records of the view's slot to add to its stored
+    counters: its slot's totals while open, nothing once closed (frozen)."""
+    if view.until is not None:
+        return 0, 0
+    totals = _slot_totals(txn, db, view.topic_log)
+    if len(totals) <= 2 * view.slot:
+        return 0, 0
+    return totals[2 * view.slot], totals[2 * view.slot + 1]
+
+
+def _effective(txn: Txn, db: Any, view: View | None, state: _State) -> _State:
+    """`state` with a view's counters made absolute (for reading only)."""
+    if view is None or state.unscanned is None:
+        return state
+    matched, delayed = _view_totals(txn, db, view)
+    state.unscanned += matched
+    state.matched += matched
+    state.pending_delayed += delayed
+    return state
+
+
+def close_view_in(ctx: WriteContext, queue: str, subscription: str, until: int) -> None:
+    """Unsubscribe: the view of `subscription` reads no record at or past
+    `until`; dropped now if it holds nothing, else once drained."""
+    config = _load_config(ctx.store, ctx.txn, queue)
+    if config is None:
+        return
+    for view in config.views:
+        if view.subscription == subscription and view.until is None:
+            # Freeze the counters: later publishes to the slot are not this view's.
+            state = _effective(ctx.txn, ctx.db(SLOT_TOTALS_DB), view, _state(ctx, view.id))
+            _put_state(ctx, view.id, state)
+    data = dict(config.data)
+    data["views"] = [
+        dict(v, until=until) if v["sub"] == subscription and v["until"] is None else v
+        for v in data.get("views", ())
+    ]
+    put_channel(ctx, "queue", queue, data)
+    drop_drained_views(ctx, queue)
+
+
+def absorb_view_in(ctx: WriteContext, queue: str, state_id: int) -> int:
+    """Copy the undeleted messages of a view into the queue's own log (same
+    id, body, attributes, group, first send time; no lease), then drop the
+    view: for deleting its topic. Returns how many were copied."""
+    config = _load_config(ctx.store, ctx.txn, queue)
+    part = None if config is None else config.part(state_id)
+    if config is None or part is None or part.view is None:
+        return 0
+    own = _log_info(ctx, config)
+    info = _part_info(ctx.store, ctx.txn, part, own)
+    state = _state(ctx, state_id)
+    entries_db = ctx.db(ENTRIES_DB)
+    end = _part_end(ctx.ends(info).next_offset, part)
+    copied: list[_Outgoing] = []
+    for record in _part_records(ctx.store, part, info, state.head, end, READ_CHUNK_BYTES_MAX):
+        sent_at = record.timestamp_ms
+        if record.offset < state.frontier:
+            raw = ctx.txn.get(_entry_key(state_id, record.offset), db=entries_db)
+            if raw is None:
+                continue  # deleted
+            sent_at = _Entry.unpack(raw).sent_at
+        copied.append(_outgoing_from_record(record, decode_meta(record.headers), sent_at))
+    if copied:
+        ctx.append(own, [m.body for m in copied], [m.id for m in copied], [m.meta for m in copied])
+    drop_views(ctx, config, [part.view])
+    return len(copied)
 
 
 def _drop_entry(ctx: WriteContext, log_id: int, offset: int, entry: _Entry, state: _State) -> None:
@@ -1452,7 +1946,12 @@ def _advance_head(ctx: WriteContext, config: _Config, info: LogInfo, state: _Sta
 
 
 def _reclaim(ctx: WriteContext, config: _Config, info: LogInfo, head: int) -> None:
-    """Trim the sealed segments wholly below `head` that the replay window lets go."""
+    """Trim the sealed segments wholly below `head` that the replay window lets go.
+
+    A view trims nothing: the topic's retention pass trims its log below
+    every view's head (topics.enforce_retention)."""
+    if config.view is not None:
+        return
     sealed = ctx.sealed_segments(info)
     if not sealed or sealed[0][1].end_offset > head:
         return
@@ -1607,8 +2106,12 @@ def _purge_in(ctx: WriteContext, config: _Config, info: LogInfo) -> None:
     for db_name in (ENTRIES_DB, DUE_DB, GROUPS_DB):
         delete_prefix(txn, ctx.db(db_name), prefix)
     state = _state(ctx, log_id)
-    state.frontier = ctx.ends(info).next_offset
+    state.frontier = max(state.frontier, _part_end(ctx.ends(info).next_offset, config))
     state.leased = state.delayed = state.waiting = state.pending_delayed = 0
+    if state.unscanned is not None:
+        assert config.view is not None
+        matched, delayed = _view_totals(ctx.txn, ctx.db(SLOT_TOTALS_DB), config.view)
+        state.unscanned, state.pending_delayed = -matched, -delayed
     _advance_head(ctx, config, info, state)
     _put_state(ctx, log_id, state)
 
@@ -1638,7 +2141,7 @@ def _peeked(config: _Config, record: Record, entry: _Entry | None, now: int) -> 
     if sent_at + config.retention_ms <= now:
         state = "expired"
     return PeekedMessage(
-        offset=record.offset,
+        offset=config.public_offset(record.offset),
         id=_message_id(record.key),
         body=record.value,
         typed_attributes=meta_attributes(meta),
@@ -1649,7 +2152,9 @@ def _peeked(config: _Config, record: Record, entry: _Entry | None, now: int) -> 
         first_received_at_ms=first_received,
         group_id=meta.get("g"),
         dedup_id=meta.get("dd"),
-        sequence_number=_sequence_number(record.offset) if config.fifo else None,
+        sequence_number=_sequence_number(config.public_offset(record.offset))
+        if config.fifo
+        else None,
     )
 
 
@@ -1665,7 +2170,8 @@ def _materialize_in(
     log_id = config.log_id
     entries_db = ctx.db(ENTRIES_DB)
     due_db = ctx.db(DUE_DB)
-    for record in _read_records(ctx.store, info, state.frontier, stop):
+    for record in _part_records(ctx.store, config, info, state.frontier, stop):
+        state.passed()
         meta = decode_meta(record.headers)
         delay_ms: int = meta.get("d", 0)
         if delay_ms:
@@ -1688,7 +2194,7 @@ def _delete_at_in(ctx: WriteContext, config: _Config, info: LogInfo, offset: int
     moved the frontier closer to `offset` (call again)."""
     log_id = config.log_id
     state = _state(ctx, log_id)
-    end = ctx.ends(info).next_offset
+    end = _part_end(ctx.ends(info).next_offset, config)
     if offset < state.head or offset >= end:
         return False
     if offset < state.frontier:
@@ -1714,9 +2220,10 @@ def _delete_at_in(ctx: WriteContext, config: _Config, info: LogInfo, offset: int
             if state.frontier < offset:
                 _put_state(ctx, log_id, state)
                 return None
-        record = _read_record(ctx.store, info, offset)
+        record = _part_record(ctx.store, config, info, offset)
         deleted = False
         if record is not None:
+            state.passed()
             meta = decode_meta(record.headers)
             if meta.get("d", 0):
                 state.pending_delayed -= 1
@@ -1735,9 +2242,40 @@ def _check_visibility(value: object) -> int:
 
 
 # What Queue._acknowledge applies in its commit: _delete_and_advance_in or
-# _change_visibility_in, each given the parsed receipts (of type _Ack).
-_Ack = TypeVar("_Ack")
-_AckApply = Callable[[WriteContext, _Config, LogInfo, list[_Ack], _State], list[Error | None]]
+# _change_visibility_in, each given one part's parsed receipts without their
+# state id: (offset, nonce) or (offset, nonce, seconds).
+_Ack = tuple[int, ...]
+_AckApply = Callable[[WriteContext, _Config, LogInfo, Any, _State], list[Error | None]]
+
+
+def _acknowledge_in(
+    ctx: WriteContext,
+    config: _Config,
+    info: LogInfo,
+    items: Sequence[_Ack],
+    apply: _AckApply,
+) -> list[Error | None]:
+    """Queue._acknowledge's commit: `apply` to the items of each part they name."""
+    results: list[Error | None] = [None] * len(items)
+    by_part: dict[int, list[int]] = {}
+    for index, item in enumerate(items):
+        by_part.setdefault(item[0], []).append(index)
+    for state_id, indexes in by_part.items():
+        part = config.part(state_id)
+        if part is None:
+            if apply is _change_visibility_in:
+                for index in indexes:
+                    results[index] = StaleReceipt(
+                        "receipt: the message is no longer in flight (MessageNotInflight)"
+                    )
+            continue
+        state = _state(ctx, state_id)
+        part_items = [items[index][1:] for index in indexes]
+        errors = apply(ctx, part, _part_info(ctx.store, ctx.txn, part, info), part_items, state)
+        _put_state(ctx, state_id, state)
+        for index, error in zip(indexes, errors, strict=True):
+            results[index] = error
+    return results
 
 
 class Queue:
@@ -1969,34 +2507,36 @@ class Queue:
         visibility_timeout: int | None,
         attribute_names: Sequence[str] | None,
     ) -> list[Message]:
-        log_id = self.log_id
 
-        def fn(ctx: WriteContext, config: _Config, info: LogInfo) -> list[_Delivery]:
+        def fn(
+            ctx: WriteContext, config: _Config, info: LogInfo
+        ) -> list[tuple[_Config, _Delivery]]:
             visibility = (
                 config.visibility_ms if visibility_timeout is None else visibility_timeout * 1000
             )
-            return _receive_in(ctx, config, info, max_messages, visibility)
+            return _receive_parts_in(ctx, config, info, max_messages, visibility)
 
-        deliveries: list[_Delivery] = self._submit(fn)
+        deliveries: list[tuple[_Config, _Delivery]] = self._submit(fn)
         out = []
-        for record, nonce, count, first, sent in deliveries:
+        for part, (record, nonce, count, first, sent) in deliveries:
             meta = decode_meta(record.headers)
             attributes = meta_attributes(meta)
             if attribute_names is not None:
                 attributes = _select_attributes(attributes, attribute_names)
+            offset = part.public_offset(record.offset)
             out.append(
                 Message(
                     _message_id(record.key),
                     record.value,
                     attributes,
-                    _make_receipt(log_id, record.offset, nonce),
+                    _make_receipt(part.log_id, record.offset, nonce),
                     count,
                     sent,
                     first,
                     meta.get("g"),
                     meta.get("dd"),
-                    _sequence_number(record.offset) if self.fifo else None,
-                    record.offset,
+                    _sequence_number(offset) if self.fifo else None,
+                    offset,
                 )
             )
         return out
@@ -2010,23 +2550,38 @@ class Queue:
         """
         logs = self._logs
         now = logs.now_ms()
-        prefix = U64.pack(self.log_id)
+        available = False
+        signature: list[Any] = []
         with logs.env.begin() as txn:
-            raw_state = txn.get(prefix, db=logs.database(STATE_DB))
-            state = _State(raw_state)
-            raw_ends = txn.get(keys.log_key(self.log_id), db=logs.dbs[keys.DB_ENDS])
-            if raw_ends is None:
+            config = _load_config(logs, txn, self.name)
+            if config is None or config.log_id != self.log_id:
                 raise NotFound(f"queue {self.name!r}: not found (deleted?)")
-            end = Ends.unpack(raw_ends).next_offset
-            first_due = None
-            cursor = txn.cursor(db=logs.database(DUE_DB))
-            if cursor.set_range(prefix):
-                key = cursor.key()
-                if key[:8] == prefix:
-                    first_due = key
-        due = first_due is not None and KEY3.unpack(first_due)[1] <= now
-        available = end > state.frontier or due
-        return available, (end, raw_state, first_due, due)
+            for part in config.parts():
+                prefix = U64.pack(part.log_id)
+                raw_state = txn.get(prefix, db=logs.database(STATE_DB))
+                state = _effective(
+                    txn,
+                    logs.database(SLOT_TOTALS_DB),
+                    part.view,
+                    _State(raw_state, part.view is not None),
+                )
+                log_id = self.log_id if part.view is None else part.view.topic_log
+                raw_ends = txn.get(keys.log_key(log_id), db=logs.dbs[keys.DB_ENDS])
+                if raw_ends is None:
+                    raise NotFound(f"queue {self.name!r}: not found (deleted?)")
+                end = Ends.unpack(raw_ends).next_offset
+                first_due = None
+                cursor = txn.cursor(db=logs.database(DUE_DB))
+                if cursor.set_range(prefix):
+                    key = cursor.key()
+                    if key[:8] == prefix:
+                        first_due = key
+                due = first_due is not None and KEY3.unpack(first_due)[1] <= now
+                # a view counts what it has not scanned; the own log compares ends
+                fresh = end > state.frontier if state.unscanned is None else state.unscanned > 0
+                available = available or fresh or due
+                signature += (end, raw_state, first_due, due)
+        return available, tuple(signature)
 
     def _wait_for_change(self, signature: tuple[Any, ...], timeout: float) -> None:
         """Sleep until a receive may find something new, or `timeout` passes.
@@ -2050,13 +2605,14 @@ class Queue:
 
     # -- acknowledging ------------------------------------------------------------------
 
-    def _parse(self, receipt: object) -> tuple[int, int]:
+    def _parse(self, receipt: object) -> tuple[int, int, int]:
+        """(state id: the queue's log id or one of its views', offset, nonce)."""
         log_id, offset, nonce = _parse_receipt(receipt)
-        if log_id != self.log_id:
+        if log_id != self.log_id and not _is_view_of(log_id, self.log_id):
             raise InvalidArgument(
                 f"receipt {receipt!r}: belongs to another queue (ReceiptHandleIsInvalid)"
             )
-        return offset, nonce
+        return log_id, offset, nonce
 
     def delete(self, receipt: str | Message) -> None:
         """Delete a received message (acknowledge it). Atomic and durable on return.
@@ -2092,8 +2648,8 @@ class Queue:
         0-43200 seconds.
         """
         seconds = _check_visibility(visibility_timeout)
-        offset, nonce = self._parse(receipt)
-        error = self._acknowledge([(offset, nonce, seconds)], _change_visibility_in)[0]
+        state_id, offset, nonce = self._parse(receipt)
+        error = self._acknowledge([(state_id, offset, nonce, seconds)], _change_visibility_in)[0]
         if error is not None:
             raise error
 
@@ -2103,25 +2659,26 @@ class Queue:
         """change_visibility for up to 10 (receipt, seconds) or (entry_id, receipt, seconds)."""
         entries = batch_entries(items, "change_visibility_many", _split_visibility_entry)
 
-        def parse(entry: tuple[object, object]) -> tuple[int, int, int]:
+        def parse(entry: tuple[object, object]) -> tuple[int, int, int, int]:
             # A bad timeout fails its entry as a bad receipt does.
             receipt, seconds = entry
-            offset, nonce = self._parse(receipt)
-            return offset, nonce, _check_visibility(seconds)
+            state_id, offset, nonce = self._parse(receipt)
+            return state_id, offset, nonce, _check_visibility(seconds)
 
         return self._acknowledge_many(entries, parse, _change_visibility_in, "MessageNotInflight")
 
-    def _acknowledge(self, items: list[_Ack], apply: _AckApply[_Ack]) -> list[Error | None]:
-        """`apply` to `items` in one commit, between reading and writing the queue's state.
+    def _acknowledge(self, items: list[_Ack], apply: _AckApply) -> list[Error | None]:
+        """`apply` to `items` in one commit, between reading and writing the state
+        of each part the items name (their first field, a receipt's state id).
 
-        Returns one result per item: None where it was applied, else the error.
+        Returns one result per item: None where it was applied, else the
+        error. A receipt of a view the queue no longer has (its topic was
+        deleted, its messages copied into the queue's log) deletes nothing
+        and succeeds, as for a deleted message; its change_visibility is stale.
         """
 
         def fn(ctx: WriteContext, config: _Config, info: LogInfo) -> list[Error | None]:
-            state = _state(ctx, config.log_id)
-            errors = apply(ctx, config, info, items, state)
-            _put_state(ctx, config.log_id, state)
-            return errors
+            return _acknowledge_in(ctx, config, info, items, apply)
 
         errors: list[Error | None] = self._submit(fn)
         return errors
@@ -2130,7 +2687,7 @@ class Queue:
         self,
         entries: list[tuple[str, Any]],
         parse: Callable[[Any], _Ack],
-        apply: _AckApply[_Ack],
+        apply: _AckApply,
         failure_code: str,
     ) -> BatchResult:
         """The batch form of `_acknowledge`, for entries checked by `batch_entries`.
@@ -2179,7 +2736,8 @@ class Queue:
                     f"purge: queue {name!r} was purged {(ctx.now_ms - last) / 1000:.1f} s ago, "
                     f"under min_interval {min_interval} s (PurgeQueueInProgress)"
                 )
-            _purge_in(ctx, config, info)
+            for part, part_info in _parts_in(ctx, config, info):
+                _purge_in(ctx, part, part_info)
             put_channel(ctx, "queue", name, {**config.data, "purged_ms": ctx.now_ms})
 
         self._submit(fn)
@@ -2189,6 +2747,7 @@ class Queue:
         config = self._config()
         data = dict(config.data)
         data.pop("log_id", None)
+        data.pop("views", None)
         data["dead_letter"] = tuple(data["dead_letter"]) if data["dead_letter"] else None
         data["name"] = self.name
         counts = self.approximate_counts()
@@ -2313,41 +2872,68 @@ class Queue:
         """
         return self._read_counts()[0]
 
-    def _read_counts(self) -> tuple[QueueCounts, _State, int]:
-        """approximate_counts, with the state row and the log's end they came from."""
+    def _read_counts(self) -> tuple[QueueCounts, QueueStats]:
+        """approximate_counts, and the totals of stats(), over every part of the queue."""
         logs = self._logs
         now = logs.now_ms()
-        prefix = U64.pack(self.log_id)
+        visible = in_flight = delayed_total = 0
+        sent = received = deleted = 0
         with logs.env.begin() as txn:
-            state = _State(txn.get(prefix, db=logs.database(STATE_DB)))
-            raw_ends = txn.get(keys.log_key(self.log_id), db=logs.dbs[keys.DB_ENDS])
-            if raw_ends is None:
+            config = _load_config(logs, txn, self.name)
+            if config is None or config.log_id != self.log_id:
                 raise NotFound(f"queue {self.name!r}: not found (deleted?)")
-            end = Ends.unpack(raw_ends).next_offset
-            leased, delayed = state.leased, state.delayed
-            moved = peeked = 0
-            cursor = txn.cursor(db=logs.database(DUE_DB))
-            if cursor.set_range(prefix):
-                for key, kind in cursor:
-                    if key[:8] != prefix or peeked >= COUNT_PEEK_MAX:
-                        break
-                    if KEY3.unpack(key)[1] > now:
-                        break
-                    peeked += 1
-                    if kind == b"\x01":
-                        leased -= 1
-                        moved += 1
-                    elif kind == b"\x02":
-                        delayed -= 1
-                        moved += 1
-        unscanned = max(0, end - state.frontier)
-        visible = state.waiting + moved + max(0, unscanned - state.pending_delayed)
-        counts = QueueCounts(
-            visible=max(0, visible),
-            in_flight=max(0, leased),
-            delayed=max(0, delayed + max(0, min(state.pending_delayed, unscanned))),
+            for part in config.parts():
+                prefix = U64.pack(part.log_id)
+                view = part.view
+                state = _effective(
+                    txn,
+                    logs.database(SLOT_TOTALS_DB),
+                    view,
+                    _State(txn.get(prefix, db=logs.database(STATE_DB)), view is not None),
+                )
+                log_id = self.log_id if view is None else view.topic_log
+                raw_ends = txn.get(keys.log_key(log_id), db=logs.dbs[keys.DB_ENDS])
+                if raw_ends is None:
+                    raise NotFound(f"queue {self.name!r}: not found (deleted?)")
+                end = Ends.unpack(raw_ends).next_offset
+                leased, delayed = state.leased, state.delayed
+                moved = peeked = 0
+                cursor = txn.cursor(db=logs.database(DUE_DB))
+                if cursor.set_range(prefix):
+                    for key, kind in cursor:
+                        if key[:8] != prefix or peeked >= COUNT_PEEK_MAX:
+                            break
+                        if KEY3.unpack(key)[1] > now:
+                            break
+                        peeked += 1
+                        if kind == b"\x01":
+                            leased -= 1
+                            moved += 1
+                        elif kind == b"\x02":
+                            delayed -= 1
+                            moved += 1
+                entries = state.leased + state.delayed + state.waiting
+                if state.unscanned is None:
+                    unscanned = max(0, end - state.frontier)
+                    part_sent, passed = end, state.frontier
+                else:
+                    unscanned = max(0, state.unscanned)
+                    part_sent, passed = state.matched, state.matched - unscanned
+                visible += max(0, state.waiting + moved + max(0, unscanned - state.pending_delayed))
+                in_flight += max(0, leased)
+                delayed_total += max(0, delayed + max(0, min(state.pending_delayed, unscanned)))
+                sent += part_sent
+                received += state.nonce
+                deleted += max(0, passed - entries)
+        counts = QueueCounts(visible=visible, in_flight=in_flight, delayed=delayed_total)
+        return counts, QueueStats(
+            visible=visible,
+            in_flight=in_flight,
+            delayed=delayed_total,
+            sent_total=sent,
+            received_total=received,
+            deleted_total=deleted,
         )
-        return counts, state, end
 
     @property
     def dead_letter(self) -> tuple[str, int] | None:
@@ -2362,16 +2948,7 @@ class Queue:
         One read transaction, no write: safe to call as often as a
         monitoring page or a Prometheus scrape wants. Raises NotFound.
         """
-        counts, state, end = self._read_counts()
-        entries = state.leased + state.delayed + state.waiting  # undeleted below the frontier
-        return QueueStats(
-            visible=counts.visible,
-            in_flight=counts.in_flight,
-            delayed=counts.delayed,
-            sent_total=end,
-            received_total=state.nonce,
-            deleted_total=max(0, state.frontier - entries),
-        )
+        return self._read_counts()[1]
 
     def peek(self, limit: int = 100, *, start_offset: int = 0) -> list[PeekedMessage]:
         """Up to `limit` (1-1000) undeleted messages at or after `start_offset`,
@@ -2387,21 +2964,40 @@ class Queue:
         """
         limit = check_int("limit", limit, 1, PEEK_MESSAGES_MAX)
         start_offset = check_int("start_offset", start_offset, 0, 2**63 - 1)
-        logs = self._logs
         info = self.info
         config = self._config()
+        out: list[PeekedMessage] = []
+        for part in config.parts():
+            number = 0 if part.view is None else part.view.number
+            if start_offset >> VIEW_OFFSET_SHIFT > number:
+                continue  # the page starts in a later part
+            if start_offset >> VIEW_OFFSET_SHIFT == number:
+                start = start_offset & ((1 << VIEW_OFFSET_SHIFT) - 1)
+            else:
+                start = 0
+            out += self._peek_part(part, info, limit - len(out), start)
+            if len(out) >= limit:
+                break
+        return out
+
+    def _peek_part(
+        self, config: _Config, own: LogInfo, limit: int, start_offset: int
+    ) -> list[PeekedMessage]:
+        """Queue.peek over one part of the queue."""
+        logs = self._logs
         now = logs.now_ms()
-        prefix = U64.pack(self.log_id)
+        prefix = U64.pack(config.log_id)
         found: list[tuple[int, _Entry]] = []
         with logs.env.begin() as txn:
-            state = _State(txn.get(prefix, db=logs.database(STATE_DB)))
-            raw_ends = txn.get(keys.log_key(self.log_id), db=logs.dbs[keys.DB_ENDS])
+            info = _part_info(logs, txn, config, own)
+            state = _State(txn.get(prefix, db=logs.database(STATE_DB)), config.view is not None)
+            raw_ends = txn.get(keys.log_key(info.id), db=logs.dbs[keys.DB_ENDS])
             if raw_ends is None:
                 raise NotFound(f"queue {self.name!r}: not found (deleted?)")
-            end = Ends.unpack(raw_ends).next_offset
+            end = _part_end(Ends.unpack(raw_ends).next_offset, config)
             start = max(start_offset, state.head)
             cursor = txn.cursor(db=logs.database(ENTRIES_DB))
-            if start < state.frontier and cursor.set_range(_entry_key(self.log_id, start)):
+            if start < state.frontier and cursor.set_range(_entry_key(config.log_id, start)):
                 for key, raw in cursor:
                     offset = KEY2.unpack(key)[1] if key[:8] == prefix else state.frontier
                     if offset >= state.frontier or len(found) >= limit:
@@ -2412,15 +3008,17 @@ class Queue:
             first, last = found[0][0], found[-1][0]
             wanted = dict(found)
             if last - first < 4 * len(found):  # dense: one pass over the range
-                records: Iterable[Record | None] = _read_records(logs, info, first, last + 1)
+                records: Iterable[Record | None] = _part_records(
+                    logs, config, info, first, last + 1
+                )
             else:
-                records = (_read_record(logs, info, offset) for offset in wanted)
+                records = (_part_record(logs, config, info, offset) for offset in wanted)
             for record in records:
                 entry = wanted.get(record.offset) if record is not None else None
                 if record is not None and entry is not None:
                     out.append(_peeked(config, record, entry, now))
         if len(out) < limit:
-            for record in _read_records(logs, info, max(start, state.frontier), end):
+            for record in _part_records(logs, config, info, max(start, state.frontier), end):
                 out.append(_peeked(config, record, None, now))
                 if len(out) >= limit:
                     break
@@ -2442,9 +3040,17 @@ class Queue:
         NotFound.
         """
         offset = check_int("offset", offset, 0, 2**63 - 1)
+        number = offset >> VIEW_OFFSET_SHIFT
+        part_offset = offset & ((1 << VIEW_OFFSET_SHIFT) - 1)
 
         def step(ctx: WriteContext, config: _Config, info: LogInfo) -> bool | None:
-            return _delete_at_in(ctx, config, info, offset)
+            if not number:
+                return _delete_at_in(ctx, config, info, offset)
+            for part in config.parts():
+                if part.view is not None and part.view.number == number:
+                    part_info = _part_info(ctx.store, ctx.txn, part, info)
+                    return _delete_at_in(ctx, part, part_info, part_offset)
+            return False
 
         while True:
             done: bool | None = self._submit(step)
@@ -2466,7 +3072,14 @@ class Queue:
 
     def _retention_step(self, now_ms: int | None) -> tuple[int, bool]:
         def fn(ctx: WriteContext, config: _Config, info: LogInfo) -> tuple[int, bool]:
-            return _retention_in(ctx, config, info, ctx.now_ms if now_ms is None else now_ms)
+            now = ctx.now_ms if now_ms is None else now_ms
+            reclaimed, more = 0, False
+            for part, part_info in _parts_in(ctx, config, info):
+                segments, part_more = _retention_in(ctx, part, part_info, now)
+                reclaimed += segments
+                more = more or part_more
+            drop_drained_views(ctx, config.name)
+            return reclaimed, more
 
         result: tuple[int, bool] = self._submit(fn)
         return result
@@ -2726,10 +3339,10 @@ def delete_queue(store: Store, name: str) -> None:
         config = _load_config(logs, ctx.txn, name)
         if config is None:
             raise NotFound(f"queue {name!r}: not found")
-        prefix = U64.pack(config.log_id)
-        for db_name in (ENTRIES_DB, DUE_DB, GROUPS_DB, DEDUP_DB, DEDUP_EXPIRY_DB):
-            delete_prefix(ctx.txn, ctx.db(db_name), prefix)
-        ctx.txn.delete(prefix, db=ctx.db(STATE_DB))
+        _delete_part_rows(ctx, config.log_id)
+        for view in config.views:  # the subscriptions stay; their publishes skip the queue
+            _delete_part_rows(ctx, view.id)
+            ctx.txn.delete(KEY2.pack(view.topic_log, view.id), db=ctx.db(VIEWS_DB))
         delete_channel(ctx, "queue", name)
         logs.delete_log_in(ctx, log_name("queue", name))
 
@@ -3029,8 +3642,19 @@ def _move_step(store: Store, handle: bytes, driver: str) -> int | None:
 
 
 def _move_batch_in(ctx: WriteContext, config: _Config, destination: str | None, count: int) -> int:
-    """Receive up to `count` from a queue, append them to their targets and delete them."""
-    info = _log_info(ctx, config)
+    """Receive up to `count` from a queue (all its parts), append them to
+    their targets and delete them."""
+    moved = 0
+    for part, info in _parts_in(ctx, config, _log_info(ctx, config)):
+        moved += _move_part_in(ctx, part, info, destination, count - moved)
+        if moved >= count:
+            break
+    return moved
+
+
+def _move_part_in(
+    ctx: WriteContext, config: _Config, info: LogInfo, destination: str | None, count: int
+) -> int:
     deliveries = _receive_in(ctx, config, info, count, VISIBILITY_SECONDS_MAX * 1000)
     state = _state(ctx, config.log_id)
     for delivery in deliveries:
@@ -3111,20 +3735,27 @@ def _retention_in(ctx: WriteContext, config: _Config, info: LogInfo, now: int) -
     for offset, entry in victims:
         _drop_entry(ctx, log_id, offset, entry, state)
     # 2. Records never received, from the frontier.
-    end = ctx.store.ends(info).next_offset
-    if state.frontier < end:
+    end = _part_end(ctx.store.ends(info).next_offset, config)
+    scan_end = _scan_end(end, config, state.frontier)
+    if state.frontier < scan_end:
         for scanned, record in enumerate(
-            _read_records(ctx.store, info, state.frontier, end), start=1
+            _part_records(ctx.store, config, info, state.frontier, scan_end), start=1
         ):
             meta = decode_meta(record.headers)
             if _record_sent_at(record, meta) + retention > now:
                 break
             if meta.get("d", 0):
                 state.pending_delayed -= 1
+            state.passed()
             state.frontier = record.offset + 1
             if scanned >= RETENTION_STEP_MAX:
                 more = True
                 break
+        else:
+            # Every message of the scanned range was expired (a view's range
+            # also holds other subscriptions' records): pass all of it.
+            state.frontier = scan_end
+            more = more or scan_end < end
     sealed_before = len(ctx.sealed_segments(info))
     if not victims and (state.head, state.frontier) == before:
         if config.replay_window_ms is not None:

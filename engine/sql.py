@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from tidelog.catalog import Kind, read_channel
 from tidelog.segments import keys
@@ -133,6 +133,15 @@ class _Part:
     floor: int = 0
     frontier: int = 0
     kept: frozenset[int] | None = None
+    # A queue's view over a topic log (tidelog.queues.View): `info` is the
+    # topic's log, read through the view; offsets shown are the view's.
+    view: Any = None
+
+    @property
+    def sequence_base(self) -> int:
+        from tidelog.queues import VIEW_OFFSET_SHIFT
+
+        return 0 if self.view is None else int(self.view.number) << VIEW_OFFSET_SHIFT
 
 
 @dataclass
@@ -184,6 +193,12 @@ def _resolve(store: Store, table: str) -> _Channel:
         from tidelog.catalog import log_name
 
         parts = [_Part(logs.get_log(log_name(kind, bare)), None)]
+        if kind == "queue":
+            from tidelog.queues import queue_views
+
+            for view in queue_views(logs, bare):
+                topic_log = next(i for i in logs.list_logs() if i.id == view.topic_log)
+                parts.append(_Part(topic_log, None, view=view))
     return _Channel(kind, bare, parts)
 
 
@@ -198,7 +213,19 @@ def _undeleted_only(logs: LogStore, channel: _Channel) -> None:
     from tidelog.queues import undeleted_offsets
 
     for part in channel.parts:
-        part.floor, part.frontier, part.kept = undeleted_offsets(logs, part.info.id)
+        state_id = part.info.id if part.view is None else part.view.id
+        part.floor, part.frontier, part.kept = undeleted_offsets(logs, state_id)
+
+
+def _read_part(logs: LogStore, part: _Part, start: int, stop: int) -> Iterator[Record]:
+    """A part's records in [start, stop): a queue view's as the queue's messages."""
+    if part.view is None:
+        yield from read_records(logs, part.info, start, stop)
+        return
+    from tidelog.queues import view_records
+
+    for record in read_records(logs, part.info, start, stop):
+        yield from view_records(part.view, [record])
 
 
 def _utf8(values: list[bytes], pa: Any) -> Any:
@@ -261,7 +288,10 @@ def _batch(
             base = _SEQUENCE_TOP | (part.shard_index or 0) << 64
             arrays.append(pa.array(list(map(str, map(base.__or__, map(_offsets, records))))))
         elif column == "sequence_number":
-            arrays.append(pa.array(list(map(_offsets, records)), pa.int64()))
+            offsets = map(_offsets, records)
+            if part.view is not None:
+                offsets = map(part.sequence_base.__or__, offsets)
+            arrays.append(pa.array(list(offsets), pa.int64()))
         elif column == "partition_key":
             arrays.append(_utf8(list(map(_keys, records)), pa))
         elif column == "message_id":
@@ -294,11 +324,16 @@ def _schema(pa: Any, kind: Kind, columns: Sequence[str], extra: Sequence[str] = 
 def _batches(
     logs: LogStore, channel: _Channel, columns: Sequence[str], batch_rows: int, pa: Any
 ) -> Iterator[Any]:
-    read = read_value_chunks if _VALUE_COLUMNS.issuperset(columns) else read_chunks
+    values_only = read_value_chunks if _VALUE_COLUMNS.issuperset(columns) else read_chunks
     for part in channel.parts:
         pending: list[Any] = []
         size = 0
+        read = values_only if part.view is None else read_chunks
         for chunk in read(logs, part.info, part.start, part.stop):
+            if part.view is not None:
+                from tidelog.queues import view_records
+
+                chunk = view_records(part.view, cast("list[Record]", chunk))
             # A chunk is at most one pread (1 MiB) of records, or one record.
             if part.kept is not None and chunk and _offsets(chunk[0]) < part.frontier:
                 kept, frontier = part.kept, part.frontier
@@ -500,8 +535,18 @@ def _narrow(logs: LogStore, channel: _Channel, bounds: _Bounds) -> None:
             continue
         ends = logs.ends(part.info)
         start, stop = max(ends.start_offset, part.floor), ends.next_offset
+        if part.view is not None:
+            start = max(start, part.view.start)
+            if part.view.until is not None:
+                stop = min(stop, part.view.until)
         if bounds.seq_low is not None or bounds.seq_high is not None:
-            if channel.kind == "stream":
+            if part.view is not None:
+                base = part.sequence_base
+                if bounds.seq_low is not None:
+                    start = max(start, min(max(bounds.seq_low - base, 0), _NO_END))
+                if bounds.seq_high is not None:
+                    stop = min(stop, min(max(bounds.seq_high - base, 0), _NO_END))
+            elif channel.kind == "stream":
                 base = _SEQUENCE_TOP | (part.shard_index or 0) << 64
                 low = bounds.seq_low if bounds.seq_low is not None else 0
                 high = bounds.seq_high if bounds.seq_high is not None else 1 << 128
@@ -741,6 +786,8 @@ def _run(
                 c for c in all_columns if not prune or analyzer.star or c in analyzer.columns
             ] or list(all_columns[:1])
             workers = _scan_workers(logs, channel, sizes, scan_workers)
+            if any(part.view is not None for part in channel.parts):
+                workers = 1  # views are formatted here; the parallel scan reads plain logs
             if workers > 1:
                 from tidelog import sql_scan
 
@@ -1122,7 +1169,7 @@ class Application:
             ends = self._logs.ends(part.info)
             start = max(checkpoints.get(str(index), ends.start_offset), ends.start_offset)
             next_offsets[index] = start
-            for record in read_records(self._logs, part.info, start, ends.next_offset):
+            for record in _read_part(self._logs, part, start, ends.next_offset):
                 if record.timestamp_ms >= until_ms:
                     break  # a log's arrival times never decrease (segments/writer.py)
                 taken.append((record.timestamp_ms, index, record))
@@ -1141,7 +1188,7 @@ class Application:
         for index, part in enumerate(channel.parts):
             ends = self._logs.ends(part.info)
             start = max(checkpoints.get(str(index), ends.start_offset), ends.start_offset)
-            for record in read_records(self._logs, part.info, start, ends.next_offset):
+            for record in _read_part(self._logs, part, start, ends.next_offset):
                 if first is None or record.timestamp_ms < first:
                     first = record.timestamp_ms
                 break

@@ -528,16 +528,20 @@ class Store:
         Queues: drops expired messages from each queue's head and reclaims
         the segments behind it (queues.enforce_retention).
         """
-        infos = self._logs.list_logs()
+        # Topic logs are trimmed by topics.enforce_retention: subscribed
+        # queues read them as views, so their heads bound the trim too.
+        infos = [info for info in self._logs.list_logs() if info.meta.get("kind") != "topic"]
 
         def op(ctx: WriteContext) -> int:
             return sum(ctx.enforce_retention(info, now_ms) for info in infos)
 
         deleted = self._logs.submit(op)
+        from tidelog import topics
         from tidelog.streams import enforce_all_retention  # streams keep their own period
 
         queue_segments = queues.enforce_retention(self, now_ms)  # expired messages at heads
-        return deleted + enforce_all_retention(self, now_ms) + queue_segments
+        topic_segments = topics.enforce_retention(self, now_ms)  # after the views' heads moved
+        return deleted + enforce_all_retention(self, now_ms) + queue_segments + topic_segments
 
     def verify(self) -> dict[str, list[Corruption]]:
         """Check every record of every log; returns the problems by log name."""

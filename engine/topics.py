@@ -1,11 +1,14 @@
 """Topics: the SNS model (DESIGN.md, "Topics").
 
 A topic owns one log holding every published message for the topic's
-retention (default 24 h; 0 keeps none beyond the active segment, and replay
-reaches nothing). Publishing appends to the topic log *and* to every
-subscribed queue whose filter policy matches, in one `LogStore.submit` op,
-so after any crash a message is in the topic log and all matching queues,
-or in none of them.
+retention (default 24 h; 0 keeps none beyond the active segment and what
+subscribed queues still need, and replay reaches nothing). Publishing
+appends each message once, to the topic log, with the slots of the queue
+subscriptions whose filter matched; each subscribed queue reads the topic
+log through a *view* (engine/queues.py, docs/format.md "Topic records and
+subscription views") with its own cursor, leases and counts, whose
+counters the same `LogStore.submit` op bumps. After any crash a message
+reaches all matching queues or none.
 
 State in LMDB (all primary):
 
@@ -19,7 +22,9 @@ State in LMDB (all primary):
   (store, topic, generation), so a publish reads one LMDB row, not all
   subscriptions, and a change made by another process is seen at once;
 - `topic_dedup`, `topic_dedup_expiry` (FIFO topics): deduplication ids for
-  5 minutes, as queues keep theirs.
+  5 minutes, as queues keep theirs;
+- `topic_views`: key = topic log id + view id, value = queue name: every
+  view reading the topic log (for retention and topic deletion).
 
 Subscription changes and publishes are serialised by LMDB's single writer.
 A change records `effective_offset`, the topic log's next offset when it
@@ -71,15 +76,23 @@ from tidelog.catalog import (
 from tidelog.errors import AlreadyExists, Error, InvalidArgument, NotFound
 from tidelog.log import as_bytes
 from tidelog.queues import (
+    KEY2,
+    SLOT_TOTALS_DB,
+    VIEWS_DB,
     AttributeInput,
     AttributeValue,
     BatchFailure,
     Queue,
+    View,
+    absorb_view_in,
+    add_view_in,
     attributes_size,
     batch_entries,
     check_id,
     check_int,
+    close_view_in,
     coerce_entry,
+    count_slots_in,
     decode_meta,
     deliver_in,
     encode_attributes,
@@ -87,8 +100,13 @@ from tidelog.queues import (
     meta_attributes,
     prepare_entries,
     typed_attributes,
+    view_target_in,
+)
+from tidelog.queues import (
+    STATE_DB as QUEUE_STATE_DB,
 )
 from tidelog.segments import keys
+from tidelog.segments.format import Record
 from tidelog.segments.logstore import LogInfo, delete_prefix
 from tidelog.segments.reader import offset_for_time
 from tidelog.segments.writer import WriteContext
@@ -390,12 +408,12 @@ class Notification:
 #   s: subject    g: group id    dd: deduplication id
 
 
-def _encode_meta(
+def _meta_fields(
     attributes: Mapping[str, AttributeValue],
     subject: str | None,
     group_id: str | None,
     dedup_id: str | None,
-) -> bytes:
+) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     if attributes:
         meta["a"] = encode_attributes(attributes)
@@ -405,6 +423,10 @@ def _encode_meta(
         meta["g"] = group_id
     if dedup_id is not None:
         meta["dd"] = dedup_id
+    return meta
+
+
+def _encode_meta(meta: Mapping[str, Any]) -> bytes:
     return json.dumps(meta, separators=(",", ":")).encode() if meta else b""
 
 
@@ -542,6 +564,7 @@ class _Outgoing:
         "group",
         "dedup",
         "meta",
+        "fields",
         "entry_id",
         "_attribute_view",
         "_body_view",
@@ -567,7 +590,8 @@ class _Outgoing:
         self.group = group
         self.dedup = dedup
         self.entry_id = entry_id
-        self.meta = _encode_meta(attributes, subject, group, dedup)
+        self.fields = _meta_fields(attributes, subject, group, dedup)
+        self.meta = _encode_meta(self.fields)
         self._attribute_view: dict[str, Any] | None = None
         self._body_view: dict[str, Any] | None = None
         self._body_parsed = False
@@ -666,7 +690,7 @@ def _prepare(
 class _Target:
     """A subscription as publish uses it (compiled once per generation)."""
 
-    __slots__ = ("id", "arn", "protocol", "queue", "policy", "scope", "raw", "active")
+    __slots__ = ("id", "arn", "protocol", "queue", "policy", "scope", "raw", "active", "slot")
 
     def __init__(self, topic_name: str, data: Mapping[str, Any]) -> None:
         self.id: str = data["id"]
@@ -678,6 +702,10 @@ class _Target:
         self.scope: str = data["filter_scope"]
         self.raw: bool = data["raw"]
         self.active = data["status"] == "confirmed"
+        # A queue subscription's slot: its queue reads the topic log as a view.
+        # None for callback/HTTP (delivery queues get copies) and for queue
+        # subscriptions made before views, which keep getting copies.
+        self.slot: int | None = data.get("slot")
 
 
 _targets_cache: dict[tuple[str, int, int], list[_Target]] = {}
@@ -787,6 +815,63 @@ def _deliver_in(
     except (InvalidArgument, NotFound):
         return False
     return True
+
+
+# -- subscription queues as views over the topic log (docs/format.md) ----------------------------
+
+
+def view_message(view: View, record: Record, meta: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """A topic record as `view`'s queue receives it: (body, queue metadata).
+
+    The body is the published one (raw subscriptions) or SNS's envelope,
+    rendered from the record as the publish would have rendered it; the
+    metadata carries the attributes (raw only), the queue's delay fixed at
+    publish, and the FIFO group and deduplication ids.
+    """
+    fields: dict[str, Any] = {}
+    slot = view.slot
+    arn = topic_arn(view.topic)
+    if slot in meta.get("vr", ()):
+        value = record.value
+        if "a" in meta:
+            fields["a"] = meta["a"]
+    else:
+        value = (
+            _envelope_template(
+                arn,
+                str(uuid.UUID(bytes=record.key)),
+                record.value.decode(),
+                record.timestamp_ms,
+                meta.get("s"),
+                meta_attributes(meta),
+                f"{record.offset:020d}" if "g" in meta else None,
+            )
+            .replace(_SUB_PLACEHOLDER, f"{arn}:{view.subscription}")
+            .encode()
+        )
+    delay = meta.get("vd", {}).get(str(slot))
+    if delay:
+        fields["d"] = delay
+    if "g" in meta:
+        fields["g"] = meta["g"]
+    if "dd" in meta:
+        fields["dd"] = meta["dd"]
+    return value, (json.dumps(fields, separators=(",", ":")).encode() if fields else b"")
+
+
+def _free_slot(subscriptions: Iterable[Mapping[str, Any]]) -> int:
+    """The lowest slot no current subscription of the topic holds. A closed
+    view that still reads an old slot stops at its `until`, before any
+    record a new holder of the slot is marked in."""
+    used = {s["slot"] for s in subscriptions if s.get("slot") is not None}
+    return next(n for n in range(len(used) + 1) if n not in used)
+
+
+def _formatted_size(target: _Target, raw_bytes: int, envelope_bytes: int) -> int:
+    """The size the queue's max_message_size is checked against."""
+    if target.raw:
+        return raw_bytes
+    return envelope_bytes - len(_SUB_PLACEHOLDER) + len(target.arn)
 
 
 # -- Topic ----------------------------------------------------------------------------------------
@@ -973,8 +1058,8 @@ class Topic:
     ) -> Subscription:
         """Subscribe a queue (SNS's Subscribe with protocol "sqs"). Atomic.
 
-        Messages published after this call returns are appended to the
-        queue, in the publish's commit, when `filter_policy` matches (on the
+        Messages published after this call returns reach the queue (it
+        reads them from the topic log through a view), when `filter_policy` matches (on the
         message attributes, or the JSON body with filter_scope="body").
         `raw=True` delivers the body and attributes as published; otherwise
         the queue receives SNS's JSON envelope. Subscribing the same queue
@@ -1110,7 +1195,8 @@ class Topic:
         def op(ctx: WriteContext) -> dict[str, Any]:
             self._config_in(ctx)
             db = ctx.db(SUBSCRIPTIONS_DB)
-            for existing in _subscriptions_in(ctx.txn, db, self.log_id):
+            current = _subscriptions_in(ctx.txn, db, self.log_id)
+            for existing in current:
                 if existing["protocol"] == protocol and existing["endpoint"] == endpoint:
                     if all(existing.get(k) == data[k] for k in same_fields):
                         return existing
@@ -1127,12 +1213,17 @@ class Topic:
                         f"subscribe: {'FIFO' if fifo else 'standard'} topics deliver to "
                         f"{'FIFO' if fifo else 'standard'} queues only; {endpoint!r} is not one"
                     )
+            start = ctx.ends(info).next_offset
             record = dict(
                 data,
                 created_ms=ctx.now_ms,
-                effective_offset=ctx.ends(info).next_offset,
+                effective_offset=start,
                 token=secrets.token_hex(64) if data["status"] == "pending" else None,
             )
+            if protocol == "sqs":
+                # The queue reads this topic's log through a view from here on.
+                record["slot"] = _free_slot(current)
+                add_view_in(ctx, endpoint, topic_name, self.log_id, record["slot"], sub_id, start)
             ctx.txn.put(_sub_key(self.log_id, sub_id), json.dumps(record).encode(), db=db)
             _bump(ctx, self.log_id)
             if record["token"] is not None and delivery_queue is not None:
@@ -1248,11 +1339,15 @@ class Topic:
         HTTP subscription's undelivered messages are dropped with its
         delivery queue. Raises NotFound."""
         sub = self.subscription(subscription)
+        info = self.info
 
         def op(ctx: WriteContext) -> None:
             self._config_in(ctx)
             if not ctx.txn.delete(_sub_key(self.log_id, sub.id), db=ctx.db(SUBSCRIPTIONS_DB)):
                 raise NotFound(f"subscription {sub.id!r}: not found")
+            if sub.protocol == "sqs":
+                # Messages published so far stay in the queue; none after this.
+                close_view_in(ctx, sub.endpoint, sub.id, ctx.ends(info).next_offset)
             _bump(ctx, self.log_id)
 
         self._logs.submit(op)
@@ -1274,10 +1369,11 @@ class Topic:
     ) -> PublishResult:
         """Publish one message (SNS's Publish) and fan it out, in one commit.
 
-        The message is appended to the topic log and to every confirmed
-        subscription whose filter policy matches: to subscribed queues
-        directly, to callback/HTTP subscriptions' delivery queues. All of
-        it commits atomically: after a crash the message is everywhere it
+        The message is appended once, to the topic log, marked for every
+        confirmed queue subscription whose filter policy matches (the
+        queues read it through their views); callback/HTTP subscriptions'
+        deliveries are appended to their delivery queues. All of it
+        commits atomically: after a crash the message is everywhere it
         matched or nowhere. Blocks until durable (store's sync mode).
 
         `body`: UTF-8 text up to 256 KiB with the attributes. `attributes`
@@ -1393,7 +1489,58 @@ class Topic:
                             )
                         )
                         continue
-            offset = ctx.append(info, [message.body], [message.id], [message.meta])
+            # Match first: the record carries the slots of the views it reaches.
+            views: list[tuple[_Target, View, int]] = []  # target, view, queue delay
+            copies: list[_Target] = []
+            envelope_bytes = -1
+            raw_bytes = len(message.body) + attributes_size(message.attributes)
+            for target in targets:
+                if not target.active:
+                    continue
+                policy = target.policy
+                if policy is not None and not policy.matches(message.view(policy.scope)):
+                    continue
+                if target.slot is None:
+                    copies.append(target)
+                    continue
+                found = view_target_in(ctx, target.queue, name, log_id, target.slot, target.id)
+                if found is None:
+                    continue  # the queue was deleted: not reached
+                view, queue_config = found
+                if not target.raw and envelope_bytes < 0:
+                    envelope_bytes = len(
+                        _envelope_template(
+                            arn,
+                            message.id_text,
+                            message.text,
+                            now,
+                            message.subject,
+                            message.attributes,
+                            f"{ctx.ends(info).next_offset:020d}" if fifo else None,
+                        ).encode()
+                    )
+                size = _formatted_size(target, raw_bytes, envelope_bytes)
+                if size > queue_config.max_message_size:
+                    continue  # as a send to that queue would fail
+                views.append((target, view, queue_config.delay_ms))
+            meta = message.meta
+            if views:
+                fields = dict(message.fields, v=[t.slot for t, _, _ in views])
+                raw_slots = [t.slot for t, _, _ in views if t.raw]
+                if raw_slots:
+                    fields["vr"] = raw_slots
+                delays = {str(t.slot): delay for t, _, delay in views if delay}
+                if delays:
+                    fields["vd"] = delays
+                meta = _encode_meta(fields)
+            offset = ctx.append(info, [message.body], [message.id], [meta])
+            if views:
+                count_slots_in(
+                    ctx,
+                    log_id,
+                    [view.slot for _, view, _ in views],
+                    [view.slot for _, view, delay in views if delay],
+                )
             timestamp = ctx.ends(info).last_timestamp_ms
             sequence = f"{offset:020d}" if fifo else None
             if fifo:
@@ -1404,14 +1551,9 @@ class Topic:
                     b"",
                     db=ctx.db(DEDUP_EXPIRY_DB),
                 )
-            delivered = 0
+            delivered = len(views)
             template: list[str | None] = [None]
-            for target in targets:
-                if not target.active:
-                    continue
-                policy = target.policy
-                if policy is not None and not policy.matches(message.view(policy.scope)):
-                    continue
+            for target in copies:
                 if _deliver_in(ctx, arn, target, message, timestamp, sequence, template):
                     delivered += 1
             results.append(PublishResult(message.id_text, sequence, delivered, offset=offset))
@@ -1669,7 +1811,10 @@ def delete_topic(store: Store, name: str) -> None:
         if config is None:
             raise NotFound(f"topic {name!r}: not found")
         prefix = U64.pack(config["log_id"])
-        for db_name in (SUBSCRIPTIONS_DB, DEDUP_DB, DEDUP_EXPIRY_DB):
+        # Queues keep what their views were given: copied into their own logs.
+        for queue, state_id in _views_of(ctx.txn, ctx.db(VIEWS_DB), config["log_id"]):
+            absorb_view_in(ctx, queue, state_id)
+        for db_name in (SUBSCRIPTIONS_DB, DEDUP_DB, DEDUP_EXPIRY_DB, VIEWS_DB, SLOT_TOTALS_DB):
             delete_prefix(ctx.txn, ctx.db(db_name), prefix)
         ctx.txn.delete(prefix, db=ctx.db(STATE_DB))
         delete_channel(ctx, "topic", name)
@@ -1681,6 +1826,62 @@ def delete_topic(store: Store, name: str) -> None:
         if sub.delivery_queue:
             with contextlib.suppress(NotFound):
                 store.delete_queue(sub.delivery_queue)
+
+
+def _views_of(txn: Any, db: Any, log_id: int) -> list[tuple[str, int]]:
+    """(queue name, view id) of every view reading topic log `log_id`."""
+    out: list[tuple[str, int]] = []
+    if db is None:
+        return out
+    prefix = U64.pack(log_id)
+    cursor = txn.cursor(db=db)
+    if cursor.set_range(prefix):
+        for key, value in cursor:
+            if key[:8] != prefix:
+                break
+            out.append((bytes(value).decode(), KEY2.unpack(key)[1]))
+    return out
+
+
+def enforce_retention(store: Store, now_ms: int | None = None) -> int:
+    """Apply each topic's retention to its log; returns segments deleted.
+
+    A sealed segment goes once it is older than the topic's retention and
+    every view reading the topic (subscribed queues, also unsubscribed ones
+    not yet drained) has its head past it. One commit per topic.
+    """
+    logs = store._logs
+    deleted = 0
+    for topic in list_topics(store):
+
+        def op(ctx: WriteContext, topic: Topic = topic) -> int:
+            config = get_channel(logs, ctx.txn, "topic", topic.name)
+            if config is None or config["log_id"] != topic.log_id:
+                return 0
+            info = topic.info
+            now = ctx.now_ms if now_ms is None else now_ms
+            cutoff = now - config["retention"] * 1000
+            floor = ctx.ends(info).next_offset
+            for _queue, state_id in _views_of(ctx.txn, ctx.db(VIEWS_DB), topic.log_id):
+                raw = ctx.txn.get(U64.pack(state_id), db=ctx.db(QUEUE_STATE_DB))
+                if raw is not None:
+                    floor = min(floor, U64.unpack(raw[:8])[0])  # the view's head
+            trim_to = 0
+            for _base, row in ctx.sealed_segments(info):
+                if row.end_offset > floor or row.last_timestamp_ms >= cutoff:
+                    break
+                trim_to = row.end_offset
+            if not trim_to:
+                return 0
+            before = len(ctx.sealed_segments(info))
+            ctx.trim_before(info, trim_to)
+            return before - len(ctx.sealed_segments(info))
+
+        try:
+            deleted += logs.submit(op)
+        except NotFound:
+            continue  # deleted meanwhile
+    return deleted
 
 
 # -- delivery to callbacks and HTTP/S endpoints ---------------------------------------------------

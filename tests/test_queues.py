@@ -335,3 +335,21 @@ def test_long_poll_wakes_within_50ms_of_a_send_from_another_thread(tmp_path: Pat
         started = time.monotonic()
         assert q.receive(wait=0.2) == []
         assert 0.15 < time.monotonic() - started < 1.0
+
+
+def test_receive_looks_past_dead_lettered_entries(cstore: tidelog.Store, clock: FakeClock) -> None:
+    """Due entries moved to the DLQ do not use up a receive: it returns every
+    available message it was asked for (found by the topic-views state machine)."""
+    cstore.create_queue("dlq")
+    queue = cstore.create_queue("q", visibility_timeout=10, dead_letter=("dlq", 2))
+    for i in range(6):
+        queue.send(f"m{i}")
+    first = queue.receive(10)
+    assert [m.text for m in first] == [f"m{i}" for i in range(6)]
+    clock.advance(11)
+    assert [m.text for m in queue.receive(3)] == ["m0", "m1", "m2"]  # received twice now
+    for message in first[3:]:
+        queue.change_visibility(message, 15)  # due after m0-m2
+    clock.advance(20)
+    assert sorted(m.text for m in queue.receive(3)) == ["m3", "m4", "m5"]
+    assert sorted(m.body for m in cstore.queue("dlq").peek()) == [b"m0", b"m1", b"m2"]

@@ -309,20 +309,15 @@ class Broker:
         operations composed into one op of the log layer, so the whole set
         lands in one LMDB commit or none of it does.
         """
-        parsed: dict[Queue, list[tuple[int, int]]] = {}
+        parsed: dict[Queue, list[str]] = {}
         for queue, receipt in deletes:
-            parsed.setdefault(queue, []).append(queue._parse(receipt))
+            parsed.setdefault(queue, []).append(receipt)
 
         def op(ctx: WriteContext) -> None:
             for queue, message in sends:
                 engine_queues.send_in(ctx, queue, [message])
-            for queue, items in parsed.items():
-                config = engine_queues._config_in(ctx, queue.name, queue.log_id)
-                info = engine_queues._log_info(ctx, config)
-                state = engine_queues._state(ctx, config.log_id)
-                engine_queues._delete_in(ctx, config, info, items, state)
-                engine_queues._advance_head(ctx, config, info, state)
-                engine_queues._put_state(ctx, config.log_id, state)
+            for queue, receipts in parsed.items():
+                engine_queues.delete_in(ctx, queue, receipts)
 
         if sends or parsed:
             self.store._logs.submit(op)
