@@ -352,6 +352,9 @@ def test_a_client_that_promises_beats_and_goes_silent_is_dropped(tmp_path: Path)
         raw.send(b"SUBSCRIBE\nid:s\ndestination:/queue/hb\nack:client\n\n\0")
         assert raw.frame().startswith(b"MESSAGE\n")
         started = time.monotonic()
+        raw.sock.settimeout(30)
+        reply = raw.frame()  # an ERROR saying why, then the close
+        assert reply.startswith(b"ERROR\n") and b"heart-beat" in reply, reply
         assert raw.closed(30)  # promised a beat every 500 ms, then sent nothing
         assert time.monotonic() - started < 8  # 1.5 x 500 ms, and slack for a loaded machine
         raw.close()

@@ -131,6 +131,11 @@ def test_an_unknown_command_is_refused_with_its_receipt_id(server: StompServerTh
     assert b"receipt-id:r9" in reply
     reply = refused(server, b"MESSAGE\nreceipt:r10\n\n\0", b"unknown command")
     assert b"receipt-id:r10" in reply
+    # Found by tests/test_fuzz_stomp.py: a second STOMP frame dropped the connection.
+    for command in (b"STOMP", b"CONNECT"):
+        frame = command + b"\naccept-version:1.2\nreceipt:r11\n\n\0"
+        reply = refused(server, frame, b"already connected")
+        assert b"receipt-id:r11" in reply
 
 
 def test_two_brokers_on_one_store_keep_each_others_topic_subscriptions(tmp_path: Path) -> None:

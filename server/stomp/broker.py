@@ -475,6 +475,9 @@ class Connection:
                     break
         except FrameError as exc:
             await self.error(str(exc), exc.receipt)
+        except Exception as exc:
+            log.exception("STOMP: reading a frame failed")
+            await self.error(f"internal error reading a frame ({type(exc).__name__})", None)
         finally:
             await self.close()
 
@@ -494,6 +497,8 @@ class Connection:
                     raise StompError(f"{frame.command} before CONNECT")
                 await self.on_connect(frame)
                 return True
+            if frame.command in ("CONNECT", "STOMP"):
+                raise StompError(f"{frame.command}: already connected")
             if frame.command != "SEND" or "receipt" in frame.headers:
                 await self._flush_wait()
             handler = getattr(self, "on_" + frame.command.lower())
@@ -603,7 +608,12 @@ class Connection:
         while not self._closed:
             silent = time.monotonic() - self.last_read
             if silent > allowed:
-                log.info("STOMP %s: no heart-beat for %.1f s, dropped", self.session, silent)
+                why = (
+                    f"heart-beat: nothing received for {silent:.1f} s"
+                    f" (promised every {interval * 1000:.0f} ms)"
+                )
+                log.info("STOMP %s: %s, dropped", self.session, why)
+                await self.error(why, None)
                 await self.close()
                 return
             await asyncio.sleep(min(interval / 2, allowed - silent + 0.01))
