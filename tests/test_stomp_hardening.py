@@ -282,3 +282,45 @@ def test_a_running_broker_releases_what_a_killed_peer_held(tmp_path: Path) -> No
     finally:
         _stop(first)
         _stop(second)
+
+
+JOURNAL = textwrap.dedent(
+    """
+    import sys, time
+    from tidelog.server.stomp.leases import LeaseJournal
+    journal = LeaseJournal(sys.argv[1], "dead0session")
+    journal.open()
+    for n in range(3000):
+        journal.add("work", [f"r{n}"])
+        if n >= 5:
+            journal.discard("work", [f"r{n}"])
+    print("ready", flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_a_killed_brokers_journal_is_compacted_and_reclaimed_once(tmp_path: Path) -> None:
+    from tidelog.server.stomp.leases import reclaim_dead, session_alive
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", JOURNAL, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    journal = tmp_path / "stomp" / "dead0session.leases"
+    # 3,000 leases taken, all but 5 settled: compacted, not 3,000 lines.
+    assert len(journal.read_text().splitlines()) <= 2 * 5 + 1000
+    assert session_alive(tmp_path, "dead0session")
+    assert reclaim_dead(tmp_path, lambda q, r: None, lambda s: None) == []  # alive: untouched
+    process.kill()
+    process.wait(30)
+    process.stdout.close()
+    assert not session_alive(tmp_path, "dead0session")
+    released: dict[str, list[str]] = {}
+    forgotten: list[str] = []
+    reclaimed = reclaim_dead(tmp_path, released.__setitem__, forgotten.append)
+    assert reclaimed == forgotten == ["dead0session"]
+    assert {f"r{n}" for n in range(5)} <= set(released["work"])
+    assert list((tmp_path / "stomp").iterdir()) == []  # its files are gone
+    assert reclaim_dead(tmp_path, released.__setitem__, forgotten.append) == []
