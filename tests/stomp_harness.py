@@ -17,7 +17,7 @@ from stomp.utils import Frame as ClientFrame
 import tidelog
 from tidelog.server.stomp import BrokerConfig, StompServerThread
 
-FAST = BrokerConfig(poll_wait_seconds=0.3, heart_beat_ms=(0, 0))
+FAST = BrokerConfig(poll_wait_seconds=0.3)
 
 
 @contextmanager
@@ -158,3 +158,20 @@ class Raw:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def refused(
+    server: StompServerThread, frame: bytes, reason: bytes, connected: bool = True
+) -> bytes:
+    """Send `frame` on a fresh connection (after CONNECT unless `connected` is
+    False): an ERROR naming `reason` must come back, then the close. Returns it."""
+    raw = Raw(server)
+    if connected:
+        assert raw.connect().startswith(b"CONNECTED\n")
+    raw.send(frame)
+    reply = raw.frame()
+    assert reply.startswith(b"ERROR\n"), reply
+    assert reason in reply, reply
+    assert raw.closed()
+    raw.close()
+    return reply

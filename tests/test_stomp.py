@@ -305,20 +305,66 @@ def test_a_client_id_in_use_is_refused(tmp_path: Path) -> None:
 
 
 def test_heart_beats_both_ways(tmp_path: Path) -> None:
-    config = BrokerConfig(poll_wait_seconds=0.3, heart_beat_ms=(100, 100))
-    with broker(tmp_path / "d", config) as server:
-        conn, got = connect(server, heartbeats=(100, 100))
-        time.sleep(1.0)
-        assert got.heartbeats >= 3
+    with broker(tmp_path / "d") as server:
+        conn, got = connect(server, heartbeats=(200, 200))
+        deadline = time.monotonic() + 30
+        while got.heartbeats < 3:  # the broker beats as the client asked
+            assert time.monotonic() < deadline, got.heartbeats
+            time.sleep(0.05)
         assert conn.is_connected()  # the client's beats keep it alive
         conn.disconnect()
+
+
+def test_connected_answers_the_clients_heart_beat_as_activemq_does(tmp_path: Path) -> None:
+    with broker(tmp_path / "d") as server:
+        # cx,cy in, cy,cx out: beats every 500 ms as asked, none expected.
         raw = Raw(server)
-        reply = raw.connect("accept-version:1.2\nhost:x\nheart-beat:100,0\n")
-        assert b"heart-beat:100,100" in reply
+        reply = raw.connect("accept-version:1.2\nhost:x\nheart-beat:0,500\n")
+        assert b"heart-beat:500,0" in reply
         started = time.monotonic()
-        assert raw.closed(5)  # promised beats every 100 ms, sent none: dropped
-        assert time.monotonic() - started < 2
+        raw.sock.settimeout(10)
+        beats = 0
+        while beats < 3:
+            chunk = raw.sock.recv(16)
+            assert chunk.strip(b"\n") == b"", chunk
+            beats += chunk.count(b"\n")
+        assert time.monotonic() - started >= 1.0  # three beats, 500 ms apart
+        time.sleep(1)
+        # Promised nothing, sent nothing for a while: still connected.
+        raw.send(b"SEND\ndestination:/queue/hb\nreceipt:r1\n\nx\0")
+        assert raw.frame().startswith(b"RECEIPT\nreceipt-id:r1")
         raw.close()
+        # No header: no heart-beats either way.
+        raw = Raw(server)
+        assert b"heart-beat:0,0" in raw.connect()
+        assert not raw.closed(1.5)
+        raw.close()
+
+
+def test_a_client_that_promises_beats_and_goes_silent_is_dropped(tmp_path: Path) -> None:
+    with broker(tmp_path / "d") as server:
+        conn, _ = connect(server)
+        conn.send("/queue/hb", b"held", receipt="r")
+        conn.disconnect()
+        raw = Raw(server)
+        reply = raw.connect("accept-version:1.2\nhost:x\nheart-beat:500,0\n")
+        assert b"heart-beat:0,500" in reply
+        raw.send(b"SUBSCRIBE\nid:s\ndestination:/queue/hb\nack:client\n\n\0")
+        assert raw.frame().startswith(b"MESSAGE\n")
+        started = time.monotonic()
+        raw.sock.settimeout(30)
+        reply = raw.frame()  # an ERROR saying why, then the close
+        assert reply.startswith(b"ERROR\n") and b"heart-beat" in reply, reply
+        assert raw.closed(30)  # promised a beat every 500 ms, then sent nothing
+        assert time.monotonic() - started < 8  # 1.5 x 500 ms, and slack for a loaded machine
+        raw.close()
+        # Its unacked message went back at once, to the next subscriber.
+        conn, got = connect(server)
+        conn.subscribe("/queue/hb", id="s", ack="client")
+        (frame,) = got.take(1, timeout=10)
+        assert frame.body == b"held" and frame.headers.get("redelivered") == "true"
+        conn.ack(frame.headers["ack"])
+        conn.disconnect()
 
 
 def test_expires_and_scheduled_delay(tmp_path: Path) -> None:
@@ -355,7 +401,7 @@ def test_login_is_checked_against_the_users_file(tmp_path: Path) -> None:
     users.write_text("# login:passcode\nadmin:s3cret\n")
     from tidelog.server.stomp import load_users
 
-    config = BrokerConfig(poll_wait_seconds=0.3, heart_beat_ms=(0, 0), users=load_users(users))
+    config = BrokerConfig(poll_wait_seconds=0.3, users=load_users(users))
     with broker(tmp_path / "d", config) as server:
         conn, _ = connect(server, username="admin", passcode="s3cret")
         assert conn.is_connected()
@@ -460,7 +506,7 @@ def test_tidelog_serve_runs_the_stomp_listener(tmp_path: Path) -> None:
 
 
 def test_leases_of_live_connections_are_renewed(tmp_path: Path) -> None:
-    config = BrokerConfig(poll_wait_seconds=0.3, heart_beat_ms=(0, 0), lease_seconds=2)
+    config = BrokerConfig(poll_wait_seconds=0.3, lease_seconds=2)
     with broker(tmp_path / "d", config) as server:
         holder, held = connect(server)
         holder.subscribe("/queue/lease", id="s", ack="client-individual")

@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import itertools
 import json
-import math
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -27,11 +27,21 @@ import tidelog
 from tidelog import queues as engine_queues
 from tidelog.queues import Message, Queue
 from tidelog.segments.writer import WriteContext
-from tidelog.server.stomp.frames import Frame, FrameError, FrameLimits, encode, read_frame
+from tidelog.server.stomp.frames import (
+    COMMANDS_CLIENT,
+    Frame,
+    FrameError,
+    FrameLimits,
+    encode,
+    parse_decimal,
+    read_frame,
+)
+from tidelog.server.stomp.leases import LeaseJournal, reclaim_dead, session_alive
 from tidelog.server.stomp.selector import Headers, SelectorError, compile_selector
-from tidelog.topics import Topic
+from tidelog.topics import Topic, check_topic_name
 
 T = TypeVar("T")
+log = logging.getLogger("tidelog.server.stomp")
 
 VERSIONS = ("1.0", "1.1", "1.2")
 HEADERS_ATTRIBUTE = "stomp-headers"
@@ -45,6 +55,8 @@ _FRAME_HEADERS = frozenset(
 )
 _ACK_MODES = ("auto", "client", "client-individual")
 _PRIORITY_DEFAULT = 4
+_PREFETCH_MAX = 32767  # ActiveMQ's ceiling (Short.MAX_VALUE); larger asks get this
+_PRIORITIES = frozenset("0123456789")
 _BATCH_MAX = 500  # fire-and-forget SENDs committed together at most
 
 
@@ -56,21 +68,26 @@ class StompError(Exception):
 class BrokerConfig:
     """Settings of one broker.
 
-    heart_beat_ms: what the broker offers (send every, expect every), as in
-    CONNECTED's heart-beat header; 0 turns a direction off. A client silent
-    for twice the negotiated interval is dropped. lease_seconds: how long a
+    heart_beat_min_ms: the shortest heart-beat interval the broker agrees to,
+    either way; CONNECTED otherwise answers the client's heart-beat header
+    as ActiveMQ does (see docs/stomp.md). heart_beat_grace: a client silent
+    for this many times the interval it promised is dropped (ActiveMQ's
+    hbGracePeriodMultiplier). lease_seconds: how long a
     delivered, unacked message stays leased if the broker dies; leases of
     live connections are renewed. users: login -> passcode, or None for no
-    authentication.
+    authentication. reclaim_seconds: how often the broker looks for other
+    brokers on the store that are gone, to release their leases at once.
     """
 
-    heart_beat_ms: tuple[int, int] = (10_000, 10_000)
+    heart_beat_min_ms: int = 100
+    heart_beat_grace: float = 1.5
     lease_seconds: int = 300
     prefetch_default: int = 1000
     poll_wait_seconds: float = 1.0
     users: dict[str, str] | None = None
     limits: FrameLimits = field(default_factory=FrameLimits)
     threads: int = 128
+    reclaim_seconds: float = 2.0
 
 
 def load_users(path: str | Path) -> dict[str, str]:
@@ -90,19 +107,25 @@ def load_users(path: str | Path) -> dict[str, str]:
     return users
 
 
-def queue_name(name: str) -> str:
-    """The tidelog queue (or topic) name of an ActiveMQ destination name.
+def queue_name(name: str, kind: str = "queue") -> str:
+    """The tidelog queue (or, for kind "topic", topic) name of an ActiveMQ name.
 
-    tidelog names are SQS's (A-Z a-z 0-9 _ -); ActiveMQ's often hold dots,
-    which become hyphens: /queue/orders.new is queue "orders-new" (so
-    "orders.new" and "orders-new" are one queue). Raises StompError for
-    other characters.
+    tidelog names are SQS's and SNS's (A-Z a-z 0-9 _ -); ActiveMQ's often
+    hold dots, which separate the parts of a name and become hyphens:
+    /queue/orders.new is queue "orders-new" (so "orders.new" and
+    "orders-new" are one queue). Raises StompError for an empty part
+    ("..", ".a", "a.") and for other characters, naming the kind.
     """
-    mapped = name.replace(".", "-")
+    parts = name.split(".")
+    if "" in parts:
+        raise StompError(f"destination name {name!r}: a dot must separate two non-empty parts")
+    mapped = "-".join(parts)
     try:
-        return engine_queues.check_queue_name(mapped, mapped.endswith(".fifo"))
+        if kind == "topic":
+            return check_topic_name(mapped, False)
+        return engine_queues.check_queue_name(mapped, False)
     except tidelog.InvalidArgument as exc:
-        raise StompError(f"destination {name!r}: {exc}") from exc
+        raise StompError(f"destination name {name!r}: {exc}") from exc
 
 
 def _durable_name(client_id: str, subscription: str) -> str:
@@ -140,9 +163,10 @@ def _selector_view(headers: dict[str, str], message_id: str, timestamp_ms: int) 
 
 
 def _int(text: str | None, default: int) -> int:
+    """A stored header as a number, `default` when absent or not ASCII digits."""
     try:
-        return int(text) if text is not None else default
-    except ValueError:
+        return parse_decimal(text, "") if text is not None else default
+    except FrameError:
         return default
 
 
@@ -192,27 +216,36 @@ class Broker:
         self._topics: dict[str, Topic] = {}
         self._server: asyncio.Server | None = None
         self._renewer: asyncio.Task[None] | None = None
+        self._reclaimer: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
         self._ids = itertools.count(1)
         self.session_prefix = uuid.uuid4().hex[:12]
+        self.leases = LeaseJournal(store.path, self.session_prefix)
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
     async def start(self, sock: Any) -> None:
-        """Serve on a bound, listening socket (see tidelog.server.run.bind)."""
-        await self.call(self._remove_temporaries)
+        """Serve on a bound, listening socket (see tidelog.server.run.bind).
+
+        First takes this broker's lease journal and releases what brokers
+        that are gone left leased (see leases.py), so their unacknowledged
+        messages go at once to the next subscriber.
+        """
+        await self.call(self._claim)
         self._server = await asyncio.start_server(
             self._accept, sock=sock, limit=self.config.limits.body_bytes_max + 2
         )
         self._renewer = asyncio.create_task(self._renew_leases())
+        self._reclaimer = asyncio.create_task(self._reclaim_periodically())
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-        if self._renewer is not None:
-            self._renewer.cancel()
+        for task in (self._renewer, self._reclaimer):
+            if task is not None:
+                task.cancel()
         for connection in list(self.connections):
             await connection.close()
         if self._handlers:
@@ -221,20 +254,69 @@ class Broker:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
         self.executor.shutdown(wait=True, cancel_futures=True)
+        self.leases.close()
 
-    def _remove_temporaries(self) -> None:
-        # Non-durable topic subscriptions of a broker that died leave their
-        # queue behind; nobody can ever read it, so it goes at start.
+    # -- brokers that are gone ------------------------------------------------------------
+
+    def _claim(self) -> None:
+        self.leases.open()
+        self._reclaim()
+        # Temporary queues named for no live broker (one that died before
+        # its journal existed, or a tidelog before journals): nobody can
+        # ever read them.
+        self._remove_temporaries(
+            lambda session: not session_alive(self.store.path, session), TEMPORARY_PREFIX
+        )
+
+    def _reclaim(self) -> None:
+        for session in reclaim_dead(self.store.path, self._release_receipts, self._forget_session):
+            log.info("STOMP: released the leases of broker session %s, which is gone", session)
+
+    async def _reclaim_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.reclaim_seconds)
+            try:
+                await self.call(self._reclaim)
+            except Exception:
+                log.exception("STOMP: reclaiming the leases of gone brokers failed")
+
+    def _release_receipts(self, name: str, receipts: Sequence[str]) -> None:
+        try:
+            queue = self.store.queue(name)
+        except tidelog.NotFound:
+            return
+        for start in range(0, len(receipts), 10):
+            with contextlib.suppress(tidelog.Error):
+                queue.change_visibility_many([(r, 0) for r in receipts[start : start + 10]])
+
+    def _forget_session(self, session: str) -> None:
+        self._remove_temporaries(lambda _: True, f"{TEMPORARY_PREFIX}{session}-")
+
+    def _remove_temporaries(self, gone: Callable[[str], bool], prefix: str) -> None:
+        """Delete the temporary queues under `prefix` whose broker session is `gone`.
+
+        A temporary queue is named stomp-tmp-<session>-<random>: each broker
+        deletes only its own, or those of brokers that are gone, so several
+        brokers can serve one store (docs/stomp.md).
+        """
+
+        def session_of(name: str) -> str:
+            return name[len(TEMPORARY_PREFIX) :].partition("-")[0]
+
         for topic in self.store.topics():
             for subscription in topic.subscriptions():
-                if subscription.protocol == "sqs" and subscription.endpoint.startswith(
-                    TEMPORARY_PREFIX
+                endpoint = subscription.endpoint
+                if (
+                    subscription.protocol == "sqs"
+                    and endpoint.startswith(prefix)
+                    and gone(session_of(endpoint))
                 ):
                     with contextlib.suppress(tidelog.NotFound):
                         topic.unsubscribe(subscription)
-        for queue in self.store.queues(TEMPORARY_PREFIX):
-            with contextlib.suppress(tidelog.NotFound):
-                self.store.delete_queue(queue.name)
+        for queue in self.store.queues(prefix):
+            if gone(session_of(queue.name)):
+                with contextlib.suppress(tidelog.NotFound):
+                    self.store.delete_queue(queue.name)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = Connection(self, reader, writer)
@@ -321,6 +403,29 @@ class Broker:
 
         if sends or parsed:
             self.store._logs.submit(op)
+        for queue, receipt in deletes:
+            self.leases.discard(queue.name, [receipt])
+
+    def receive(self, queue: Queue, count: int) -> list[Message]:
+        """Lease up to `count` messages for delivery, journaled (see leases.py)."""
+        messages = queue.receive(
+            count, wait=self.config.poll_wait_seconds, visibility_timeout=self.config.lease_seconds
+        )
+        self.leases.add(queue.name, [m.receipt for m in messages])
+        return messages
+
+    def release(self, queue: Queue, messages: Sequence[Message]) -> None:
+        """Make leased messages visible again at once, for the next subscriber."""
+        entries = [(m.receipt, 0) for m in messages]
+        for start in range(0, len(entries), 10):
+            with contextlib.suppress(tidelog.Error):
+                queue.change_visibility_many(entries[start : start + 10])
+        self.leases.discard(queue.name, [m.receipt for m in messages])
+
+    def delete_leased(self, queue: Queue, messages: Sequence[Message]) -> None:
+        for start in range(0, len(messages), 10):
+            queue.delete_many([m.receipt for m in messages[start : start + 10]])
+        self.leases.discard(queue.name, [m.receipt for m in messages])
 
 
 class Connection:
@@ -364,30 +469,46 @@ class Connection:
                 if await self.handle(frame) is False:
                     break
         except FrameError as exc:
-            await self.error(str(exc), None)
-        except StompError as exc:
-            await self.error(str(exc), None)
+            await self.error(str(exc), exc.receipt)
+        except Exception as exc:
+            log.exception("STOMP: reading a frame failed")
+            await self.error(f"internal error reading a frame ({type(exc).__name__})", None)
         finally:
             await self.close()
 
     async def handle(self, frame: Frame) -> bool:
-        """Process one frame; False ends the connection."""
+        """Process one frame; False ends the connection.
+
+        Every failure is answered with an ERROR frame before the close, a
+        bug of the broker's included (logged, and reported as an internal
+        error): a client never sees its connection dropped without a word.
+        """
         receipt = frame.headers.get("receipt")
         try:
+            if frame.command not in COMMANDS_CLIENT:
+                raise StompError(f"unknown command {frame.command[:64]!r}")
             if not self.connected:
                 if frame.command not in ("CONNECT", "STOMP"):
                     raise StompError(f"{frame.command} before CONNECT")
                 await self.on_connect(frame)
                 return True
+            if frame.command in ("CONNECT", "STOMP"):
+                raise StompError(f"{frame.command}: already connected")
             if frame.command != "SEND" or "receipt" in frame.headers:
                 await self._flush_wait()
             handler = getattr(self, "on_" + frame.command.lower())
             keep: bool = await handler(frame)
-        except (StompError, SelectorError) as exc:
+        except (StompError, SelectorError, FrameError) as exc:
             await self.error(str(exc), receipt)
             return False
         except tidelog.Error as exc:
             await self.error(f"{frame.command}: {exc}", receipt)
+            return False
+        except ConnectionError:
+            return False
+        except Exception as exc:
+            log.exception("STOMP %s failed", frame.command)
+            await self.error(f"{frame.command}: internal error ({type(exc).__name__})", receipt)
             return False
         if receipt is not None:
             await self.send_frame(Frame("RECEIPT", {"receipt-id": receipt}))
@@ -442,7 +563,7 @@ class Connection:
             "version": self.version,
             "session": self.session,
             "server": "tidelog",
-            "heart-beat": ",".join(str(v) for v in self.broker.config.heart_beat_ms),
+            "heart-beat": f"{send_ms},{expect_ms}",
         }
         self.connected = True
         await self.send_frame(Frame("CONNECTED", headers))
@@ -452,14 +573,21 @@ class Connection:
             self._heart_tasks.append(asyncio.create_task(self._watch(expect_ms / 1000)))
 
     def _heart_beats(self, text: str) -> tuple[int, int]:
+        """(send every, expect every) in ms for the client's `cx,cy`.
+
+        As ActiveMQ 5.17: the broker beats as often as the client wants (cy)
+        and expects beats as often as the client promises (cx), so CONNECTED
+        answers `cy,cx`; 0 turns a direction off, and so does no header.
+        Intervals under heart_beat_min_ms are raised to it.
+        """
         parts = text.split(",")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise StompError(f"heart-beat {text!r}: expected two numbers, cx,cy")
-        client_send, client_want = (int(p) for p in parts)
-        server_send, server_want = self.broker.config.heart_beat_ms
-        send_ms = max(server_send, client_want) if server_send and client_want else 0
-        expect_ms = max(client_send, server_want) if client_send and server_want else 0
-        return send_ms, expect_ms
+        if len(parts) != 2:
+            raise StompError(f"heart-beat {text[:40]!r}: expected two numbers, cx,cy")
+        client_send, client_want = (parse_decimal(p.strip(), "heart-beat") for p in parts)
+        floor = self.broker.config.heart_beat_min_ms
+        return (max(client_want, floor) if client_want else 0), (
+            max(client_send, floor) if client_send else 0
+        )
 
     async def _beat(self, interval: float) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
@@ -469,13 +597,21 @@ class Connection:
                 await self.writer.drain()
 
     async def _watch(self, interval: float) -> None:
-        # A client silent for twice its interval is gone (the spec leaves the
-        # grace to the server; ActiveMQ allows a similar margin).
+        # A client silent for grace x the interval it promised is gone
+        # (ActiveMQ's read check, with its default multiplier of 1.5).
+        allowed = interval * self.broker.config.heart_beat_grace
         while not self._closed:
-            await asyncio.sleep(interval / 2)
-            if time.monotonic() - self.last_read > 2 * interval:
+            silent = time.monotonic() - self.last_read
+            if silent > allowed:
+                why = (
+                    f"heart-beat: nothing received for {silent:.1f} s"
+                    f" (promised every {interval * 1000:.0f} ms)"
+                )
+                log.info("STOMP %s: %s, dropped", self.session, why)
+                await self.error(why, None)
                 await self.close()
                 return
+            await asyncio.sleep(min(interval / 2, allowed - silent + 0.01))
 
     async def on_disconnect(self, frame: Frame) -> bool:
         return False  # `handle` sends the RECEIPT, then the connection closes
@@ -485,7 +621,7 @@ class Connection:
     def _destination(self, destination: str) -> tuple[str, str]:
         for prefix, kind in (("/queue/", "queue"), ("/topic/", "topic")):
             if destination.startswith(prefix) and len(destination) > len(prefix):
-                return kind, queue_name(destination[len(prefix) :])
+                return kind, queue_name(destination[len(prefix) :], kind)
         raise StompError(f"destination {destination!r}: tidelog serves /queue/NAME and /topic/NAME")
 
     def _outgoing(self, frame: Frame) -> tuple[dict[str, str], int | None]:
@@ -493,13 +629,12 @@ class Connection:
         delay = None
         scheduled = frame.headers.get("AMQ_SCHEDULED_DELAY")
         if scheduled is not None:
-            if not scheduled.isdigit():
-                raise StompError(f"AMQ_SCHEDULED_DELAY {scheduled!r}: not a number of ms")
+            delay_ms = parse_decimal(scheduled, "AMQ_SCHEDULED_DELAY (ms)")
             # The engine delays in whole seconds, at most 15 minutes (SQS's limit).
-            delay = min(900, math.ceil(int(scheduled) / 1000))
+            delay = min(900, -(-delay_ms // 1000))
         priority = headers.get("priority")
-        if priority is not None and not (priority.isdigit() and int(priority) <= 9):
-            raise StompError(f"priority {priority!r}: must be 0-9")
+        if priority is not None and priority not in _PRIORITIES:
+            raise StompError(f"priority {priority[:40]!r}: must be one digit, 0-9")
         return headers, delay
 
     def _prepare_send(self, frame: Frame) -> tuple[str, str, bytes, dict[str, str], int | None]:
@@ -594,9 +729,9 @@ class Connection:
         prefetch_text = frame.headers.get("activemq.prefetchSize")
         prefetch = self.broker.config.prefetch_default
         if prefetch_text is not None:
-            if not prefetch_text.isdigit() or int(prefetch_text) < 1:
+            prefetch = min(parse_decimal(prefetch_text, "activemq.prefetchSize"), _PREFETCH_MAX)
+            if prefetch < 1:
                 raise StompError(f"activemq.prefetchSize {prefetch_text!r}: must be 1 or more")
-            prefetch = int(prefetch_text)
         kind, name = self._destination(destination)
         durable = frame.headers.get("activemq.subscriptionName") or frame.headers.get(
             "durable-subscription-name"
@@ -638,7 +773,9 @@ class Connection:
             arn = topic.subscribe(queue, raw=True).arn
             return _Subscription(sub_id, destination, queue, ack, prefetch, selector,
                                  owned=True, subscription_arn=arn)  # fmt: skip
-        queue = self.broker.store.create_queue(TEMPORARY_PREFIX + uuid.uuid4().hex[:20])
+        queue = self.broker.store.create_queue(
+            f"{TEMPORARY_PREFIX}{self.broker.session_prefix}-{uuid.uuid4().hex[:16]}"
+        )
         arn = topic.subscribe(queue, raw=True).arn
         return _Subscription(sub_id, destination, queue, ack, prefetch, selector,
                              owned=True, temporary=topic, subscription_arn=arn)  # fmt: skip
@@ -699,10 +836,7 @@ class Connection:
             await self.broker.call(self._drop_temporary, subscription)
 
     def _release(self, subscription: _Subscription, messages: Sequence[Message]) -> None:
-        entries = [(m.receipt, 0) for m in messages]
-        for start in range(0, len(entries), 10):
-            with contextlib.suppress(tidelog.Error):
-                subscription.queue.change_visibility_many(entries[start : start + 10])
+        self.broker.release(subscription.queue, messages)
 
     def _drop_temporary(self, subscription: _Subscription) -> None:
         topic = subscription.temporary
@@ -725,12 +859,7 @@ class Connection:
                 continue
             want = max(1, min(10, room))
             try:
-                messages = await self.broker.call(
-                    subscription.queue.receive,
-                    want,
-                    wait=config.poll_wait_seconds,
-                    visibility_timeout=config.lease_seconds,
-                )
+                messages = await self.broker.call(self.broker.receive, subscription.queue, want)
             except tidelog.NotFound:
                 # The queue was deleted under us (over SQS, say): ActiveMQ
                 # recreates a destination on use, and so does this.
@@ -790,7 +919,7 @@ class Connection:
             if subscription.deleting is not None:
                 await subscription.deleting
             subscription.deleting = asyncio.ensure_future(
-                self.broker.call(_delete_all, subscription.queue, drop + auto)
+                self.broker.call(self.broker.delete_leased, subscription.queue, drop + auto)
             )
         if decline:
             await self.broker.call(self._release, subscription, decline)
@@ -989,8 +1118,3 @@ class Connection:
         with contextlib.suppress(Exception):
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), 1)
-
-
-def _delete_all(queue: Queue, messages: Sequence[Message]) -> None:
-    for start in range(0, len(messages), 10):
-        queue.delete_many([m.receipt for m in messages[start : start + 10]])

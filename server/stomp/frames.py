@@ -11,6 +11,7 @@ a frame over one raises FrameError and the connection is closed.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 
 COMMANDS_CLIENT = frozenset(
@@ -32,7 +33,34 @@ _UNESCAPED = ("CONNECT", "CONNECTED")
 
 
 class FrameError(Exception):
-    """A frame that breaks the protocol or a limit; the connection must close."""
+    """A frame that breaks the protocol or a limit; the connection must close.
+
+    `receipt` is the frame's `receipt` header when it was read before the
+    fault, so that the ERROR can carry it as `receipt-id`.
+    """
+
+    def __init__(self, message: str, receipt: str | None = None) -> None:
+        super().__init__(message)
+        self.receipt = receipt
+
+
+# ASCII digits only: str.isdigit() also passes "²" and "١", which int() refuses
+# or reads as another number. 18 digits keep every value inside a signed long.
+_DECIMAL = re.compile(r"[0-9]{1,18}")
+
+
+def parse_decimal(text: str, what: str, maximum: int = 10**18 - 1) -> int:
+    """`text` as a whole number 0..maximum written in ASCII digits.
+
+    Raises FrameError naming `what` for anything else ("²", "--1", "NaN",
+    "1e308", " 5", a number past `maximum`).
+    """
+    if _DECIMAL.fullmatch(text) is None:
+        raise FrameError(f"{what} {text[:40]!r}: not a whole number in ASCII digits")
+    value = int(text)
+    if value > maximum:
+        raise FrameError(f"{what} {text!r}: over the maximum of {maximum}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +157,8 @@ async def read_frame(
         command = command_raw.decode("ascii")
     except UnicodeDecodeError as exc:
         raise FrameError("command: not ASCII (garbage bytes?)") from exc
-    if command not in COMMANDS_CLIENT:
-        raise FrameError(f"unknown command {command[:64]!r}")
+    # An unknown command is read whole (the broker answers it with an ERROR
+    # that carries its receipt-id, as ActiveMQ does).
     headers: dict[str, str] = {}
     total = 0
     count = 0
@@ -156,23 +184,29 @@ async def read_frame(
         # The spec: when a header repeats, the first value counts.
         if name not in headers:
             headers[name] = unescape(value, escaped_version)
+    receipt = headers.get("receipt")
     length_text = headers.get("content-length")
     if length_text is not None:
-        if not length_text.isdigit():
-            raise FrameError(f"content-length {length_text!r}: not a number")
-        length = int(length_text)
+        try:
+            length = parse_decimal(length_text, "content-length")
+        except FrameError as exc:
+            raise FrameError(str(exc), receipt) from None
         if length > limits.body_bytes_max:
-            raise FrameError(f"body: {length} bytes, over the limit of {limits.body_bytes_max}")
+            raise FrameError(
+                f"body: {length} bytes, over the limit of {limits.body_bytes_max}", receipt
+            )
         body = await reader.readexactly(length + 1)
         if body[-1:] != b"\0":
-            raise FrameError("body: not followed by NUL after content-length bytes")
+            raise FrameError("body: not followed by NUL after content-length bytes", receipt)
         body = body[:-1]
     else:
         try:
             body = await reader.readuntil(b"\0")
         except asyncio.LimitOverrunError as exc:
-            raise FrameError(f"body: over the limit of {limits.body_bytes_max} bytes") from exc
+            raise FrameError(
+                f"body: over the limit of {limits.body_bytes_max} bytes", receipt
+            ) from exc
         body = body[:-1]
         if len(body) > limits.body_bytes_max:
-            raise FrameError(f"body: over the limit of {limits.body_bytes_max} bytes")
+            raise FrameError(f"body: over the limit of {limits.body_bytes_max} bytes", receipt)
     return Frame(command, headers, body)

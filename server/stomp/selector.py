@@ -32,6 +32,11 @@ Headers = Mapping[str, Value]
 Node = Callable[[Headers], Value]
 
 SELECTOR_CHARS_MAX = 4096
+# Parentheses, NOTs and signs nested deeper than this are refused: the parser
+# and the compiled predicate recurse once per level, and Python's stack is
+# bounded (300 parentheses would overflow it). Chains (a AND b AND ...,
+# 1 + 2 + ...) are evaluated in a loop, so their length costs no depth.
+SELECTOR_NESTING_MAX = 50
 
 
 class SelectorError(ValueError):
@@ -94,7 +99,9 @@ def _compare(op: str, left: Value, right: Value) -> bool | None:
         and not isinstance(left, bool)
         and not isinstance(right, bool)
     ):
-        a, b = float(left), float(right)
+        # Python compares int with float exactly, without converting a
+        # 400-digit integer to a float (which overflows).
+        a, b = left, right
         return {
             "=": a == b,
             "<>": a != b,
@@ -163,6 +170,16 @@ class _Parser:
         self.text = text
         self.tokens = _tokens(text)
         self.index = 0
+        self.depth = 0
+
+    def nest(self) -> None:
+        """Enter one level of nesting (a parenthesis, NOT or sign); `unnest` leaves it."""
+        self.depth += 1
+        if self.depth > SELECTOR_NESTING_MAX:
+            self.fail(f"nested deeper than {SELECTOR_NESTING_MAX} levels")
+
+    def unnest(self) -> None:
+        self.depth -= 1
 
     def peek(self) -> tuple[str, str, int]:
         return self.tokens[self.index]
@@ -202,19 +219,25 @@ class _Parser:
 
     def logical_chain(self, keyword: str, operand: Callable[[], Node], decisive: bool) -> Node:
         """operand (keyword operand)*, combined left to right by `_kleene`."""
-        node = operand()
+        operands = [operand()]
         while self.accept("keyword", keyword):
-            left, right = node, operand()
+            operands.append(operand())
+        if len(operands) == 1:
+            return operands[0]
 
-            def combined(h: Headers, left: Node = left, right: Node = right) -> Value:
-                return _kleene(_truth(left(h)), _truth(right(h)), decisive)
+        def combined(h: Headers) -> Value:
+            result = _truth(operands[0](h))
+            for node in operands[1:]:
+                result = _kleene(result, _truth(node(h)), decisive)
+            return result
 
-            node = combined
-        return node
+        return combined
 
     def not_(self) -> Node:
         if self.accept("keyword", "NOT"):
+            self.nest()
             inner = self.not_()
+            self.unnest()
             return lambda h: _not(_truth(inner(h)))
         return self.test()
 
@@ -293,20 +316,36 @@ class _Parser:
 
     def arithmetic_chain(self, ops: str, operand: Callable[[], Node]) -> Node:
         """operand (op operand)* for the one-character operators in `ops`, left to right."""
-        node = operand()
+        first = operand()
+        rest: list[tuple[str, Node]] = []
         while True:
             kind, value, _ = self.peek()
             if kind != "op" or value not in ops:
-                return node
+                break
             self.index += 1
-            node = _arithmetic(value, node, operand())
+            rest.append((value, operand()))
+        if not rest:
+            return first
+
+        def apply(h: Headers) -> Value:
+            result = first(h)
+            for op, node in rest:
+                result = _arithmetic(op, result, node(h))
+            return result
+
+        return apply
 
     def unary(self) -> Node:
         if self.accept("op", "-"):
+            self.nest()
             inner = self.unary()
+            self.unnest()
             return lambda h: -v if _is_number(v := inner(h)) else None  # type: ignore[operator]
         if self.accept("op", "+"):
-            return self.unary()
+            self.nest()
+            node = self.unary()
+            self.unnest()
+            return node
         return self.primary()
 
     def primary(self) -> Node:
@@ -326,32 +365,37 @@ class _Parser:
             self.index += 1
             return lambda h: h.get(value)
         if self.accept("op", "("):
+            self.nest()
             node = self.or_()
             self.expect("op", ")")
+            self.unnest()
             return node
         self.fail("expected a value, a name or '('")
         raise AssertionError("unreachable")
 
 
-def _arithmetic(op: str, left: Node, right: Node) -> Node:
-    def apply(h: Headers) -> Value:
-        a, b = left(h), right(h)
-        if not (_is_number(a) and _is_number(b)):
-            return None
-        x, y = a, b
+def _arithmetic(op: str, a: Value, b: Value) -> Value:
+    """a op b for numbers; unknown (None) for anything else, a division by
+    zero, or a result no float can hold (a 400-digit integer plus 0.5)."""
+    if not (_is_number(a) and _is_number(b)):
+        return None
+    x: int | float = a  # type: ignore[assignment]
+    y: int | float = b  # type: ignore[assignment]
+    try:
         if op == "+":
-            return x + y  # type: ignore[operator]
+            return x + y
         if op == "-":
-            return x - y  # type: ignore[operator]
+            return x - y
         if op == "*":
-            return x * y  # type: ignore[operator]
+            return x * y
         if y == 0:
             return None
         if isinstance(x, int) and isinstance(y, int):
-            return int(x / y)
-        return x / y  # type: ignore[operator]
-
-    return apply
+            quotient = abs(x) // abs(y)  # Java's long division truncates toward zero
+            return quotient if (x < 0) == (y < 0) else -quotient
+        return x / y
+    except OverflowError:
+        return None
 
 
 def compile_selector(text: str) -> Callable[[Headers], bool]:
