@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import IO
 
 
 class FakeClock:
@@ -26,3 +28,35 @@ def objects(root: Path) -> dict[str, bytes]:
             assert not path.name.endswith(".tmp"), path
             out[path.relative_to(root).as_posix()] = path.read_bytes()
     return out
+
+
+def complete_lines(text: str) -> list[str]:
+    """The newline-terminated lines of what a process wrote, without their newlines.
+
+    A process killed while it wrote a line leaves that line cut short and
+    unterminated; it was never acknowledged, so it is not among the lines.
+    Use this (or `read_complete_lines`, `collect_complete_lines`) for every
+    output of a child that a test kills.
+    """
+    return text.split("\n")[:-1]
+
+
+def read_complete_lines(path: Path) -> list[str]:
+    """`complete_lines` of a file a killed child wrote (none if it never made it)."""
+    if not path.exists():
+        return []
+    return complete_lines(path.read_text())
+
+
+def collect_complete_lines(stream: IO[str], into: list[str]) -> threading.Thread:
+    """Append each complete line (without its newline) read from `stream` to `into`,
+    on a daemon thread, until end of file; join the thread after the child is gone."""
+
+    def run() -> None:
+        for line in stream:
+            if line.endswith("\n"):  # the last one may be cut short by a kill
+                into.append(line[:-1])
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread

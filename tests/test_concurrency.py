@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import complete_lines
 
 import tidelog
 from tidelog.segments.writer import WriteContext
@@ -125,7 +126,7 @@ def check_log(records: list[tidelog.Record], acked: dict[int, list[list[int]]], 
 
 def parse_acks(out: str) -> list[list[int]]:
     """[first offset, first seq, count] of each call a writer printed as returned."""
-    return [json.loads(line) for line in out.splitlines() if line.startswith("[")]
+    return [json.loads(line) for line in complete_lines(out) if line.startswith("[")]
 
 
 def spawn(script: Path, *args: str) -> subprocess.Popen[str]:

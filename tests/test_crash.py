@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import read_complete_lines
 
 import tidelog
 
@@ -260,7 +261,7 @@ class CrashHarness:
             f"child exited by itself with {proc.returncode} {self.where(round_no)}: "
             f"{err_path.read_text()[-3000:]}"
         )
-        lines = read_lines(ack_path)
+        lines = read_complete_lines(ack_path)
         ready = [line for line in lines if line.startswith("ready ")]
         if ready:
             self.ever_ready = True
@@ -496,14 +497,6 @@ def with_kill(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-
-
-def read_lines(path: Path) -> list[str]:
-    """Complete lines only: a line cut short by the kill was never acknowledged."""
-    if not path.exists():
-        return []
-    text = path.read_text()
-    return text.split("\n")[:-1]
 
 
 def run_rounds(workdir: Path, mode: str, seed: int, rounds: int) -> CrashHarness:

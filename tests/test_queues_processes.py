@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+from helpers import collect_complete_lines
+
 import tidelog
 
 
@@ -87,17 +89,6 @@ SLOW_CONSUMER = """
 """
 
 
-def _collect(proc: subprocess.Popen[str], lines: list[str]) -> threading.Thread:
-    def run() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line.strip())
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
 def test_sigkill_of_producers_and_consumers_loses_nothing(tmp_path: Path) -> None:
     path = str(tmp_path / "d")
     with tidelog.open(path) as store:
@@ -105,7 +96,10 @@ def test_sigkill_of_producers_and_consumers_loses_nothing(tmp_path: Path) -> Non
     procs = [_spawn(PRODUCER, path, f"p{i}") for i in range(2)]
     procs += [_spawn(SLOW_CONSUMER, path) for _ in range(2)]
     outputs: list[list[str]] = [[] for _ in procs]
-    readers = [_collect(p, out) for p, out in zip(procs, outputs, strict=True)]
+    readers = [
+        collect_complete_lines(p.stdout, out)  # type: ignore[arg-type]
+        for p, out in zip(procs, outputs, strict=True)
+    ]
     # Kill mid-operation once every process is busy (start-up time varies here).
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (

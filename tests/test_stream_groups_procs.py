@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from helpers import read_complete_lines
+
 import tidelog
 from tidelog.streams import HASH_KEY_MAX
 
@@ -52,9 +54,8 @@ def start_worker(data: Path, worker_id: str, logs: Path) -> subprocess.Popen[byt
 def events(logs: Path) -> list[dict[str, Any]]:
     out = []
     for path in sorted(logs.glob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            if line.endswith("}"):  # a line cut by SIGKILL is not an event
-                out.append(json.loads(line))
+        # A line cut by SIGKILL is not an event.
+        out.extend(json.loads(line) for line in read_complete_lines(path))
     return out
 
 

@@ -11,6 +11,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from helpers import collect_complete_lines
+
 import tidelog
 
 PRODUCER = textwrap.dedent(
@@ -80,14 +82,15 @@ def test_sigkill_of_producer_loses_no_returned_put(tmp_path: Path) -> None:
         store.create_stream("k", shards=2)
     proc = run(KILLED, str(path))
     assert proc.stdout is not None
-    lines = []
+    lines: list[str] = []
+    reader = collect_complete_lines(proc.stdout, lines)
     deadline = time.monotonic() + 30
-    while len(lines) < 40 and time.monotonic() < deadline:
-        lines.append(proc.stdout.readline())
+    while len(lines) < 40 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
-    rest, _ = proc.communicate(timeout=10)
-    lines += rest.splitlines()
-    acked = [line.split() for line in lines if line.strip()]
+    proc.wait(timeout=30)
+    reader.join(timeout=30)
+    acked = [line.split() for line in lines]
     assert len(acked) >= 40
     with tidelog.open(path) as store:
         s = store.stream("k")
