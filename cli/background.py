@@ -99,6 +99,11 @@ def delivery_doc(store: tidelog.Store, ds: tidelog.DeliveryStream) -> dict[str, 
         "records_delivered": stats.records_delivered,
         "records_dropped": stats.records_dropped,
         "records_failed": stats.records_failed,
+        # The destination's newest failure, from its first failed attempt on
+        # (a batch is retried for retry_duration before its records fail).
+        "failing": stats.failing,
+        "last_error": stats.last_error,
+        "last_error_at": iso_ms(stats.last_error_ms),
         "objects": stats.objects,
         "bytes_delivered": stats.bytes_delivered,
     }

@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import importlib
 import json
+import logging
 import os
 import re
 import struct
@@ -63,6 +64,8 @@ from tidelog.segments.reader import read_value_chunks
 from tidelog.segments.writer import WriteContext
 from tidelog.tags import TAGS_MAX, check_tags, merged_tags, remaining_tags
 
+log = logging.getLogger("tidelog.delivery")
+
 if TYPE_CHECKING:
     from tidelog.store import Store
     from tidelog.streams import Stream
@@ -78,6 +81,7 @@ BATCH_BYTES_MAX = 4 * 1024 * 1024
 BUFFER_MIB_MIN, BUFFER_MIB_MAX, BUFFER_MIB_DEFAULT = 1, 128, 5
 INTERVAL_MIN, INTERVAL_MAX, INTERVAL_DEFAULT = 0, 900, 300
 RETRY_SECONDS_MAX = 7200
+ERROR_CHARS_MAX = 1000  # a destination error kept in the state (botocore's can be long)
 RETRY_SECONDS_DEFAULT = 300
 BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
@@ -198,7 +202,7 @@ class _Writer:
         if self._client is None:
             try:
                 import boto3
-            except ImportError:  # pragma: no cover - boto3 is in the test extra
+            except ImportError:  # pragma: no cover - boto3 is a dependency (pyproject.toml)
                 raise InvalidArgument("S3 destination: needs boto3 (pip install boto3)") from None
             cfg = self.config
             options = {
@@ -301,6 +305,12 @@ class DeliveryStats:
     buffered_records: int
     buffered_bytes: int
     oldest_buffered_ms: int | None
+    # The destination's newest failure ("OSError: ...", at a time), recorded at
+    # the first failed attempt of a put, and whether the batch it failed is
+    # still being retried (False again once a batch lands).
+    last_error: str | None = None
+    last_error_ms: int | None = None
+    failing: bool = False
 
 
 @dataclass(slots=True)
@@ -857,6 +867,9 @@ class DeliveryStream:
             buffered_records=records,
             buffered_bytes=bytes_,
             oldest_buffered_ms=oldest,
+            last_error=state.get("error"),
+            last_error_ms=state.get("error_ms"),
+            failing=bool(state.get("failing")),
         )
 
     # -- delivery -----------------------------------------------------------------------
@@ -1151,20 +1164,50 @@ class DeliveryStream:
         clock: Callable[[], float],
         sleep: Callable[[float], None],
     ) -> str | None:
-        """Write, retrying with exponential backoff; returns None or the last failure."""
+        """Write, retrying with exponential backoff; returns None or the last failure.
+
+        The first failed attempt, and each new reason after it, is logged
+        (logger `tidelog.delivery`) and recorded in the stream's state at
+        once, so `stats()` (and `tidelog info`) show it while the retries go on.
+        """
         deadline = clock() + config["retry_duration"]
         delay = BACKOFF_FIRST_SECONDS
+        said = None
         while True:
             try:
                 writer.put(key, body)
                 return None
             except Exception as exc:  # any destination failure (OSError, botocore's)
                 reason = f"{type(exc).__name__}: {exc}"
+            if reason != said:
+                said = reason
+                log.warning(
+                    "delivery stream %r: writing %s failed: %s (retrying for up to %d s)",
+                    self.name,
+                    key,
+                    reason,
+                    config["retry_duration"],
+                )
+                self._record_error(reason)
             left = deadline - clock()
             if left <= 0:
                 return reason
             sleep(min(delay, left))
             delay = min(delay * 2, BACKOFF_MAX_SECONDS)
+
+    def _record_error(self, reason: str) -> None:
+        """Commit the destination's failure into the state (stats' last_error)."""
+        state_key = _state_key(self.name, b"state")
+
+        def op(ctx: WriteContext) -> None:
+            raw = ctx.txn.get(state_key, db=_sdb(ctx))
+            if raw is None:
+                return  # deleted meanwhile
+            state = json.loads(raw)
+            state.update(error=reason[:ERROR_CHARS_MAX], error_ms=ctx.now_ms, failing=True)
+            ctx.txn.put(state_key, json.dumps(state).encode(), db=_sdb(ctx))
+
+        self._logs.submit(op)
 
     def _commit(
         self, intent: Mapping[str, Any], result: FlushResult, bytes_written: int, config: Any
@@ -1188,6 +1231,7 @@ class DeliveryStream:
             state["bytes"] += bytes_written
             state["last_ms"] = ctx.now_ms
             state["last_key"] = result.keys[-1] if result.keys else state["last_key"]
+            state["failing"] = False  # the batch landed (its failed records in the error output)
             if source == "direct":
                 state["position"] = intent["ranges"]["direct"][1]
                 info = self._direct_log()

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
+import signal
 import socket
+import subprocess
+import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,13 +17,16 @@ from typing import Any
 
 import boto3
 import pytest
-from server_harness import client
+from helpers import collect_complete_lines
+from server_harness import client, free_port, start_serve
 
 import tidelog
 from tidelog.server import ServerThread
 
 pytest.importorskip("moto.server")
 from moto.server import ThreadedMotoServer  # noqa: E402
+
+CLI = [sys.executable, "-m", "tidelog.cli.main"]
 
 
 def _free_port() -> int:
@@ -207,3 +215,61 @@ def test_firehose_parquet_conversion(setup: tuple[Any, Any, Any]) -> None:
             ExtendedS3DestinationConfiguration=destination(parquet, CompressionFormat="GZIP"),
         )
     assert firehose.list_delivery_streams()["DeliveryStreamNames"] == ["pq"]
+
+
+def test_a_failing_destination_shows_in_info_and_the_server_log_at_the_first_attempt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delivery stream whose bucket does not exist: Firehose retries for
+    retry_duration (300 s by default) before its records fail, and the error
+    must not wait for that."""
+    moto_port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+    moto.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{moto_port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    data, port = tmp_path / "d", free_port()
+    process = start_serve(data, port, "--no-stomp")
+    stderr: list[str] = []
+    assert process.stderr is not None
+    reader = collect_complete_lines(process.stderr, stderr)
+    try:
+        firehose = client("firehose", f"http://127.0.0.1:{port}")
+        firehose.create_delivery_stream(
+            DeliveryStreamName="lost",
+            S3DestinationConfiguration={
+                "RoleARN": "r",
+                "BucketARN": "arn:aws:s3:::no-such-bucket",
+                "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 0},
+            },
+        )
+        firehose.put_record(DeliveryStreamName="lost", Record={"Data": b"r1\n"})
+        deadline = time.monotonic() + 60  # a bound; the first attempt is within a second
+        progress: dict[str, Any] = {}
+        while not progress.get("failing"):
+            assert time.monotonic() < deadline, f"no error shown: {progress}"
+            time.sleep(0.2)
+            shown = subprocess.run(
+                [*CLI, "--json", "info", "delivery-stream:lost", "--data", str(data)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert shown.returncode == 0, shown.stderr
+            progress = json.loads(shown.stdout)["progress"]
+        assert "NoSuchBucket" in progress["last_error"], progress
+        assert progress["last_error_at"] and progress["records_failed"] == 0  # still retrying
+        assert progress["buffered_records"] == 1  # nothing lost meanwhile
+        while not any("NoSuchBucket" in line for line in stderr):
+            assert time.monotonic() < deadline, f"not in the server log: {stderr}"
+            time.sleep(0.05)
+        [line] = [line for line in stderr if "NoSuchBucket" in line]
+        assert "delivery stream 'lost'" in line and "retrying" in line
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        reader.join(timeout=30)
+        moto.stop()
+    assert process.returncode == 0, stderr[-20:]
