@@ -44,6 +44,7 @@ from .channels import (
 from .deliver import deliver
 from .output import (
     EXIT_CORRUPTION,
+    CommandError,
     Group,
     Output,
     common_options,
@@ -1628,12 +1629,15 @@ def serve(
     """
     from tidelog import server
 
-    if not out.json:
-        stomp = "" if no_stomp else f", STOMP on {host}:{stomp_port}"
+    def banner(url: str, bound_stomp_port: int | None) -> None:
+        """Printed once every listener is bound (so a port in use prints none)."""
+        if out.json:
+            return
+        stomp = "" if bound_stomp_port is None else f", STOMP on {host}:{bound_stomp_port}"
         workers = "" if no_workers else "; delivery streams and SQL applications run here"
         click.echo(
-            f"serving {data_path(out.data)}: AWS on http://{host}:{port}{stomp}{workers} "
-            "(Ctrl-C stops)",
+            f"serving {data_path(out.data)}: AWS on {url}{stomp}, console at {url}/console/"
+            f"{workers} (Ctrl-C stops)",
             err=True,
         )
         if reset_api:
@@ -1642,22 +1646,28 @@ def serve(
                 "every channel",
                 err=True,
             )
+
+    hints = {"AWS": "pass --port (0 picks a free one)", "STOMP": "pass --stomp-port or --no-stomp"}
     # uvicorn stops cleanly on SIGINT, then re-raises the signal it handled.
     with contextlib.suppress(KeyboardInterrupt):
-        server.serve(
-            out.data,
-            host,
-            port,
-            sync,
-            stomp_port=None if no_stomp else stomp_port,
-            stomp_users=stomp_users,
-            auth_file=auth_file,
-            workers=not no_workers,
-            log_level=log_level,
-            access_log=access_log,
-            reset_api=reset_api,
-            account_id=account_id,
-        )
+        try:
+            server.serve(
+                out.data,
+                host,
+                port,
+                sync,
+                stomp_port=None if no_stomp else stomp_port,
+                stomp_users=stomp_users,
+                auth_file=auth_file,
+                workers=not no_workers,
+                log_level=log_level,
+                access_log=access_log,
+                reset_api=reset_api,
+                account_id=account_id,
+                on_ready=banner,
+            )
+        except server.PortInUse as exc:
+            raise CommandError(f"{exc.strerror}: {hints[exc.listener]}", "PortInUse") from exc
     if not out.json:
         click.echo(f"stopped serving {data_path(out.data)}", err=True)
 

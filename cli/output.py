@@ -176,8 +176,22 @@ def silent_option(fn: F) -> F:
 def open_store(out: Output, *, readonly: bool) -> Iterator[tidelog.Store]:
     """Open the store: read-only for inspection (never creates, never blocks writers)."""
     if readonly and not os.path.isdir(os.path.join(out.data, "index.lmdb")):
-        raise click.ClickException(f"no tidelog store at {data_path(out.data)} (see --data)")
+        try:
+            os.stat(os.path.join(out.data, "index.lmdb"))
+        except PermissionError:
+            pass  # a store this user may not search: tidelog.open says so (PermissionDenied)
+        except OSError:
+            raise click.ClickException(
+                f"no tidelog store at {data_path(out.data)} (see --data)"
+            ) from None
     store = tidelog.open(out.data, readonly=readonly)
+    if not store._logs.reader_lock and not out.json:
+        click.echo(
+            f"note: {data_path(out.data)} is read without LMDB's reader lock (this user may "
+            "not write index.lmdb/lock.mdb): what is shown may be torn if another user "
+            "writes meanwhile",
+            err=True,
+        )
     try:
         yield store
     finally:

@@ -23,7 +23,12 @@ class InvalidArgument(Error, ValueError):
 
 
 class ReadOnly(Error):
-    """A write was attempted on a store opened read-only."""
+    """A write was attempted on a store opened read-only, or opened for
+    writing where this user may not write (the message says which)."""
+
+
+class PermissionDenied(Error):
+    """This user may not read the store's directory or files."""
 
 
 class UnsupportedFormat(Error):

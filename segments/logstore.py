@@ -16,6 +16,7 @@ import fcntl
 import functools
 import json
 import os
+import stat
 import threading
 import time
 from collections import OrderedDict
@@ -34,6 +35,7 @@ from .errors import (
     Error,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ReadOnly,
     StoreFailed,
     UnsupportedFormat,
@@ -152,14 +154,17 @@ class LogStore:
         self._readonly = readonly
         self._failed: BaseException | None = None
         self._closed = False
-        if readonly:
-            if not os.path.isdir(os.path.join(self.path, "index.lmdb")):
-                raise NotFound(f"store {self.path!r}: no tidelog store here")
-        else:
-            self.fs.makedirs(self.logs_path)
-        # Every handle holds live.lock shared; the one that gets it exclusively is
-        # the only handle, and recovers (guarantees.md, "After kill -9 ...").
-        self._live_fd, first = _take_live_lock(self.path, readonly)
+        try:
+            if readonly:
+                if not _is_directory(os.path.join(self.path, "index.lmdb")):
+                    raise NotFound(f"store {self.path!r}: no tidelog store here")
+            else:
+                self.fs.makedirs(self.logs_path)
+            # Every handle holds live.lock shared; the one that gets it exclusively is
+            # the only handle, and recovers (guarantees.md, "After kill -9 ...").
+            self._live_fd, first = _take_live_lock(self.path, readonly)
+        except (PermissionError, lmdb.ReadonlyError) as exc:
+            raise _access_error(self.path, readonly, exc) from None
         self.journal: jnl.Journal | None = None
         if first and not readonly:
             try:
@@ -167,7 +172,14 @@ class LogStore:
             except BaseException:
                 os.close(self._live_fd)
                 raise
-        self.env: Any = _acquire_env(self.path, readonly=readonly, sync=False)
+        try:
+            self.env: Any = _acquire_env(self.path, readonly=readonly, sync=False)
+        except (PermissionError, lmdb.ReadonlyError) as exc:
+            os.close(self._live_fd)
+            raise _access_error(self.path, readonly, exc) from None
+        # False when the store is read where this user cannot write LMDB's lock
+        # file (a read-only copy): reads then take no reader lock (_acquire_env).
+        self.reader_lock = _env_locked(self.env)
         if not readonly:
             self.fs.unflushed(os.path.join(self.path, "index.lmdb", "data.mdb"))
         self.dbs: dict[bytes, Any] = {}
@@ -176,11 +188,14 @@ class LogStore:
         self._lock_fd: int | None = None
         try:
             if not readonly:
-                self._lock_fd = os.open(
-                    os.path.join(self.path, "index.lmdb", WRITE_LOCK_NAME),
-                    os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                    0o644,
-                )
+                try:
+                    self._lock_fd = os.open(
+                        os.path.join(self.path, "index.lmdb", WRITE_LOCK_NAME),
+                        os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                        0o644,
+                    )
+                except PermissionError as exc:
+                    raise _access_error(self.path, readonly, exc) from None
             for name in keys.LOG_DATABASES:
                 try:
                     self.dbs[name] = self.env.open_db(name, create=not readonly)
@@ -1050,6 +1065,41 @@ _shared_envs: dict[tuple[int, int, int], _SharedEnv] = {}
 _shared_envs_lock = threading.Lock()
 
 
+def _access_error(path: str, readonly: bool, exc: BaseException) -> Error:
+    """What a permission failure opening the store means, and what to do."""
+    where = getattr(exc, "filename", None) or os.path.join(path, "index.lmdb")
+    index = os.path.join(path, "index.lmdb")
+    readable = os.access(path, os.R_OK | os.X_OK) and (
+        not os.path.exists(index) or os.access(index, os.R_OK | os.X_OK)
+    )
+    if readonly or not readable:
+        return PermissionDenied(
+            f"store {path!r}: this user may not read it (permission denied on {where}; "
+            f"run as a user who may, or grant read access: chmod -R u+rX {path})"
+        )
+    return ReadOnly(
+        f"store {path!r}: this user may not write to it (permission denied on {where}; "
+        "commands that only read, such as ls, info, tail and dump, work; to write, run as "
+        f"a user who may, or make it writable: chmod -R u+w {path})"
+    )
+
+
+def _is_directory(path: str) -> bool:
+    """os.path.isdir, except that a parent this user may not search raises
+    PermissionError (isdir says False, which reads as "no store here")."""
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+_unlocked_envs: set[int] = set()  # id() of environments opened with lock=False
+
+
+def _env_locked(env: Any) -> bool:
+    return id(env) not in _unlocked_envs
+
+
 def _env_identity(env_path: str) -> tuple[int, int, int] | None:
     try:
         st = os.stat(os.path.join(env_path, "data.mdb"))
@@ -1073,18 +1123,26 @@ def _acquire_env(path: str, *, readonly: bool, sync: bool) -> Any:
                 )
             shared.users += 1
             return shared.env
-        env = lmdb.open(
-            env_path,
-            map_size=MAP_SIZE_INITIAL,
-            max_dbs=MAX_DBS,
-            max_readers=MAX_READERS,
-            subdir=True,
-            readonly=readonly,
-            sync=sync,
-            metasync=sync,
-            readahead=False,
-            lock=True,
-        )
+        options: dict[str, Any] = {
+            "map_size": MAP_SIZE_INITIAL,
+            "max_dbs": MAX_DBS,
+            "max_readers": MAX_READERS,
+            "subdir": True,
+            "readonly": readonly,
+            "sync": sync,
+            "metasync": sync,
+            "readahead": False,
+        }
+        try:
+            env = lmdb.open(env_path, lock=True, **options)
+        except lmdb.ReadonlyError:
+            if not readonly:
+                raise
+            # LMDB's reader table (lock.mdb) must be writable, even to read. A
+            # store this user may only read (a read-only copy or mount) is read
+            # without it: consistent unless someone who may write does so meanwhile.
+            env = lmdb.open(env_path, lock=False, **options)
+            _unlocked_envs.add(id(env))
         identity = _env_identity(env_path)
         if identity is not None:
             _shared_envs[identity] = _SharedEnv(env, sync, readonly)
@@ -1100,6 +1158,7 @@ def _release_env(env: Any) -> None:
                     return
                 del _shared_envs[identity]
                 break
+        _unlocked_envs.discard(id(env))
         env.close()
 
 

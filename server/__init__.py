@@ -7,7 +7,7 @@ serve("data", "127.0.0.1", 4566, "always")   # until SIGINT / SIGTERM
 applications): `Workers`, server/workers.py.
 """
 
-from tidelog.server.run import HOST_DEFAULT, PORT_DEFAULT, ServerThread, serve
+from tidelog.server.run import HOST_DEFAULT, PORT_DEFAULT, PortInUse, ServerThread, serve
 from tidelog.server.workers import Workers
 
-__all__ = ["HOST_DEFAULT", "PORT_DEFAULT", "ServerThread", "Workers", "serve"]
+__all__ = ["HOST_DEFAULT", "PORT_DEFAULT", "PortInUse", "ServerThread", "Workers", "serve"]

@@ -9,11 +9,12 @@ catch), so uvicorn's two writes per reply (headers, body) do not meet the
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Self
 
@@ -88,8 +89,18 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def bind(host: str, port: int) -> socket.socket:
+class PortInUse(OSError):
+    """A listener's port is taken by another process (EADDRINUSE); says which listener."""
+
+    def __init__(self, listener: str, host: str, port: int) -> None:
+        super().__init__(errno.EADDRINUSE, f"{listener} port {port} on {host} is in use")
+        self.listener, self.host, self.port = listener, host, port
+
+
+def bind(host: str, port: int, listener: str = "AWS") -> socket.socket:
     """A listening TCP socket on host:port (0 picks a free port).
+
+    Raises PortInUse (an OSError) naming `listener` when the port is taken.
 
     The protocol is given as IPPROTO_TCP on purpose: asyncio sets TCP_NODELAY
     only on sockets whose `proto` says TCP, and accepted sockets inherit the
@@ -99,7 +110,13 @@ def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(listener, host, port) from exc
+        raise
     sock.listen(2048)
     return sock
 
@@ -130,6 +147,7 @@ def serve(
     access_log: bool = False,
     reset_api: bool = False,
     account_id: str = ACCOUNT_ID,
+    on_ready: Callable[[str, int | None], None] | None = None,
 ) -> None:
     """Open the store at `data` and serve SQS, SNS and Kinesis on host:port,
     and STOMP on host:stomp_port (None: no STOMP listener).
@@ -146,7 +164,10 @@ def serve(
     every AWS request must be SigV4-signed by one of its keys; without it any
     credentials work. STOMP logins are checked against `stomp_users` (a file
     of login:passcode lines) when given. Raises InvalidArgument for a bad
-    sync mode or key file, OSError if a port cannot be bound. `log_level`
+    sync mode or key file, OSError if a port cannot be bound (PortInUse,
+    naming the listener, when another process has it). `on_ready(url,
+    stomp_port)` is called once every listener is bound, before requests
+    are served (`tidelog serve` prints its banner there). `log_level`
     (critical, error, warning, info, debug) sets what the server logs to
     stderr, tidelog's own loggers included; `access_log` logs a line per
     request (uvicorn's access log). `reset_api` answers moto's and
@@ -166,23 +187,23 @@ def serve(
     with tidelog.open(data, sync=mode) as store, contextlib.ExitStack() as started:
         from tidelog.server.stomp import BrokerConfig, StompServerThread, load_users
 
-        if workers:
-            started.enter_context(Workers(store))
-        if stomp_port is not None:
-            users = load_users(stomp_users) if stomp_users is not None else None
-            config = BrokerConfig(users=users)
-            started.enter_context(StompServerThread(store, host, stomp_port, config))
+        # Both listeners are bound before the workers start: a port in use
+        # stops the server before it does anything.
         sock = bind(host, port)
         started.callback(sock.close)
         bound = sock.getsockname()[1]
-        app = App(
-            store,
-            f"http://{_url_host(host)}:{bound}",
-            auth=auth,
-            account_id=account_id,
-            reset_api=reset_api,
-        )
+        stomp = None
+        if stomp_port is not None:
+            users = load_users(stomp_users) if stomp_users is not None else None
+            config = BrokerConfig(users=users)
+            stomp = started.enter_context(StompServerThread(store, host, stomp_port, config))
+        if workers:
+            started.enter_context(Workers(store))
+        url = f"http://{_url_host(host)}:{bound}"
+        app = App(store, url, auth=auth, account_id=account_id, reset_api=reset_api)
         started.callback(app.close)
+        if on_ready is not None:
+            on_ready(url, None if stomp is None else stomp.port)
         _Server(_config(app, host, bound, log_level, access_log), app).run(sockets=[sock])
 
 

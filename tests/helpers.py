@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import IO
@@ -60,3 +61,11 @@ def collect_complete_lines(stream: IO[str], into: list[str]) -> threading.Thread
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
+
+
+def unprivileged() -> list[str]:
+    """A command prefix that runs a child as a user whom file permissions bind:
+    `nobody` (util-linux's setpriv) when the tests run as root, whom they do not."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]

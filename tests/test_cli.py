@@ -282,7 +282,12 @@ def test_serve_passes_its_options_to_the_server(
     from tidelog import server
 
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-    monkeypatch.setattr(server, "serve", lambda *a, **kw: calls.append((a, kw)))
+
+    def serve(*a: Any, on_ready: Any, **kw: Any) -> None:
+        assert callable(on_ready)  # prints the banner once the listeners are bound
+        calls.append((a, kw))
+
+    monkeypatch.setattr(server, "serve", serve)
     run(tmp_path, "serve", "--port", "4999", "--sync", "never")
     run(
         tmp_path,

@@ -53,7 +53,7 @@ class StompServerThread(Service):
     ) -> None:
         from tidelog.server.run import bind  # run.py imports this package
 
-        self._socket: socket.socket = bind(host, port)
+        self._socket: socket.socket = bind(host, port, "STOMP")
         self.host = host
         self.port: int = self._socket.getsockname()[1]
         self.broker = Broker(store, config)
