@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from pathlib import Path
 from typing import IO
@@ -69,3 +70,11 @@ def unprivileged() -> list[str]:
     if os.geteuid() != 0:
         return []
     return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def sigint_as_ctrl_c() -> None:
+    """A Popen preexec_fn: SIGINT back to its default in the child, so that
+    Python turns it into KeyboardInterrupt as at a terminal's Ctrl-C. (A
+    suite started in the background by a shell inherits SIGINT ignored, and
+    so would every child: its Ctrl-C tests would then wait for ever.)"""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

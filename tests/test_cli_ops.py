@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from helpers import sigint_as_ctrl_c
 
 import tidelog
 from tidelog.cli.main import main
@@ -89,6 +90,7 @@ def test_tail_n_follow_prints_the_newest_then_new_records(data: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_as_ctrl_c,
     )
     try:
         assert proc.stdout is not None

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from helpers import sigint_as_ctrl_c
+
 import tidelog
 
 CLI = [sys.executable, "-m", "tidelog.cli.main"]
@@ -24,6 +26,7 @@ def start(*args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_as_ctrl_c,  # the tests stop some of them with Ctrl-C
     )
 
 
