@@ -2541,6 +2541,13 @@ class Queue:
             )
         return out
 
+    def receive_state(self) -> tuple[bool, tuple[Any, ...]]:
+        """A read-only look for a long poll that waits outside `receive` (the
+        wire server's event loop): (might a receive find something now?, a
+        signature that changes when a send, receive, delete or visibility
+        change commits). One read transaction, no write. Raises NotFound."""
+        return self._poll_state()
+
     def _poll_state(self) -> tuple[bool, tuple[Any, ...]]:
         """A read-only look: (might a receive find something now?, a signature).
 

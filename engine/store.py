@@ -71,6 +71,13 @@ class Store:
         queues.stop_worker(self)
         self._logs.close()
 
+    def wait_for_commit(self, timeout: float) -> None:
+        """Block until this handle's process commits a write through this
+        store, or `timeout` seconds pass (other processes' commits do not
+        wake it: look again after a short timeout). For waiters that look
+        for changes themselves, such as the wire server's long polls."""
+        self._logs.wait_for_append(timeout)
+
     def __enter__(self) -> Store:
         return self
 

@@ -15,12 +15,15 @@ Routing follows the wire protocols botocore speaks:
 Request signatures are verified only when the app is given access keys
 (server/auth.py); otherwise any credentials work. Handlers call the
 blocking engine, so they run in a thread pool; the event loop only parses and
-writes. A long-polling ReceiveMessage holds one pool thread for its wait.
+writes. A long-polling ReceiveMessage holds no thread while it waits: it
+waits on the event loop (server/long_poll.py) and is made again when its
+queue may have a message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -47,7 +50,7 @@ from tidelog.server import (
     sts,
 )
 from tidelog.server.auth import Authenticator
-from tidelog.server.context import ACCOUNT_ID, REGION_DEFAULT, Context, account_of
+from tidelog.server.context import ACCOUNT_ID, REGION_DEFAULT, Context, WouldWait, account_of
 from tidelog.server.errors import (
     AwsError,
     from_library_kinesis,
@@ -57,6 +60,7 @@ from tidelog.server.errors import (
     sqs_invalid,
 )
 from tidelog.server.eventstream import StreamingResult
+from tidelog.server.long_poll import LongPolls
 from tidelog.server.sns_state import SQS_STATE_LOG, KeyedState
 from tidelog.server.xml_text import xml_escape
 
@@ -77,8 +81,8 @@ ASYNC_BODY_BYTES_MAX = 64 * 1024
 # No request shape of these services nests deeper than 8 levels; a body that
 # does is refused before any handler sees it (tidelog.json_limits).
 REQUEST_DEPTH_MAX = 32
-# Enough threads for many concurrent long polls (each holds one) beside the
-# requests that do not wait.
+# Threads for the handlers' blocking engine calls. Long polls hold none while
+# they wait (server/long_poll.py); streaming responses hold one per poll.
 WORKER_THREADS = 256
 
 _SQS_PREFIX = "AmazonSQS."
@@ -178,6 +182,8 @@ class Service:
     def call(self, ctx: Context, operation: str, body: bytes) -> Reply:
         try:
             return self._call(ctx, operation, body)
+        except WouldWait:
+            raise  # a long poll: App waits on the event loop and calls again
         except Exception as exc:  # noqa: BLE001 - mapped to AWS's error shapes
             return self._error(operation, exc)
 
@@ -399,6 +405,7 @@ class App:
         self.s3 = s3.S3(store, self.executor, auth)
         self.console = console.Console(store, base_url=base_url, auth=auth)  # docs/console.md
         self.video = kinesis_video.KinesisVideo(store, self.executor, base_url, auth)
+        self.long_polls = LongPolls(store)
         self._ending_streams = False
 
     def _reset(self) -> None:
@@ -409,12 +416,15 @@ class App:
 
     def end_streams(self) -> None:
         """End every streaming response within STREAM_POLL_SECONDS (the server is
-        stopping: a subscription must not hold up the graceful shutdown)."""
+        stopping: a subscription must not hold up the graceful shutdown). Waiting
+        long polls answer at once."""
         self._ending_streams = True
         self.video.ending = True
+        self.long_polls.release_all()
 
     def close(self) -> None:
         self.end_streams()
+        self.long_polls.close()
         self.console.close()
         self.executor.shutdown(wait=True, cancel_futures=False)
 
@@ -598,7 +608,9 @@ class App:
             sessions=self.sessions,
             sns_state=self.sns_state,
             sqs_state=self.sqs_state,
+            long_poll=True,
         )
+        loop = asyncio.get_running_loop()
         if self.auth is not None:
             # Hashing a large body takes milliseconds: off the event loop.
             refusal = await loop.run_in_executor(
@@ -621,8 +633,26 @@ class App:
             if operation in service.async_handlers and len(body) <= ASYNC_BODY_BYTES_MAX:
                 # Parsed on the loop (small bodies only) and committed with an await.
                 return await service.call_async(ctx, operation, body)
-            return await loop.run_in_executor(self.executor, service.call, ctx, operation, body)
+            return await self._call(service.call, ctx, operation, body)
         if target:
             error = AwsError("UnknownOperationException", f"Unknown target {target!r}")
             return _json_error(error, b"application/x-amz-json-1.0", "com.amazon.coral.service")
-        return await loop.run_in_executor(self.executor, call_query, ctx, body, scope["path"])
+        return await self._call(call_query, ctx, body, scope["path"])
+
+    async def _call(self, call: Callable[..., Reply], ctx: Context, *args: Any) -> Reply:
+        """`call(ctx, *args)` in the pool. A long poll that finds nothing (WouldWait)
+        waits on the event loop, holding no thread, and is made again when its
+        queue may have a message; the last try, once its wait is over, answers."""
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        while True:
+            try:
+                return await loop.run_in_executor(self.executor, call, ctx, *args)
+            except WouldWait as would:
+                if deadline is None:
+                    deadline = loop.time() + would.seconds
+                left = deadline - loop.time()
+                if left > 0 and not self._ending_streams:
+                    await self.long_polls.wait(would.queue, left)
+                if loop.time() >= deadline or self._ending_streams:
+                    ctx = dataclasses.replace(ctx, poll_final=True)

@@ -26,6 +26,16 @@ def account_of(access_key_id: str | None, default: str) -> str:
     return default
 
 
+class WouldWait(Exception):  # noqa: N818 - a signal to the event loop, not a failure
+    """A long-polling receive found nothing: wait up to `seconds` for `queue`
+    (without a thread), then make the same request again."""
+
+    def __init__(self, queue: tidelog.Queue, seconds: float) -> None:
+        super().__init__(f"long poll on {queue.name!r} for {seconds} s")
+        self.queue = queue
+        self.seconds = seconds
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """One request's view: the open store, the endpoint's base URL, region and account.
@@ -47,6 +57,11 @@ class Context:
     sessions: Sessions | None = None
     sns_state: KeyedState | None = None
     sqs_state: KeyedState | None = None
+    # Long polls on the event loop (server/long_poll.py): a receive that finds
+    # nothing raises WouldWait instead of blocking a thread, unless this is
+    # the last look of a poll whose wait is over (poll_final).
+    long_poll: bool = False
+    poll_final: bool = False
 
     def queue_url(self, name: str) -> str:
         return f"{self.base_url}/{self.account_id}/{name}"

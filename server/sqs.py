@@ -17,7 +17,7 @@ from tidelog import json_limits, queues
 from tidelog.catalog import FIFO_SUFFIX
 from tidelog.queues import Message, md5_of_attributes, md5_of_body
 from tidelog.server import model
-from tidelog.server.context import Context
+from tidelog.server.context import Context, WouldWait
 from tidelog.server.errors import from_library_sqs, sqs_error
 from tidelog.server.xml_text import sqs_text
 
@@ -480,12 +480,19 @@ def receive_message(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
         request.get("MessageSystemAttributeNames") or []
     )
     max_messages = request.get("MaxNumberOfMessages")
+    wait = request.get("WaitTimeSeconds")
     messages = queue.receive(
         1 if max_messages is None else max_messages,
-        wait=request.get("WaitTimeSeconds"),
+        # On the event loop a long poll holds no thread: look once, and if
+        # nothing is there the loop waits and asks again (server/long_poll.py).
+        wait=0 if ctx.long_poll else wait,
         visibility_timeout=request.get("VisibilityTimeout"),
         attribute_names=list(request.get("MessageAttributeNames") or []),
     )
+    if not messages and ctx.long_poll and not ctx.poll_final:
+        seconds = queue.attributes()["receive_wait"] if wait is None else wait
+        if seconds > 0:
+            raise WouldWait(queue, seconds)
     out = []
     for message in messages:
         # SQS bodies are text; a body sent as bytes through the library or STOMP

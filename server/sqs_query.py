@@ -30,7 +30,7 @@ from typing import Any
 
 import tidelog
 from tidelog.server import model, sqs
-from tidelog.server.context import Context
+from tidelog.server.context import Context, WouldWait
 from tidelog.server.errors import AwsError, from_library_sqs, sqs_error, sqs_invalid
 from tidelog.server.xml_text import xml_escape
 
@@ -221,6 +221,8 @@ def call(ctx: Context, form: Mapping[str, str], path: str, request_id: str) -> t
     except tidelog.Error as exc:
         mapped = from_library_sqs(exc)
         return mapped.status, error_xml(mapped, request_id)
+    except WouldWait:
+        raise  # a long poll: App waits on the event loop and calls again
     except Exception as exc:  # a bug here must answer 500, not drop the connection
         log.exception("sqs query %s failed", action)
         failure = AwsError("InternalError", repr(exc), 500, sender_fault=False)
