@@ -32,6 +32,7 @@ ENGINE_DATABASES: tuple[bytes, ...] = (
     b"queue_entries",
     b"queue_due",
     b"queue_groups",
+    b"queue_group_waiting",
     b"queue_dedup",
     b"queue_dedup_expiry",
     b"queue_tasks",

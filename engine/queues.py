@@ -13,6 +13,13 @@ LMDB is small and proportional to the messages *in flight*, never to history:
   leases and matured delays without scanning.
 - `queue_groups` (FIFO): per message group, the offsets handed out by the
   group's last receive; the group is locked while one of them is leased.
+- `queue_group_waiting` (FIFO): per message group, in offset order, the
+  entries a receive found locked behind their group ("parked"). A parked
+  entry is out of `queue_due`, so no number of them can hide a deliverable
+  message from a receive's scan; when the group's last handed-out message is
+  deleted (or dropped), its lowest parked entry goes back into `queue_due`
+  (marked "released"), and a receive that takes it takes the parked entries
+  after it in order, up to `max_messages`.
 - `queue_dedup`, `queue_dedup_expiry` (FIFO): deduplication ids for 5 minutes.
 - `queue_tasks`: message-move (redrive) tasks, one JSON row each, advanced
   in the same commit as each batch they move (see "message move tasks").
@@ -43,6 +50,7 @@ import array
 import base64
 import copy
 import hashlib
+import heapq
 import itertools
 import json
 import os
@@ -93,6 +101,7 @@ STATE_DB = b"queue_state"
 ENTRIES_DB = b"queue_entries"
 DUE_DB = b"queue_due"
 GROUPS_DB = b"queue_groups"
+WAITING_DB = b"queue_group_waiting"
 DEDUP_DB = b"queue_dedup"
 DEDUP_EXPIRY_DB = b"queue_dedup_expiry"
 TASKS_DB = b"queue_tasks"
@@ -107,6 +116,7 @@ QUEUE_DATABASES = (
     ENTRIES_DB,
     DUE_DB,
     GROUPS_DB,
+    WAITING_DB,
     DEDUP_DB,
     DEDUP_EXPIRY_DB,
     TASKS_DB,
@@ -1173,6 +1183,88 @@ def _group_key(log_id: int, group: bytes) -> bytes:
     return U64.pack(log_id) + group
 
 
+def _waiting_prefix(log_id: int, group: bytes) -> bytes:
+    # Group ids are printable ASCII (check_id): NUL ends one unambiguously.
+    return U64.pack(log_id) + group + b"\x00"
+
+
+def _waiting_key(log_id: int, group: bytes, offset: int) -> bytes:
+    return _waiting_prefix(log_id, group) + U64.pack(offset)
+
+
+_PARKED = b"\x00"  # queue_group_waiting values: out of queue_due,
+_RELEASED = b"\x01"  # or the group's lowest, put back into queue_due
+
+
+def _lowest_waiting(ctx: WriteContext, log_id: int, group: bytes) -> tuple[int, bytes] | None:
+    """(offset, value) of the group's lowest parked or released entry, if any."""
+    prefix = _waiting_prefix(log_id, group)
+    cursor = ctx.txn.cursor(db=ctx.db(WAITING_DB))
+    if not cursor.set_range(prefix) or not cursor.key().startswith(prefix):
+        return None
+    return U64.unpack(cursor.key()[len(prefix) :])[0], cursor.value()
+
+
+def _group_offsets_without(ctx: WriteContext, log_id: int, group: bytes, offset: int) -> bool:
+    """Take `offset` out of the group's handed-out offsets; True if none remain."""
+    gkey = _group_key(log_id, group)
+    groups_db = ctx.db(GROUPS_DB)
+    raw = ctx.txn.get(gkey, db=groups_db)
+    if raw is None:
+        return True
+    rest = [o for o in _unpack_offsets(raw) if o != offset]
+    if rest:
+        ctx.txn.put(gkey, _pack_offsets(rest), db=groups_db)
+        return False
+    ctx.txn.delete(gkey, db=groups_db)
+    return True
+
+
+def _release_group(ctx: WriteContext, log_id: int, group: bytes) -> None:
+    """With nothing of `group` handed out, put its lowest parked entry back into
+    queue_due (once: a released one stays so until a receive takes it)."""
+    lowest = _lowest_waiting(ctx, log_id, group)
+    if lowest is None or lowest[1] == _RELEASED:
+        return
+    offset = lowest[0]
+    raw = ctx.txn.get(_entry_key(log_id, offset), db=ctx.db(ENTRIES_DB))
+    if raw is None:  # cannot happen (dropping an entry unparks it); mend it if it does
+        ctx.txn.delete(_waiting_key(log_id, group, offset), db=ctx.db(WAITING_DB))
+        return
+    entry = _Entry.unpack(raw)
+    if entry.visible_at > ctx.now_ms:  # due at once (its due key must match the entry)
+        entry.visible_at = ctx.now_ms
+        ctx.txn.put(_entry_key(log_id, offset), entry.pack(), db=ctx.db(ENTRIES_DB))
+    ctx.txn.put(_waiting_key(log_id, group, offset), _RELEASED, db=ctx.db(WAITING_DB))
+    ctx.txn.put(
+        _due_key(log_id, entry.visible_at, offset), _KIND_BYTES[KIND_WAITING], db=ctx.db(DUE_DB)
+    )
+
+
+def _park(ctx: WriteContext, log_id: int, offset: int, entry: _Entry, state: _State) -> None:
+    """FIFO: move a due entry that its group locks out of queue_due into
+    queue_group_waiting (kind waiting: it counts as visible, as in SQS)."""
+    ctx.txn.delete(_due_key(log_id, entry.visible_at, offset), db=ctx.db(DUE_DB))
+    state.count(entry.kind, -1)
+    entry.kind = KIND_WAITING
+    state.count(KIND_WAITING, 1)
+    ctx.txn.put(_entry_key(log_id, offset), entry.pack(), db=ctx.db(ENTRIES_DB))
+    ctx.txn.put(_waiting_key(log_id, entry.group, offset), _PARKED, db=ctx.db(WAITING_DB))
+    # An expired lease parked behind another message is no longer handed out:
+    # the group's release must not wait for it.
+    if _group_offsets_without(ctx, log_id, entry.group, offset):
+        _release_group(ctx, log_id, entry.group)
+
+
+def _unpark(ctx: WriteContext, log_id: int, offset: int, entry: _Entry) -> None:
+    """Undo _park for a handed-out entry whose lease is changed again."""
+    if ctx.txn.delete(_waiting_key(log_id, entry.group, offset), db=ctx.db(WAITING_DB)):
+        gkey = _group_key(log_id, entry.group)
+        raw = ctx.txn.get(gkey, db=ctx.db(GROUPS_DB))
+        offsets = set(_unpack_offsets(raw)) if raw else set()
+        ctx.txn.put(gkey, _pack_offsets(sorted(offsets | {offset})), db=ctx.db(GROUPS_DB))
+
+
 def _pack_offsets(offsets: Sequence[int]) -> bytes:
     return struct.pack(f">{len(offsets)}Q", *offsets)
 
@@ -1532,12 +1624,15 @@ def _receive_in(
     fifo = config.fifo
     retention = config.retention_ms
     lease_until = now + visibility_ms
-    # Per receive: groups taken in this receive, and groups found locked.
+    waiting_db = ctx.db(WAITING_DB)
+    # Per receive: groups taken in this receive, groups found locked, offsets leased.
     taken: dict[bytes, list[int]] = {}
     blocked: set[bytes] = set()
+    delivered: set[int] = set()
     changed = False
 
     def group_ok(group: bytes, offset: int) -> bool:
+        """May this receive hand out the group's message at `offset` now?"""
         if group in taken:
             return True
         if group in blocked:
@@ -1554,81 +1649,138 @@ def _receive_in(
                 if entry.visible_at > now or other < offset:
                     blocked.add(group)
                     return False
-        return True
+        # An earlier message of the group is parked: it goes first. (Not cached:
+        # the group's released entry, lowest of all, is not blocked by it.)
+        lowest = _lowest_waiting(ctx, log_id, group)
+        return lowest is None or lowest[0] >= offset
 
     def take_group(group: bytes, offset: int) -> None:
         taken.setdefault(group, []).append(offset)
 
-    # 1. Due entries: expired leases, matured delays, messages skipped earlier.
+    def lease(offset: int, entry: _Entry) -> bool:
+        """Hand out the entry (or drop it: expired, reclaimed, dead-lettered)."""
+        nonlocal changed
+        changed = True
+        if entry.sent_at + retention <= now:
+            _drop_entry(ctx, log_id, offset, entry, state)
+            blocked.discard(entry.group)  # the drop may have released the group
+            return False
+        record = _part_record(logs, config, info, offset)
+        if record is None:  # reclaimed under us (purge in another process): forget it
+            _drop_entry(ctx, log_id, offset, entry, state)
+            blocked.discard(entry.group)
+            return False
+        if (
+            config.dead_letter is not None
+            and entry.receive_count >= config.dead_letter[1]
+            and _dead_letter(ctx, config, record, entry)
+        ):
+            _drop_entry(ctx, log_id, offset, entry, state)
+            blocked.discard(entry.group)
+            return False
+        txn.delete(_due_key(log_id, entry.visible_at, offset), db=due_db)
+        if fifo:
+            txn.delete(_waiting_key(log_id, entry.group, offset), db=waiting_db)
+        state.count(entry.kind, -1)
+        state.nonce += 1
+        entry.nonce = state.nonce & 0xFFFFFFFF
+        entry.receive_count += 1
+        entry.first_received = entry.first_received or now
+        entry.visible_at = lease_until
+        entry.kind = KIND_LEASED
+        state.count(KIND_LEASED, 1)
+        txn.put(_entry_key(log_id, offset), entry.pack(), db=entries_db)
+        txn.put(_due_key(log_id, lease_until, offset), b"\x01", db=due_db)
+        delivered.add(offset)
+        if fifo:
+            take_group(entry.group, offset)
+        out.append(
+            _Delivery(record, entry.nonce, entry.receive_count, entry.first_received, entry.sent_at)
+        )
+        return True
+
+    # 1. Due entries: expired leases, matured delays, released FIFO groups.
+    # A FIFO receive parks each entry it finds locked behind its group (out of
+    # queue_due), so it reads due entries in chunks until it has enough or
+    # none is due: every entry looked at leaves the due range (leased, parked
+    # or dropped), and a deliverable message can sit behind no number of
+    # locked ones. A group it takes brings its parked entries along, merged
+    # with the chunk in offset order.
     # A standard queue looks at as many due entries as it still wants, and
     # looks again when some of them were dropped (expired, dead-lettered):
     # receive returns every available message asked for.
     prefix = U64.pack(log_id)
     scan_max = SCAN_ENTRIES_MAX if fifo else max_messages
-    while True:
-        candidates: list[tuple[int, int, bytes]] = []  # offset, visible_at, raw entry
+    parked_next: list[tuple[int, bytes]] = []  # heap: the next parked entry of taken groups
+    queued: set[bytes] = set()
+
+    def queue_parked(group: bytes) -> None:
+        if group not in queued:
+            lowest = _lowest_waiting(ctx, log_id, group)
+            if lowest is not None:
+                heapq.heappush(parked_next, (lowest[0], group))
+                queued.add(group)
+
+    while len(out) < max_messages:
+        candidates: list[int] = []
+        more = False
         cursor = txn.cursor(db=due_db)
         if cursor.set_range(prefix):
             for key in cursor.iternext(values=False):
                 if not key.startswith(prefix):
                     break
                 _, visible_at, offset = KEY3.unpack(key)
-                if visible_at > now or len(candidates) >= scan_max:
+                if visible_at > now:
                     break
-                raw_entry = txn.get(_entry_key(log_id, offset), db=entries_db)
-                if raw_entry is not None:
-                    candidates.append((offset, visible_at, raw_entry))
+                if len(candidates) >= scan_max:
+                    more = True
+                    break
+                if offset in delivered:  # leased by this receive with visibility 0
+                    continue
+                if txn.get(_entry_key(log_id, offset), db=entries_db) is not None:
+                    candidates.append(offset)
         if fifo:
-            candidates.sort()
+            candidates.sort()  # per-group order within the chunk
+        index = 0
         delivered_before = len(out)
-        for offset, visible_at, raw_entry in candidates:
-            if len(out) >= max_messages:
-                break
-            entry = _Entry.unpack(raw_entry)
-            ekey = _entry_key(log_id, offset)
-            if entry.sent_at + retention <= now:
-                _drop_entry(ctx, log_id, offset, entry, state)
-                changed = True
-                continue
-            if fifo and not group_ok(entry.group, offset):
-                continue
-            record = _part_record(logs, config, info, offset)
-            if record is None:  # reclaimed under us (purge in another process): forget it
-                _drop_entry(ctx, log_id, offset, entry, state)
-                changed = True
-                continue
-            if (
-                config.dead_letter is not None
-                and entry.receive_count >= config.dead_letter[1]
-                and _dead_letter(ctx, config, record, entry)
-            ):
-                _drop_entry(ctx, log_id, offset, entry, state)
-                changed = True
-                continue
-            txn.delete(_due_key(log_id, visible_at, offset), db=due_db)
-            state.count(entry.kind, -1)
-            state.nonce += 1
-            entry.nonce = state.nonce & 0xFFFFFFFF
-            entry.receive_count += 1
-            entry.first_received = entry.first_received or now
-            entry.visible_at = lease_until
-            entry.kind = KIND_LEASED
-            state.count(KIND_LEASED, 1)
-            txn.put(ekey, entry.pack(), db=entries_db)
-            txn.put(_due_key(log_id, lease_until, offset), b"\x01", db=due_db)
-            if fifo:
-                take_group(entry.group, offset)
-            delivery = _Delivery(
-                record, entry.nonce, entry.receive_count, entry.first_received, entry.sent_at
+        while len(out) < max_messages:
+            from_parked = bool(parked_next) and (
+                index >= len(candidates) or parked_next[0][0] < candidates[index]
             )
-            out.append(delivery)
-            changed = True
-        taken_now = len(out) - delivered_before
-        if fifo or len(out) >= max_messages or len(candidates) < scan_max:
-            break
-        if taken_now == len(candidates):
-            break  # every entry looked at was delivered: the scan ended at max_messages
-        scan_max = max_messages - len(out)
+            if from_parked:
+                offset, group = heapq.heappop(parked_next)
+                queued.discard(group)
+            elif index < len(candidates):
+                offset = candidates[index]
+                index += 1
+            else:
+                break
+            raw_entry = txn.get(_entry_key(log_id, offset), db=entries_db)
+            if raw_entry is None or offset in delivered:
+                if from_parked:  # cannot happen (a drop unparks); mend it if it does
+                    txn.delete(_waiting_key(log_id, group, offset), db=waiting_db)
+                    queue_parked(group)
+                continue
+            entry = _Entry.unpack(raw_entry)
+            if (
+                fifo
+                and not from_parked
+                and entry.sent_at + retention > now
+                and not group_ok(entry.group, offset)
+            ):
+                _park(ctx, log_id, offset, entry, state)
+                changed = True
+                continue
+            lease(offset, entry)
+            if fifo and (from_parked or entry.group in taken):
+                queue_parked(entry.group)
+        if fifo:
+            if not (more and candidates):
+                break
+        elif not more or len(out) - delivered_before == len(candidates):
+            break  # none due past the scan, or it ended at max_messages
+        else:
+            scan_max = max_messages - len(out)
 
     # 2. New messages from the frontier, up to the committed end.
     if len(out) < max_messages:
@@ -1650,16 +1802,16 @@ def _receive_in(
                 if sent_at + retention <= now:
                     continue  # expired: never delivered
                 visible_at = record.timestamp_ms + delay_ms
-                kind = 0
                 if visible_at > now:
-                    kind = KIND_DELAYED
-                elif fifo and not group_ok(group, offset):
-                    kind = KIND_WAITING
-                if kind:
-                    entry = _Entry(visible_at, sent_at, 0, 0, 0, kind, group)
+                    entry = _Entry(visible_at, sent_at, 0, 0, 0, KIND_DELAYED, group)
                     txn.put(_entry_key(log_id, offset), entry.pack(), db=entries_db)
-                    txn.put(_due_key(log_id, visible_at, offset), _KIND_BYTES[kind], db=due_db)
-                    state.count(kind, 1)
+                    txn.put(_due_key(log_id, visible_at, offset), b"\x02", db=due_db)
+                    state.count(KIND_DELAYED, 1)
+                elif fifo and not group_ok(group, offset):
+                    entry = _Entry(visible_at, sent_at, 0, 0, 0, KIND_WAITING, group)
+                    txn.put(_entry_key(log_id, offset), entry.pack(), db=entries_db)
+                    txn.put(_waiting_key(log_id, group, offset), _PARKED, db=waiting_db)
+                    state.count(KIND_WAITING, 1)
                 else:
                     state.nonce += 1
                     nonce = state.nonce & 0xFFFFFFFF
@@ -1753,7 +1905,7 @@ def drop_views(ctx: WriteContext, config: _Config, views: Sequence[View]) -> Non
 
 def _delete_part_rows(ctx: WriteContext, state_id: int) -> None:
     prefix = U64.pack(state_id)
-    for db_name in (ENTRIES_DB, DUE_DB, GROUPS_DB, DEDUP_DB, DEDUP_EXPIRY_DB):
+    for db_name in (ENTRIES_DB, DUE_DB, GROUPS_DB, WAITING_DB, DEDUP_DB, DEDUP_EXPIRY_DB):
         delete_prefix(ctx.txn, ctx.db(db_name), prefix)
     ctx.txn.delete(prefix, db=ctx.db(STATE_DB))
 
@@ -1919,15 +2071,9 @@ def _drop_entry(ctx: WriteContext, log_id: int, offset: int, entry: _Entry, stat
     ctx.txn.delete(_due_key(log_id, entry.visible_at, offset), db=ctx.db(DUE_DB))
     state.count(entry.kind, -1)
     if entry.group:
-        gkey = _group_key(log_id, entry.group)
-        groups_db = ctx.db(GROUPS_DB)
-        raw = ctx.txn.get(gkey, db=groups_db)
-        if raw is not None:
-            rest = [o for o in _unpack_offsets(raw) if o != offset]
-            if rest:
-                ctx.txn.put(gkey, _pack_offsets(rest), db=groups_db)
-            else:
-                ctx.txn.delete(gkey, db=groups_db)
+        ctx.txn.delete(_waiting_key(log_id, entry.group, offset), db=ctx.db(WAITING_DB))
+        if _group_offsets_without(ctx, log_id, entry.group, offset):
+            _release_group(ctx, log_id, entry.group)
 
 
 def _advance_head(ctx: WriteContext, config: _Config, info: LogInfo, state: _State) -> None:
@@ -2089,6 +2235,8 @@ def _change_visibility_in(
             results.append(stale)
             continue
         txn.delete(_due_key(log_id, entry.visible_at, offset), db=due_db)
+        if entry.group:
+            _unpark(ctx, log_id, offset, entry)
         state.count(entry.kind, -1)
         entry.visible_at = now + seconds * 1000
         entry.kind = KIND_LEASED if seconds else KIND_WAITING
@@ -2103,7 +2251,7 @@ def _purge_in(ctx: WriteContext, config: _Config, info: LogInfo) -> None:
     txn = ctx.txn
     log_id = config.log_id
     prefix = U64.pack(log_id)
-    for db_name in (ENTRIES_DB, DUE_DB, GROUPS_DB):
+    for db_name in (ENTRIES_DB, DUE_DB, GROUPS_DB, WAITING_DB):
         delete_prefix(txn, ctx.db(db_name), prefix)
     state = _state(ctx, log_id)
     state.frontier = max(state.frontier, _part_end(ctx.ends(info).next_offset, config))
