@@ -1381,15 +1381,16 @@ def verify(name: str | None, kind: str | None, silent: bool, out: Output) -> Non
 @main.command("repair")
 @common_options
 def repair(out: Output) -> None:
-    """Cut damaged logs back to their last good record; rebuild derived indexes.
+    """Salvage damaged logs: keep every intact batch, mark what was lost.
 
-    Runs recovery (as any read-write open does), then, for every log, finds
-    the first damaged record, header or missing segment, keeps a fsynced
-    `.broken` copy of each file it changes, moves the commit point back to
-    the record before the damage, truncates, and rebuilds the log's indexes
-    from its files. Prints what it dropped. Stop writers first. Messages
-    after the damage are lost; a queue whose log was cut keeps its head and
-    in-flight state as they were.
+    Refuses while another process has the store open for writing (stop
+    servers and writers first). Runs recovery (as any read-write open does),
+    then, for every log, finds each damaged batch, header or missing
+    segment, resynchronises on the next valid batch after it, keeps a
+    fsynced `.broken` copy of each file it changes, overwrites the damaged
+    bytes with a gap that names the lost offsets, and rebuilds the log's
+    indexes. Every record after the damage is kept with its offset. Prints
+    exactly which offsets were lost.
 
     Example:
 
@@ -1407,11 +1408,14 @@ def repair(out: Output) -> None:
             for problem in item.problems:
                 lines.append(f"recovered {item.log}: {problem}")
     for r in damaged:
-        lines.append(
-            f"{r.log}: {r.damage} in {r.path} at byte {r.position} (offset {r.offset}); "
-            f"dropped {r.records_dropped} records, {r.bytes_dropped} bytes; "
-            f"copies: {', '.join(r.broken_copies) or '-'}"
-        )
+        for loss in r.losses:
+            last = loss.first_offset + loss.records - 1
+            lines.append(
+                f"{r.log}: {loss.reason} in {loss.path} at byte {loss.position}: "
+                f"lost offsets {loss.first_offset}-{last} ({loss.records} records, "
+                f"{loss.size} bytes)"
+            )
+        lines.append(f"{r.log}: copies kept: {', '.join(r.broken_copies) or '-'}")
     dropped = sum(r.records_dropped for r in damaged)
     if recovery is not None:
         dropped += recovery.records_dropped

@@ -31,6 +31,7 @@ from tidelog.errors import (
     NotFound,
     ReadOnly,
     StaleReceipt,
+    StoreBusy,
     StoreFailed,
     UnsupportedFormat,
 )
@@ -159,6 +160,7 @@ __all__ = [
     "SqlResult",
     "StaleReceipt",
     "Store",
+    "StoreBusy",
     "StoreFailed",
     "StoreStatus",
     "Stream",

@@ -7,6 +7,7 @@ from tidelog.segments.errors import (
     InvalidArgument,
     NotFound,
     ReadOnly,
+    StoreBusy,
     StoreFailed,
     UnsupportedFormat,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "NotFound",
     "ReadOnly",
     "StaleReceipt",
+    "StoreBusy",
     "StoreFailed",
     "UnsupportedFormat",
 ]

@@ -18,7 +18,7 @@ import pytest
 
 import tidelog
 from tidelog.segments import recovery
-from tidelog.segments.format import encode_record, segment_name
+from tidelog.segments.format import encode_batch, segment_name
 from tidelog.segments.fs import FaultyFileSystem
 
 SMALL_SEGMENT = 4096
@@ -241,7 +241,7 @@ FAILING_CALLS = ["append", "append_many", "transaction", "append_that_rolls"]
 def test_failed_fsync_raises_store_failed_and_stops_writes(tmp_path: Path, failing: str) -> None:
     data = tmp_path / "data"
     fs = FaultyFileSystem()
-    acked = [value_of(n) for n in range(30)]
+    acked = [value_of(n) for n in range(25)]  # leaves room in the segment for the failed call
     with tidelog.open(data, fs=fs, segment_bytes_max=SMALL_SEGMENT) as store:
         log = store.create_log("events")
         for value in acked:
@@ -266,7 +266,9 @@ def test_failed_fsync_raises_store_failed_and_stops_writes(tmp_path: Path, faili
         # Reads keep working and show only what was acknowledged.
         assert [r.value for r in log.read()] == acked
         assert store.check() == []
-    size_after = (data / "logs" / str(log.info.id) / segment_name(committed.active_base)).stat()
+    after = (data / "logs" / str(log.info.id) / segment_name(committed.active_base)).read_bytes()
+    # Recovery zeroes what is not zero past the committed end (docs/format.md).
+    left = len(after[committed.active_position :].rstrip(b"\x00"))
 
     with tidelog.open(data) as store:
         report = store.recovery_report
@@ -274,9 +276,7 @@ def test_failed_fsync_raises_store_failed_and_stops_writes(tmp_path: Path, faili
         if failing != "append_that_rolls":
             # The failed call's frames were written past the committed end.
             [item] = report.logs
-            assert (
-                item.uncommitted_bytes_truncated == size_after.st_size - committed.active_position
-            )
+            assert item.uncommitted_bytes_truncated == left
             assert item.uncommitted_bytes_truncated > 0
         log = store.log("events")
         assert [r.value for r in log.read()] == acked
@@ -316,22 +316,27 @@ def test_failed_fsync_then_power_cut_tears_only_the_failed_append(
     data = tmp_path / "data"
     fs = FaultyFileSystem()
     failed = b"f" * 40
-    frame = len(encode_record(0, 0, 0, b"", b"", failed))
+    frame = len(encode_batch(1, 10, 0, 0, [failed]))
     with tidelog.open(data, fs=fs) as store:
         log = store.create_log("events")
         acked = [log.append(value_of(n)) for n in range(10)]
         assert acked == list(range(10))
+        committed = log.ends().active_position
         fs.fail_fsync = True
         with pytest.raises(tidelog.StoreFailed):
             log.append(failed)
-        assert fs.unsynced_bytes() == frame  # only the failed append's frame
+        assert fs.unsynced_bytes() == frame  # only the failed append's batch
+        path = data / "logs" / str(log.info.id) / segment_name(0)
     fs.crash(keep_bytes=keep_bytes)
     reboot()
+    # What survived of the torn batch, up to its last byte that is not zero.
+    survived = path.read_bytes()[committed:]
+    torn = len(survived.rstrip(b"\x00"))
+    assert torn <= min(keep_bytes or 0, frame)
 
     with tidelog.open(data) as store:
         report = store.recovery_report
         assert report is not None and report.records_dropped == 0
-        torn = min(keep_bytes or 0, frame)
         truncated = [item.uncommitted_bytes_truncated for item in report.logs]
         assert truncated == ([torn] if torn else [])
         log = store.log("events")
