@@ -23,6 +23,7 @@ from typing import Any, TextIO
 import click
 
 import tidelog
+from tidelog.segments.migrate import migrate
 from tidelog.segments.repair import repair_log
 from tidelog.topic_filters import FilterPolicy, attribute_view, body_view
 
@@ -1432,6 +1433,41 @@ def repair(out: Output) -> None:
             "records_dropped": dropped,
         },
         lines=lines,
+    )
+
+
+@main.command("migrate")
+@click.argument("source", type=click.Path(file_okay=False))
+@click.argument("dest", type=click.Path(file_okay=False))
+@silent_option
+@common_options
+def migrate_command(source: str, dest: str, silent: bool, out: Output) -> None:
+    """Copy a format 1 store (tidelog before log v2) into a new format 2 store.
+
+    SOURCE is only read, under its write lock; DEST must not exist or be
+    empty. Queues, leases, checkpoints and every record keep their offsets
+    and values. Stop the old store's writers first; afterwards, point them
+    at DEST (or swap the directories). docs/format.md, "Format 1 stores".
+
+    Example:
+
+    \b
+        tidelog migrate ./tidelog-data ./tidelog-data.v2 && tidelog verify --data ./tidelog-data.v2
+    """
+    quiet = silent or out.json
+
+    def progress(name: str) -> None:
+        if not quiet:
+            click.echo(f"migrating {name}", err=True)
+
+    report = migrate(source, dest, progress)
+    out.emit(
+        report.to_dict(),
+        lines=[
+            f"migrated {report.logs} logs, {report.segments} segments, {report.records} "
+            f"records: {report.bytes_before} bytes of format 1, {report.bytes_after} of "
+            f"format 2, into {report.dest}"
+        ],
     )
 
 
