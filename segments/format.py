@@ -192,6 +192,7 @@ class FrameError(Exception):
 
 
 _EMPTY = b""
+_tuple_new = tuple.__new__
 
 
 class Batch:
@@ -286,8 +287,9 @@ class Batch:
         values = self.values(low, high)
         keys = self.keys(low, high)
         headers = self.headers(low, high)
-        return map(
-            Record,
+        # tuple.__new__ over zip's tuples makes each Record in C: no Python
+        # frame per record (Record's own __new__ is a Python function).
+        fields = zip(
             count(self.base_offset + low),
             repeat(self.timestamp_ms),
             repeat(self.flags),
@@ -295,6 +297,7 @@ class Batch:
             repeat(_EMPTY) if headers is None else headers,
             values,
         )
+        return map(_tuple_new, repeat(Record), fields)  # type: ignore[arg-type]
 
 
 _unpack_header = BATCH_HEADER.unpack_from

@@ -433,7 +433,8 @@ class WriteContext:
                     fs.fdatasync(fd)
                     store.close_writer_fd(log_id, write.base)
                     continue
-                if end > size:
+                if end > size and always:
+                    # Only "always" pays the flush that pre-written space speeds up.
                     step = min(max(size, fmt.EXTENT_BYTES_MIN), fmt.EXTENT_BYTES_MAX)
                     cap = max(end, state.info.segment_bytes_max)  # never zeros past the roll
                     grow_to = min(max(end, size + step), cap)

@@ -38,7 +38,7 @@ def main(out: str) -> None:
         log.append_many([b"timed"] * 4, timestamp_ms=2_000_000_000_000)
         log.trim_before(25)
         stream = store.create_stream("clicks", shards=2)
-        stream.put_many([(b"click %d" % i, "user-%d" % (i % 7)) for i in range(50)])
+        stream.put_many([(b"click %d" % i, f"user-{i % 7}") for i in range(50)])
         queue = store.create_queue("jobs", visibility_timeout=3600)
         for i in range(5):
             queue.send(b"job %d" % i, attributes={"n": i})
