@@ -105,6 +105,7 @@ _ITERATOR_VERSION = 1
 _ITERATOR_MAC_BYTES = 12
 _U64 = struct.Struct(">Q")
 _value_of, _key_of, _timestamp_of = itemgetter(5), itemgetter(3), itemgetter(1)  # Record fields
+_offset_of = itemgetter(0)
 
 
 class ExpiredIterator(Error):
@@ -1146,15 +1147,15 @@ class Stream:
                 i for i, total in enumerate(accumulate(map(len, values))) if total > byte_limit
             )
             del raw[max(cut, 1) :], values[max(cut, 1) :]
-        # Offsets in a log are dense, so the sequence numbers are a range.
-        first_sequence = shard.sequence_base + raw[0].offset
+        # Offsets are dense except where `tidelog repair` left a gap: map each one.
+        base = shard.sequence_base
         out = list(
             map(
                 _new_record,
                 zip(
                     values,
                     map(bytes.decode, map(_key_of, raw)),
-                    map(str, range(first_sequence, first_sequence + len(raw))),
+                    map(str, map(base.__add__, map(_offset_of, raw))),
                     map(_timestamp_of, raw),
                     repeat(shard.shard_id),
                 ),
