@@ -10,10 +10,12 @@ import os
 import struct
 from array import array
 from collections.abc import Iterator, Sequence
-from itertools import accumulate, count, islice, repeat
+from itertools import count, repeat
 from typing import NamedTuple
 
 from .crc import crc32c
+
+_unpack_from = struct.unpack_from
 
 SEGMENT_MAGIC = b"TDLGSEG\n"
 READ_VERSION = 2  # oldest format a reader must understand to read our files
@@ -213,7 +215,6 @@ class Batch:
         "_data",
         "_lengths",
         "_values_start",
-        "_starts",
     )
 
     def __init__(
@@ -239,7 +240,6 @@ class Batch:
         self._data = data
         self._lengths = lengths  # values', then keys', then headers' lengths
         self._values_start = values_start  # index in data of the first value
-        self._starts: list[int] | None = None
 
     @property
     def gap(self) -> bool:
@@ -251,16 +251,15 @@ class Batch:
         return self.base_offset + self.count
 
     def _column(self, which: int, low: int, high: int) -> list[bytes]:
-        starts = self._starts
-        if starts is None:
-            starts = self._starts = list(accumulate(self._lengths, initial=self._values_start))
-        n = self.count
-        first = which * n + low
-        last = which * n + high
-        get = self._data.__getitem__
-        return list(
-            map(get, map(slice, islice(starts, first, last), islice(starts, first + 1, last + 1)))
-        )
+        if low >= high:
+            return []
+        lengths = self._lengths
+        first = which * self.count + low
+        start = self._values_start + (sum(lengths[:first]) if first else 0)
+        # One struct unpack of "<len>s" fields makes the bytes objects in C:
+        # about a third cheaper than a slice per record.
+        layout = "s".join(map(str, lengths[first : first + high - low])) + "s"
+        return list(_unpack_from(layout, self._data, start))
 
     def values(self, low: int = 0, high: int | None = None) -> list[bytes]:
         """Values of records `low` to `high` (indexes in the batch)."""
@@ -297,7 +296,7 @@ class Batch:
             repeat(_EMPTY) if headers is None else headers,
             values,
         )
-        return map(_tuple_new, repeat(Record), fields)  # type: ignore[arg-type]
+        return map(_tuple_new, repeat(Record), fields)
 
 
 _unpack_header = BATCH_HEADER.unpack_from
