@@ -119,8 +119,7 @@ SCAN_RECORDS_MAX = 1024
 COUNT_PEEK_MAX = 1024  # due entries re-classified by approximate_counts() (exact up to this)
 DEDUP_EXPIRE_PER_SEND = 16
 CROSS_PROCESS_POLL_SECONDS = 0.05
-READ_CHUNK_BYTES_FIRST = 4096
-READ_CHUNK_BYTES_MAX = 256 * 1024
+READ_CHUNK_BYTES_FIRST = 4096  # a receive reads a few KiB first; the reader doubles it
 PEEK_MESSAGES_MAX = 1000
 # delete_at walks the undelivered messages before its offset in commits of
 # at most this many records, so one operator delete never makes a huge commit.
