@@ -144,6 +144,7 @@ COUNT_PEEK_MAX = 1024  # due entries re-classified by approximate_counts() (exac
 DEDUP_EXPIRE_PER_SEND = 16
 CROSS_PROCESS_POLL_SECONDS = 0.05
 READ_CHUNK_BYTES_FIRST = 4096  # a receive reads a few KiB first; the reader doubles it
+READ_CHUNK_BYTES_MAX = 256 * 1024  # a bulk copy (a deleted topic's views) starts big
 PEEK_MESSAGES_MAX = 1000
 # delete_at walks the undelivered messages before its offset in commits of
 # at most this many records, so one operator delete never makes a huge commit.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -65,10 +66,17 @@ def test_migrate_keeps_every_record_offset_and_queue_state(tmp_path: Path) -> No
         for path in (new / "logs").rglob("*.seg"):
             header = fmt.decode_segment_header(path.read_bytes())
             assert header is not None and header.read_version == 2 and header.salt != 0
-        # Queue state came along: 5 sent, 1 deleted, 1 still leased for an hour.
+        # Queue state came along: 5 sent, 1 deleted, 1 received with a lease of an
+        # hour (from when the fixture was made: by now it may have run out).
         jobs = store.queue("jobs")
+        kept = jobs.peek(10)
+        assert len(kept) == 4 and all(m.body.startswith(b"job ") for m in kept)
+        [leased] = [m for m in kept if m.receive_count == 1]
+        assert leased.visible_at_ms - leased.first_received_at_ms == 3600 * 1000
+        still_leased = leased.visible_at_ms > time.time() * 1000 + 5000
         bodies = sorted(m.body for m in jobs.receive(max_messages=10))
-        assert len(bodies) == 3 and all(b.startswith(b"job ") for b in bodies)
+        assert len(bodies) == (3 if still_leased else 4)
+        assert (leased.body in bodies) is not still_leased
         # And the store takes writes again, in format 2.
         log = store.log("events")
         assert log.append(b"after migrate") == expected["events"]["next"]
