@@ -28,16 +28,16 @@ FILTERS_MAX = 5  # Lambda's default quota of filters per event source mapping
 PATTERN_CHARS_MAX = 4096  # Lambda's limit on one filter pattern
 
 
-def queue_arn(name: str) -> str:
-    return f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}"
+def queue_arn(name: str, region: str = REGION) -> str:
+    return f"arn:aws:sqs:{region}:{ACCOUNT_ID}:{name}"
 
 
-def stream_arn(name: str) -> str:
-    return f"arn:aws:kinesis:{REGION}:{ACCOUNT_ID}:stream/{name}"
+def stream_arn(name: str, region: str = REGION) -> str:
+    return f"arn:aws:kinesis:{region}:{ACCOUNT_ID}:stream/{name}"
 
 
-def topic_arn(name: str) -> str:
-    return f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:{name}"
+def topic_arn(name: str, region: str = REGION) -> str:
+    return f"arn:aws:sns:{region}:{ACCOUNT_ID}:{name}"
 
 
 def function_arn(name: str) -> str:
@@ -53,7 +53,9 @@ def iso_ms(ms: int) -> str:
 # -- aws:sqs ----------------------------------------------------------------------------
 
 
-def sqs_record(message: Message, queue_name: str, fifo: bool) -> dict[str, Any]:
+def sqs_record(
+    message: Message, queue_name: str, fifo: bool, region: str = REGION
+) -> dict[str, Any]:
     """One record of an SQS event (AWS's "Example Amazon SQS message event")."""
     attributes = {
         "ApproximateReceiveCount": str(message.receive_count),
@@ -85,15 +87,15 @@ def sqs_record(message: Message, queue_name: str, fifo: bool) -> dict[str, Any]:
     if message_attributes:
         record["md5OfMessageAttributes"] = message.md5_of_attributes
     record["eventSource"] = "aws:sqs"
-    record["eventSourceARN"] = queue_arn(queue_name)
-    record["awsRegion"] = REGION
+    record["eventSourceARN"] = queue_arn(queue_name, region)
+    record["awsRegion"] = region
     return record
 
 
 # -- aws:kinesis ------------------------------------------------------------------------
 
 
-def kinesis_record(record: StreamRecord, stream_name: str) -> dict[str, Any]:
+def kinesis_record(record: StreamRecord, stream_name: str, region: str = REGION) -> dict[str, Any]:
     """One record of a Kinesis event (AWS's "Example Kinesis record event")."""
     return {
         "kinesis": {
@@ -108,8 +110,8 @@ def kinesis_record(record: StreamRecord, stream_name: str) -> dict[str, Any]:
         "eventID": f"{record.shard_id}:{record.sequence_number}",
         "eventName": "aws:kinesis:record",
         "invokeIdentityArn": INVOKE_IDENTITY_ARN,
-        "awsRegion": REGION,
-        "eventSourceARN": stream_arn(stream_name),
+        "awsRegion": region,
+        "eventSourceARN": stream_arn(stream_name, region),
     }
 
 

@@ -342,7 +342,7 @@ class _QueueRun(_Run):
 
     def _handle(self, queue: Queue, fifo: bool, messages: list[Message]) -> None:
         trigger = self.trigger
-        records = [sqs_record(m, queue.name, fifo) for m in messages]
+        records = [sqs_record(m, queue.name, fifo, self.trigger.region) for m in messages]
         if self.filters:
             kept, dropped = [], []
             for message, record in zip(messages, records, strict=True):
@@ -399,7 +399,10 @@ class _ShardProcessor(RecordProcessor):
             for r in records
             if not run.filters
             or passes(
-                run.filters, kinesis_filter_document(kinesis_record(r, run.trigger.source), r.data)
+                run.filters,
+                kinesis_filter_document(
+                    kinesis_record(r, run.trigger.source, run.trigger.region), r.data
+                ),
             )
         ]
         with run.lock:
@@ -486,7 +489,7 @@ class _StreamRun(_Run):
                         continue
                     pending[0] = (part, retries)
             function = self.function(trigger.function)
-            event = {"Records": [kinesis_record(r, source) for r in part]}
+            event = {"Records": [kinesis_record(r, source, trigger.region) for r in part]}
             invocation = self.invoke(function, event, len(part))
             failed_at = None
             if invocation.ok:

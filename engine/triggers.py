@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from tidelog.errors import AlreadyExists, InvalidArgument, NotFound
 from tidelog.trigger_events import (
+    REGION,
     compile_filters,
     function_arn,
     queue_arn,
@@ -148,11 +149,14 @@ class Trigger:
     subscription: str | None = None
     created_ms: int = 0
     last_modified_ms: int = 0
+    # The region of the EventSourceArn it was made with: events and ARNs name it
+    # (channels are shared by every region; docs/triggers.md).
+    region: str = REGION
 
     @property
     def source_arn(self) -> str:
         return {"queue": queue_arn, "stream": stream_arn, "topic": topic_arn}[self.source_kind](
-            self.source
+            self.source, self.region
         )
 
     @property
@@ -514,6 +518,7 @@ class Triggers:
         filter_criteria: Mapping[str, Any] | None = None,
         report_batch_item_failures: bool = False,
         filter_policy: Mapping[str, Any] | None = None,
+        region: str = REGION,
     ) -> Trigger:
         """Map a queue, stream or topic to a function (Lambda's CreateEventSourceMapping,
         or for a topic SNS's Subscribe with protocol "lambda").
@@ -556,6 +561,7 @@ class Triggers:
             on_failure=failure,
             created_ms=now,
             last_modified_ms=now,
+            region=region,
             **settings,
         )
         if kind == "queue":

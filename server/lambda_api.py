@@ -443,7 +443,11 @@ def create_event_source_mapping(ctx: Context, request: dict[str, Any]) -> Respon
         settings["starting_position"] = request["StartingPosition"]
     if "StartingPositionTimestamp" in request:
         settings["starting_position_timestamp"] = request["StartingPositionTimestamp"]
-    trigger = Triggers(ctx.store).create_trigger(request["FunctionName"], (kind, name), **settings)
+    arn = request.get("EventSourceArn")
+    region = arn.split(":")[3] if isinstance(arn, str) and arn.count(":") >= 5 else ctx.region
+    trigger = Triggers(ctx.store).create_trigger(
+        request["FunctionName"], (kind, name), region=region or ctx.region, **settings
+    )
     return Response(202, mapping_configuration(ctx, trigger, "Creating"))
 
 

@@ -339,7 +339,9 @@ def subscribe(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     topic = _topic(ctx, request)
     protocol = request["Protocol"]
     endpoint = request.get("Endpoint") or ""
-    if protocol in KEPT_PROTOCOLS:
+    if protocol in KEPT_PROTOCOLS and not (protocol == "lambda" and _deployed(ctx, endpoint)):
+        # A lambda endpoint that names no deployed function is kept as a delivery
+        # (as for sms and email); one that does runs as a trigger (docs/triggers.md).
         return _subscribe_kept(ctx, topic, protocol, endpoint, request.get("Attributes") or {})
     options = _subscription_options(request.get("Attributes") or {})
     if protocol == "sqs":
@@ -371,6 +373,19 @@ def subscribe(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     if not sub.confirmed and not request.get("ReturnSubscriptionArn"):
         return {"SubscriptionArn": "pending confirmation"}
     return {"SubscriptionArn": sub.arn}
+
+
+_FUNCTION_ARN = re.compile(r"arn:aws:lambda:[^:]*:[0-9]{12}:function:([^:]+)(?::\$LATEST)?")
+
+
+def _deployed(ctx: Context, endpoint: str) -> bool:
+    """True when a lambda endpoint (an ARN or a name) names a deployed function."""
+    match = _FUNCTION_ARN.fullmatch(endpoint)
+    try:
+        Triggers(ctx.store).function(match.group(1) if match else endpoint)
+    except tidelog.Error:
+        return False
+    return True
 
 
 def _subscribe_kept(
@@ -433,7 +448,8 @@ def _lambda_trigger(ctx: Context, topic: Topic, sub: Subscription) -> Trigger | 
 def _protocol_endpoint(ctx: Context, topic: Topic, sub: Subscription) -> tuple[str, str]:
     trigger = _lambda_trigger(ctx, topic, sub)
     if trigger is not None:
-        return "lambda", f"arn:aws:lambda:{ctx.region}:{ctx.account_id}:function:{trigger.function}"
+        # The function's ARN as the Lambda endpoint gives it (GetFunction).
+        return "lambda", Triggers(ctx.store).function(trigger.function).arn
     return sub.protocol, _endpoint(ctx, sub)
 
 
