@@ -630,8 +630,13 @@ class LogStore:
                 self._run_group(batch)
             finally:
                 with cond:
-                    self._leader_active = False
+                    # Coroutines queued meanwhile have no thread to lead for them:
+                    # the committer takes over (it also serves queued threads).
+                    hand_over = any(r.future is not None for r in self._queue)
+                    self._leader_active = hand_over
                     cond.notify_all()
+                if hand_over:
+                    self._committer().submit(self._lead)
         if request.error is not None:
             raise request.error
         return request.result  # type: ignore[no-any-return]
