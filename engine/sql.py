@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from itertools import compress
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 from tidelog.catalog import Kind, read_channel
 from tidelog.segments import keys
@@ -381,7 +381,7 @@ def _batches(
             if part.view is not None:
                 from tidelog.queues import view_records
 
-                chunk = view_records(part.view, cast("list[Record]", chunk))
+                chunk = view_records(part.view, chunk)
             # A chunk is one batch's records (at most about BATCH_TARGET_BYTES).
             if part.kept is not None and chunk and _offsets(chunk[0]) < part.frontier:
                 kept, frontier = part.kept, part.frontier
