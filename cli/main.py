@@ -23,6 +23,7 @@ from typing import Any, TextIO
 import click
 
 import tidelog
+from tidelog.segments.migrate import migrate
 from tidelog.segments.repair import repair_log
 from tidelog.topic_filters import FilterPolicy, attribute_view, body_view
 
@@ -1404,15 +1405,16 @@ def verify(name: str | None, kind: str | None, silent: bool, out: Output) -> Non
 @main.command("repair")
 @common_options
 def repair(out: Output) -> None:
-    """Cut damaged logs back to their last good record; rebuild derived indexes.
+    """Salvage damaged logs: keep every intact batch, mark what was lost.
 
-    Runs recovery (as any read-write open does), then, for every log, finds
-    the first damaged record, header or missing segment, keeps a fsynced
-    `.broken` copy of each file it changes, moves the commit point back to
-    the record before the damage, truncates, and rebuilds the log's indexes
-    from its files. Prints what it dropped. Stop writers first. Messages
-    after the damage are lost; a queue whose log was cut keeps its head and
-    in-flight state as they were.
+    Refuses while another process has the store open for writing (stop
+    servers and writers first). Runs recovery (as any read-write open does),
+    then, for every log, finds each damaged batch, header or missing
+    segment, resynchronises on the next valid batch after it, keeps a
+    fsynced `.broken` copy of each file it changes, overwrites the damaged
+    bytes with a gap that names the lost offsets, and rebuilds the log's
+    indexes. Every record after the damage is kept with its offset. Prints
+    exactly which offsets were lost.
 
     Example:
 
@@ -1430,11 +1432,14 @@ def repair(out: Output) -> None:
             for problem in item.problems:
                 lines.append(f"recovered {item.log}: {problem}")
     for r in damaged:
-        lines.append(
-            f"{r.log}: {r.damage} in {r.path} at byte {r.position} (offset {r.offset}); "
-            f"dropped {r.records_dropped} records, {r.bytes_dropped} bytes; "
-            f"copies: {', '.join(r.broken_copies) or '-'}"
-        )
+        for loss in r.losses:
+            last = loss.first_offset + loss.records - 1
+            lines.append(
+                f"{r.log}: {loss.reason} in {loss.path} at byte {loss.position}: "
+                f"lost offsets {loss.first_offset}-{last} ({loss.records} records, "
+                f"{loss.size} bytes)"
+            )
+        lines.append(f"{r.log}: copies kept: {', '.join(r.broken_copies) or '-'}")
     dropped = sum(r.records_dropped for r in damaged)
     if recovery is not None:
         dropped += recovery.records_dropped
@@ -1451,6 +1456,41 @@ def repair(out: Output) -> None:
             "records_dropped": dropped,
         },
         lines=lines,
+    )
+
+
+@main.command("migrate")
+@click.argument("source", type=click.Path(file_okay=False))
+@click.argument("dest", type=click.Path(file_okay=False))
+@silent_option
+@common_options
+def migrate_command(source: str, dest: str, silent: bool, out: Output) -> None:
+    """Copy a format 1 store (tidelog before log v2) into a new format 2 store.
+
+    SOURCE is only read, under its write lock; DEST must not exist or be
+    empty. Queues, leases, checkpoints and every record keep their offsets
+    and values. Stop the old store's writers first; afterwards, point them
+    at DEST (or swap the directories). docs/format.md, "Format 1 stores".
+
+    Example:
+
+    \b
+        tidelog migrate ./tidelog-data ./tidelog-data.v2 && tidelog verify --data ./tidelog-data.v2
+    """
+    quiet = silent or out.json
+
+    def progress(name: str) -> None:
+        if not quiet:
+            click.echo(f"migrating {name}", err=True)
+
+    report = migrate(source, dest, progress)
+    out.emit(
+        report.to_dict(),
+        lines=[
+            f"migrated {report.logs} logs, {report.segments} segments, {report.records} "
+            f"records: {report.bytes_before} bytes of format 1, {report.bytes_after} of "
+            f"format 2, into {report.dest}"
+        ],
     )
 
 

@@ -32,6 +32,7 @@ from tidelog.errors import (
     PermissionDenied,
     ReadOnly,
     StaleReceipt,
+    StoreBusy,
     StoreFailed,
     UnsupportedFormat,
 )
@@ -184,6 +185,7 @@ __all__ = [
     "SqlResult",
     "StaleReceipt",
     "Store",
+    "StoreBusy",
     "StoreFailed",
     "StoreStatus",
     "Stream",

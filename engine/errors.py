@@ -8,6 +8,7 @@ from tidelog.segments.errors import (
     NotFound,
     PermissionDenied,
     ReadOnly,
+    StoreBusy,
     StoreFailed,
     UnsupportedFormat,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "PermissionDenied",
     "ReadOnly",
     "StaleReceipt",
+    "StoreBusy",
     "StoreFailed",
     "UnsupportedFormat",
 ]

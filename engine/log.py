@@ -10,7 +10,7 @@ from tidelog.segments.errors import Corruption, InvalidArgument
 from tidelog.segments.format import Record
 from tidelog.segments.keys import Ends
 from tidelog.segments.logstore import LogInfo
-from tidelog.segments.reader import offset_for_time
+from tidelog.segments.reader import Columns, offset_for_time, read_columns
 from tidelog.segments.rebuild import rebuild_indexes
 from tidelog.segments.recovery import verify_log
 from tidelog.segments.writer import WriteContext
@@ -198,6 +198,17 @@ class Log:
         if start < 0:
             raise InvalidArgument(f"read: start offset {start} is negative")
         return self._logs.read(self.info, start, stop)
+
+    def read_columns(self, start: int = 0, stop: int | None = None) -> Iterator[Columns]:
+        """The values-only read: for each stored batch, (first_offset, timestamp_ms,
+        values), the values a list of bytes; no Record is made per record.
+
+        The same range, bounds and Corruption as `read`; for columnar readers
+        (SQL scans, delivery) that need values and offsets only.
+        """
+        if start < 0:
+            raise InvalidArgument(f"read_columns: start offset {start} is negative")
+        return read_columns(self._logs, self.info, start, stop)
 
     def offset_for_time(self, timestamp_ms: int) -> int:
         """The first offset with a timestamp >= `timestamp_ms` (end_offset if none)."""

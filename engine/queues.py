@@ -83,12 +83,11 @@ from tidelog.errors import (
     StaleReceipt,
 )
 from tidelog.log import as_bytes
-from tidelog.segments import format as fmt
 from tidelog.segments import keys
-from tidelog.segments.format import FrameError, Record, decode_records, frame_length
-from tidelog.segments.keys import Ends, SegmentRow, Txn
+from tidelog.segments.format import Record
+from tidelog.segments.keys import Ends, Txn
 from tidelog.segments.logstore import LogInfo, LogStore, delete_prefix
-from tidelog.segments.reader import locate, offset_for_time
+from tidelog.segments.reader import offset_for_time, read_records
 from tidelog.segments.writer import WriteContext
 from tidelog.tags import TAGS_MAX, check_tags, merged_tags, remaining_tags
 
@@ -154,8 +153,8 @@ SCAN_RECORDS_MAX = 1024
 COUNT_PEEK_MAX = 1024  # due entries re-classified by approximate_counts() (exact up to this)
 DEDUP_EXPIRE_PER_SEND = 16
 CROSS_PROCESS_POLL_SECONDS = 0.05
-READ_CHUNK_BYTES_FIRST = 4096
-READ_CHUNK_BYTES_MAX = 256 * 1024
+READ_CHUNK_BYTES_FIRST = 4096  # a receive reads a few KiB first; the reader doubles it
+READ_CHUNK_BYTES_MAX = 256 * 1024  # a bulk copy (a deleted topic's views) starts big
 PEEK_MESSAGES_MAX = 1000
 # delete_at walks the undelivered messages before its offset in commits of
 # at most this many records, so one operator delete never makes a huge commit.
@@ -950,91 +949,18 @@ def _load_config(logs: LogStore, txn: Txn, name: str) -> _Config | None:
 # -- reading messages back from the log -----------------------------------------------------------
 
 
-def _segment_limits(logs: LogStore, info: LogInfo, base: int) -> tuple[Ends, SegmentRow | None]:
-    with logs.env.begin() as txn:
-        raw_ends = txn.get(keys.log_key(info.id), db=logs.dbs[keys.DB_ENDS])
-        raw_row = txn.get(keys.log_offset_key(info.id, base), db=logs.dbs[keys.DB_SEGMENTS])
-    if raw_ends is None:
-        raise NotFound(f"queue log {info.name!r}: not found (deleted?)")
-    return Ends.unpack(raw_ends), (SegmentRow.unpack(raw_row) if raw_row else None)
-
-
 def _read_records(
     logs: LogStore, info: LogInfo, start: int, stop: int, chunk: int = READ_CHUNK_BYTES_FIRST
 ) -> Iterator[Record]:
     """Committed records in [start, stop), read in small growing chunks.
 
-    The log layer's reader reads up to 1 MiB at a time, which suits replay;
-    a receive wants ten records, so this one starts at 4 KiB and doubles.
-    Records below the log's start (reclaimed) are skipped silently.
+    The log layer's reader starts at `chunk` bytes and doubles, so a receive
+    that wants ten records reads a few KiB. Records below the log's start
+    (reclaimed) are skipped silently.
     """
     if start >= stop:
-        return
-    fs = logs.fs
-    base, position, expected = locate(logs, info, start)
-    fd: int | None = None
-    fd_base = -1
-    try:
-        while expected < stop:
-            ends, row = _segment_limits(logs, info, base)
-            if base < ends.start_offset or (base != ends.active_base and row is None):
-                if start < ends.start_offset:
-                    start = ends.start_offset
-                if start >= stop:
-                    return
-                base, position, expected = locate(logs, info, max(start, expected))
-                continue
-            sealed = base != ends.active_base
-            limit = row.size if sealed and row is not None else ends.active_position
-            if position >= limit:
-                if not sealed:
-                    return
-                base, position = expected, fmt.SEGMENT_HEADER_BYTES
-                continue
-            if fd_base != base:
-                if fd is not None:
-                    fs.close(fd)
-                    fd = None
-                path = logs.segment_path(info.id, base)
-                try:
-                    fd = fs.open_read(path)
-                except FileNotFoundError:
-                    if _segment_limits(logs, info, base)[0].start_offset > base:
-                        continue  # reclaimed between the two looks: the next pass skips it
-                    raise Corruption(
-                        "segment file missing", log=info.name, path=path, offset=expected
-                    ) from None
-                fd_base = base
-            if fd is None:
-                continue
-            data = fs.pread(fd, min(chunk, limit - position), position)
-            chunk = min(chunk * 2, READ_CHUNK_BYTES_MAX)
-            try:
-                records, used = decode_records(data, 0, len(data), position)
-                if not records:
-                    size = frame_length(data, 0)
-                    if size is None or position + size > limit:
-                        raise FrameError("bad record length", position)
-                    data = fs.pread(fd, size, position)
-                    records, used = decode_records(data, 0, len(data), position)
-                    if not records:
-                        raise FrameError("segment shorter than its committed length", position)
-            except FrameError as exc:
-                raise Corruption(
-                    f"damaged record: {exc.reason}",
-                    log=info.name,
-                    path=logs.segment_path(info.id, base),
-                    offset=expected,
-                    position=exc.position,
-                ) from None
-            position += used
-            expected = records[-1].offset + 1
-            for record in records:
-                if start <= record.offset < stop:
-                    yield record
-    finally:
-        if fd is not None:
-            fs.close(fd)
+        return iter(())
+    return read_records(logs, info, start, stop, first_chunk_bytes=chunk)
 
 
 def _read_record(logs: LogStore, info: LogInfo, offset: int) -> Record | None:

@@ -32,11 +32,12 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import compress
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 from tidelog.catalog import Kind, read_channel
 from tidelog.segments import keys
@@ -47,8 +48,8 @@ from tidelog.segments.logstore import LogInfo, LogStore
 from tidelog.segments.reader import (
     offset_for_time,
     read_chunks,
+    read_columns,
     read_records,
-    read_value_chunks,
 )
 from tidelog.segments.writer import WriteContext
 
@@ -254,7 +255,7 @@ _values = itemgetter(-1)
 _keys = itemgetter(3)  # Record.key
 _stamps = itemgetter(1)
 _offsets = itemgetter(0)
-# Columns built from (offset, timestamp, value) alone: read with decode_values.
+# Columns built from (offset, timestamp, value) alone: read with reader.read_columns.
 _VALUE_COLUMNS = frozenset(("data", "arrival_time", "sequence_number", "shard_id"))
 
 
@@ -274,24 +275,29 @@ def _batch(
     """
     arrays: list[Any] = []
     metas: list[dict[str, Any]] | None = None
-    count = len(records)
+    if isinstance(records, _Columns):
+        offsets, stamps, values = records.offsets, records.stamps, records.values
+    else:
+        offsets = list(map(_offsets, records))
+        stamps = list(map(_stamps, records))
+        values = list(map(_values, records))
+    count = len(values)
     for column in columns:
         if column == "data":
-            arrays.append(_utf8(list(map(_values, records)), pa))
+            arrays.append(_utf8(values, pa))
         elif column == "arrival_time":
-            stamps = pa.array(list(map(_stamps, records)), pa.int64())
-            arrays.append(stamps.cast(pa.timestamp("ms", tz="UTC")))
+            times = pa.array(stamps, pa.int64())
+            arrays.append(times.cast(pa.timestamp("ms", tz="UTC")))
         elif column == "shard_id":
             shard = f"shardId-{part.shard_index or 0:012d}"
             arrays.append(pa.array([shard], pa.string()).take(pa.array([0] * count, pa.int32())))
         elif column == "sequence_number" and kind == "stream":
             base = _SEQUENCE_TOP | (part.shard_index or 0) << 64
-            arrays.append(pa.array(list(map(str, map(base.__or__, map(_offsets, records))))))
+            arrays.append(pa.array(list(map(str, map(base.__or__, offsets)))))
         elif column == "sequence_number":
-            offsets = map(_offsets, records)
             if part.view is not None:
-                offsets = map(part.sequence_base.__or__, offsets)
-            arrays.append(pa.array(list(offsets), pa.int64()))
+                offsets = list(map(part.sequence_base.__or__, offsets))
+            arrays.append(pa.array(offsets, pa.int64()))
         elif column == "partition_key":
             arrays.append(_utf8(list(map(_keys, records)), pa))
         elif column == "message_id":
@@ -321,23 +327,65 @@ def _schema(pa: Any, kind: Kind, columns: Sequence[str], extra: Sequence[str] = 
     return pa.schema(fields)
 
 
+class _Columns:
+    """Offsets, times and values of a run of records, as lists (the columnar read)."""
+
+    __slots__ = ("offsets", "stamps", "values")
+
+    def __init__(self, offsets: list[int], stamps: list[int], values: list[bytes]) -> None:
+        self.offsets, self.stamps, self.values = offsets, stamps, values
+
+
+def _column_batches(
+    logs: LogStore, channel: _Channel, columns: Sequence[str], batch_rows: int, pa: Any
+) -> Iterator[Any]:
+    """`_batches` for queries of _VALUE_COLUMNS only: from reader.read_columns,
+    with no Record or row tuple made per record."""
+    for part in channel.parts:
+        offsets: list[int] = []
+        stamps: list[int] = []
+        values: list[bytes] = []
+        size = 0
+        for first, ts, vals in read_columns(logs, part.info, part.start, part.stop):
+            offs: Iterable[int] = range(first, first + len(vals))
+            if part.kept is not None and first < part.frontier:
+                kept, frontier = part.kept, part.frontier
+                keep = [o >= frontier or o in kept for o in offs]
+                offs, vals = list(compress(offs, keep)), list(compress(vals, keep))
+            offsets += offs
+            stamps += [ts] * len(vals)
+            values += vals
+            size += sum(map(len, vals))
+            while values and (len(values) >= batch_rows or size >= BATCH_BYTES_MAX):
+                cut = min(batch_rows, len(values))
+                run = _Columns(offsets[:cut], stamps[:cut], values[:cut])
+                yield _batch(pa, channel.kind, part, run, columns)  # type: ignore[arg-type]
+                del offsets[:cut], stamps[:cut], values[:cut]
+                size = sum(map(len, values))
+        if values:
+            run = _Columns(offsets, stamps, values)
+            yield _batch(pa, channel.kind, part, run, columns)  # type: ignore[arg-type]
+
+
 def _batches(
     logs: LogStore, channel: _Channel, columns: Sequence[str], batch_rows: int, pa: Any
 ) -> Iterator[Any]:
-    values_only = read_value_chunks if _VALUE_COLUMNS.issuperset(columns) else read_chunks
+    if _VALUE_COLUMNS.issuperset(columns) and all(part.view is None for part in channel.parts):
+        yield from _column_batches(logs, channel, columns, batch_rows, pa)
+        return
     for part in channel.parts:
         pending: list[Any] = []
         size = 0
-        read = values_only if part.view is None else read_chunks
+        read = read_chunks
         for chunk in read(logs, part.info, part.start, part.stop):
             if part.view is not None:
                 from tidelog.queues import view_records
 
-                chunk = view_records(part.view, cast("list[Record]", chunk))
-            # A chunk is at most one pread (1 MiB) of records, or one record.
+                chunk = view_records(part.view, chunk)
+            # A chunk is one batch's records (at most about BATCH_TARGET_BYTES).
             if part.kept is not None and chunk and _offsets(chunk[0]) < part.frontier:
                 kept, frontier = part.kept, part.frontier
-                chunk = [r for r in chunk if _offsets(r) >= frontier or _offsets(r) in kept]  # type: ignore[assignment]
+                chunk = [r for r in chunk if _offsets(r) >= frontier or _offsets(r) in kept]
             pending += chunk
             size += sum(map(len, map(_values, chunk)))
             while len(pending) >= batch_rows:

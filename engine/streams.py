@@ -46,16 +46,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from itertools import accumulate, repeat
-from operator import itemgetter
+from itertools import accumulate, chain, repeat
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tidelog.catalog import CHANNELS_DB, channel_key, delete_channel, log_name, put_channel
 from tidelog.log import as_bytes
 from tidelog.segments.errors import AlreadyExists, Error, InvalidArgument, NotFound
-from tidelog.segments.format import Record
 from tidelog.segments.logstore import LogInfo, LogStore, delete_prefix
-from tidelog.segments.reader import offset_for_time, read_chunks
+from tidelog.segments.reader import offset_for_time, read_batches
 from tidelog.segments.writer import WriteContext
 from tidelog.tags import TAGS_MAX, check_tags, merged_tags, remaining_tags
 
@@ -104,7 +102,6 @@ _ITERATOR = struct.Struct(">B8sQQQ")  # version, stream uid, shard index, offset
 _ITERATOR_VERSION = 1
 _ITERATOR_MAC_BYTES = 12
 _U64 = struct.Struct(">Q")
-_value_of, _key_of, _timestamp_of = itemgetter(5), itemgetter(3), itemgetter(1)  # Record fields
 
 
 class ExpiredIterator(Error):
@@ -1124,44 +1121,53 @@ class Stream:
         stop = offset + limit
         if shard.end_offset is not None and stop > shard.end_offset:
             stop = shard.end_offset
-        chunks = read_chunks(self._logs, shard.info, offset, stop)
-        first = next(chunks, None)
+        # Columns straight from each batch (reader.read_batches): no Record is
+        # made, so a page of 10,000 records allocates one object a record.
+        batches = read_batches(self._logs, shard.info, offset, stop)
+        first = next(batches, None)
         if first is not None and first[0].timestamp_ms < cutoff:
             # Timestamps never decrease in a log: skip the expired prefix by time.
             offset = offset_for_time(self._logs, shard.info, cutoff)
             stop = offset + limit
             if shard.end_offset is not None and stop > shard.end_offset:
                 stop = shard.end_offset
-            chunks = read_chunks(self._logs, shard.info, offset, stop)
-            first = next(chunks, None)
+            batches = read_batches(self._logs, shard.info, offset, stop)
+            first = next(batches, None)
         if first is None:
             ends = self._logs.ends(shard.info)
             return [], max(offset, ends.start_offset)
-        raw: list[Record] = [*first]
-        for chunk in chunks:
-            raw += chunk
-        values = list(map(_value_of, raw))
+        values: list[bytes] = []
+        keys: list[bytes] = []
+        offsets: list[int] = []
+        stamps: list[int] = []
+        for batch, low, high in chain((first,), batches):
+            values += batch.values(low, high)
+            keys += batch.keys(low, high) or [b""] * (high - low)
+            offsets += range(batch.base_offset + low, batch.base_offset + high)
+            stamps += [batch.timestamp_ms] * (high - low)
         if len(values) > 1 and sum(map(len, values)) > byte_limit:
-            cut = next(
-                i for i, total in enumerate(accumulate(map(len, values))) if total > byte_limit
+            cut = max(
+                1,
+                next(
+                    i for i, total in enumerate(accumulate(map(len, values))) if total > byte_limit
+                ),
             )
-            del raw[max(cut, 1) :], values[max(cut, 1) :]
-        # Offsets in a log are dense, so the sequence numbers are a range.
-        first_sequence = shard.sequence_base + raw[0].offset
+            del values[cut:], keys[cut:], offsets[cut:], stamps[cut:]
+        # Offsets are dense except where `tidelog repair` left a gap: map each one.
+        base = shard.sequence_base
         out = list(
             map(
                 _new_record,
                 zip(
                     values,
-                    map(bytes.decode, map(_key_of, raw)),
-                    map(str, range(first_sequence, first_sequence + len(raw))),
-                    map(_timestamp_of, raw),
+                    map(bytes.decode, keys),
+                    map(str, map(base.__add__, offsets)),
+                    stamps,
                     repeat(shard.shard_id),
                 ),
             )
         )
-        next_offset = raw[-1].offset + 1
-        return out, next_offset
+        return out, offsets[-1] + 1
 
     def get_records(
         self, shard_iterator: str, limit: int = GET_RECORDS_LIMIT_MAX

@@ -35,6 +35,11 @@ class UnsupportedFormat(Error):
     """The files were written by a newer format this build cannot read."""
 
 
+class StoreBusy(Error):
+    """An operation that needs the store to itself (repair) found another
+    process with it open for writing; the message says what to stop."""
+
+
 class StoreFailed(Error):
     """An I/O failure (such as fsync returning EIO) stopped writes to this store.
 

@@ -37,6 +37,7 @@ from .errors import (
     NotFound,
     PermissionDenied,
     ReadOnly,
+    StoreBusy,
     StoreFailed,
     UnsupportedFormat,
 )
@@ -55,6 +56,7 @@ WRITER_FDS_MAX = 64
 SYNC_THREADS = 8
 SYNC_INTERVAL_MS_DEFAULT = 10
 WRITE_LOCK_NAME = "write.lock"  # in index.lmdb/: taken around every write transaction
+OPEN_LOCK_NAME = "open.lock"  # in index.lmdb/: shared by every writing handle while open
 LOG_NAME_BYTES_MAX = 512
 
 
@@ -186,6 +188,7 @@ class LogStore:
         self._db_names: dict[Any, bytes] = {}
         self._db_lock = threading.Lock()
         self._lock_fd: int | None = None
+        self._open_fd: int | None = None
         try:
             if not readonly:
                 try:
@@ -194,8 +197,15 @@ class LogStore:
                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                         0o644,
                     )
+                    # Held shared while open, so repair can tell it is alone (exclusive()).
+                    self._open_fd = os.open(
+                        os.path.join(self.path, "index.lmdb", OPEN_LOCK_NAME),
+                        os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                        0o644,
+                    )
                 except PermissionError as exc:
                     raise _access_error(self.path, readonly, exc) from None
+                fcntl.flock(self._open_fd, fcntl.LOCK_SH)
             for name in keys.LOG_DATABASES:
                 try:
                     self.dbs[name] = self.env.open_db(name, create=not readonly)
@@ -221,6 +231,7 @@ class LogStore:
         self._sync_pool: ThreadPoolExecutor | None = None
         self._commit_pool: ThreadPoolExecutor | None = None
         self._info_cache: dict[str, LogInfo] = {}
+        self.segment_salts: dict[tuple[int, int], int] = {}  # (log id, base) -> salt
         self._appended = threading.Condition(threading.Lock())
         self.recovery_report: Any = None
         self.checkpoint_count = 0
@@ -269,6 +280,37 @@ class LogStore:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        if self._open_fd is not None:
+            os.close(self._open_fd)
+            self._open_fd = None
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Have the store to this handle alone (for repair), without waiting.
+
+        Every writing handle holds a shared flock on `index.lmdb/open.lock`
+        while open; this converts this handle's to exclusive, and raises
+        StoreBusy if any other handle (another process, or another handle in
+        this one) has the store open for writing. New writers wait for it.
+        """
+        self.check_writable()
+        fd = self._open_fd
+        if fd is None:
+            raise ReadOnly(f"store {self.path!r}: opened read-only")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # A failed conversion has dropped the shared lock: take it back.
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            raise StoreBusy(
+                f"store {self.path!r}: another process has it open for writing "
+                "(stop its servers and writers, then run again)"
+            ) from None
+        try:
+            with self.write_lock():
+                yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_SH)
 
     def _check_format(self) -> None:
         with self.write_lock(), self.env.begin(write=not self._readonly) as txn:
@@ -283,6 +325,12 @@ class LogStore:
                 )
                 return
         read_version, write_version = raw[0], raw[1]
+        if read_version < fmt.READ_VERSION:
+            raise UnsupportedFormat(
+                f"store {self.path!r}: format {read_version}, this build reads format "
+                f"{fmt.READ_VERSION} (run `tidelog migrate {self.path} NEW_DIR`, "
+                'docs/format.md, "Format 1 stores")'
+            )
         if read_version > fmt.READ_VERSION:
             raise UnsupportedFormat(
                 f"store {self.path!r}: format read version {read_version} is newer than "
@@ -486,7 +534,9 @@ class LogStore:
         directory = self.log_dir(log_id)
         self.fs.makedirs(directory)
         fd = self.writer_fd(log_id, base, create=True)
-        self.fs.pwrite(fd, fmt.encode_segment_header(base), 0)
+        salt = fmt.new_salt()
+        self.fs.pwrite(fd, fmt.encode_segment_header(base, salt), 0)
+        self.segment_salts[(log_id, base)] = salt
         # In every mode, as a roll does: store.sync() flushes segment data but
         # not directories, so an unsynced new file could vanish in a power cut.
         self.fs.fdatasync(fd)

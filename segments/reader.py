@@ -8,15 +8,16 @@ consumes records.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from itertools import chain, count, repeat
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import format as fmt
 from . import keys
 from .errors import Corruption
-from .format import Record
+from .format import ATTR_GAP, Batch, Record
 from .keys import Ends, SegmentRow
-from .scan import R, scan_with
+from .scan import FIRST_CHUNK_BYTES, scan_batches, segment_salt
 
 if TYPE_CHECKING:
     from .logstore import LogInfo, LogStore
@@ -86,44 +87,73 @@ def _limits(
 
 
 def read_records(
-    store: LogStore, info: LogInfo, start_offset: int = 0, stop_offset: int | None = None
+    store: LogStore,
+    info: LogInfo,
+    start_offset: int = 0,
+    stop_offset: int | None = None,
+    first_chunk_bytes: int = FIRST_CHUNK_BYTES,
 ) -> Iterator[Record]:
     """Yield committed records from `start_offset` (clamped to the log's start).
 
     Stops at `stop_offset` (exclusive) or at the committed end seen when the
-    reader reaches it. Raises Corruption (with log, path, offset and byte
-    position) on a damaged record; never skips one.
+    reader reaches it. Each Record is made as it is taken (one CRC check a
+    batch). Offsets lost to a repaired damage (gap batches) are skipped.
+    Raises Corruption (with log, path, offset and byte position) on a
+    damaged batch; never skips one.
     """
-    for chunk in read_chunks(store, info, start_offset, stop_offset):
-        yield from chunk
+    # chain, not `yield from`: records pass from batch to caller in C.
+    batches = read_batches(store, info, start_offset, stop_offset, first_chunk_bytes)
+    return chain.from_iterable(batch.records(low, high) for batch, low, high in batches)
 
 
 def read_chunks(
     store: LogStore, info: LogInfo, start_offset: int = 0, stop_offset: int | None = None
 ) -> Iterator[list[Record]]:
-    """`read_records`, a decoded chunk (a non-empty list, in offset order) at a time.
+    """`read_records`, a batch's records (a non-empty list, in offset order) at a time."""
+    for batch, low, high in read_batches(store, info, start_offset, stop_offset):
+        yield list(batch.records(low, high))
 
-    For readers that turn records into columns: they skip a generator step
-    per record.
+
+class Columns(NamedTuple):
+    """The records of one batch as columns: offsets are `first_offset` onwards."""
+
+    first_offset: int
+    timestamp_ms: int
+    values: list[bytes]
+
+
+def read_columns(
+    store: LogStore, info: LogInfo, start_offset: int = 0, stop_offset: int | None = None
+) -> Iterator[Columns]:
+    """The values-only read: each batch's values, one list a batch, no Record made.
+
+    For columnar readers (SQL scans, delivery streams): a record costs one
+    bytes slice and nothing else. The same checks and bounds as read_records.
     """
-    return read_chunks_with(fmt.decode_records, store, info, start_offset, stop_offset)
+    for batch, low, high in read_batches(store, info, start_offset, stop_offset):
+        yield Columns(batch.base_offset + low, batch.timestamp_ms, batch.values(low, high))
 
 
 def read_value_chunks(
     store: LogStore, info: LogInfo, start_offset: int = 0, stop_offset: int | None = None
 ) -> Iterator[list[fmt.ValueRow]]:
-    """`read_chunks` of (offset, timestamp_ms, value) rows (format.decode_values)."""
-    return read_chunks_with(fmt.decode_values, store, info, start_offset, stop_offset)
+    """`read_chunks` of (offset, timestamp_ms, value) rows, one list a batch."""
+    for first, ts, values in read_columns(store, info, start_offset, stop_offset):
+        yield list(zip(count(first), repeat(ts), values))
 
 
-def read_chunks_with(
-    decode: Callable[[bytes, int, int, int], tuple[list[R], int]],
+def read_batches(
     store: LogStore,
     info: LogInfo,
     start_offset: int = 0,
     stop_offset: int | None = None,
-) -> Iterator[list[R]]:
-    """`read_chunks`, decoding with `decode`."""
+    first_chunk_bytes: int = FIRST_CHUNK_BYTES,
+) -> Iterator[tuple[Batch, int, int]]:
+    """(batch, low, high) for each batch holding records in [start, stop).
+
+    `low` and `high` index the batch's records wanted; gap batches are
+    stepped over. The engine of every read above.
+    """
     fs = store.fs
     offset = start_offset
     ends, _, _ = _limits(store, info, 0)
@@ -134,6 +164,7 @@ def read_chunks_with(
     base, position, expected = locate(store, info, offset)
     fd = -1  # no segment open yet
     fd_base = -1
+    salt = 0
     try:
         while stop_offset is None or expected < stop_offset:
             ends, row, stop_position = _limits(store, info, base, stop_offset)
@@ -165,24 +196,34 @@ def read_chunks_with(
                         "segment file missing", log=info.name, path=path, offset=expected
                     ) from None
                 fd_base = base
+                salt = segment_salt(fs, fd, base, log=info.name, path=path)
             progressed = False
-            chunks = scan_with(decode, fs, fd, position, limit, expected, log=info.name, path=path)
-            for chunk_end, records in chunks:
-                position = chunk_end
-                expected += len(records)
+            batches = scan_batches(
+                fs,
+                fd,
+                position,
+                limit,
+                expected,
+                salt,
+                log=info.name,
+                path=path,
+                first_chunk_bytes=first_chunk_bytes,
+            )
+            for batch in batches:
+                position = batch.position + batch.size
+                first = batch.base_offset
+                expected = first + batch.count
                 progressed = True
-                if records[0][0] < offset or (stop_offset is not None and expected >= stop_offset):
-                    first = records[0][0]
-                    low = max(offset - first, 0)
-                    high = len(records)
-                    if stop_offset is not None:
-                        high = min(high, stop_offset - first)
+                if batch.attributes & ATTR_GAP or expected <= offset:
+                    continue
+                low = offset - first if offset > first else 0
+                high = batch.count
+                if stop_offset is not None and expected >= stop_offset:
+                    high = stop_offset - first
                     if low < high:
-                        yield records[low:high]
-                    if stop_offset is not None and expected >= stop_offset:
-                        return
-                else:
-                    yield records
+                        yield batch, low, high
+                    return
+                yield batch, low, high
             if sealed:
                 if row is not None and row.end_offset != expected:
                     raise Corruption(

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from . import format as fmt
 from . import keys
-from .errors import Corruption, check
+from .errors import Corruption
 from .keys import SegmentRow
 from .logstore import delete_prefix
-from .scan import record_bytes, scan
+from .scan import scan_batches, segment_salt
 from .writer import NO_INDEX, WriteContext
 
 if TYPE_CHECKING:
@@ -56,34 +56,40 @@ def rebuild_indexes(ctx: WriteContext, info: LogInfo) -> int:
         try:
             active = base == ends.active_base
             limit = ends.active_position if active else store.fs.size(fd)
-            position = fmt.SEGMENT_HEADER_BYTES
-            next_index_at = position
+            salt = segment_salt(store.fs, fd, base, log=info.name, path=path)
+            next_index_at = fmt.SEGMENT_HEADER_BYTES
             first_ts = last_ts = 0
-            for chunk_end, records in scan(
-                store.fs, fd, position, limit, expected, log=info.name, path=path
+            for batch in scan_batches(
+                store.fs,
+                fd,
+                fmt.SEGMENT_HEADER_BYTES,
+                limit,
+                expected,
+                salt,
+                log=info.name,
+                path=path,
             ):
-                for record in records:
+                position = batch.position
+                if not batch.gap:
                     if not first_ts:
-                        first_ts = record.timestamp_ms
-                    last_ts = record.timestamp_ms
-                    if position >= next_index_at:
-                        txn.put(
-                            keys.log_offset_key(info.id, record.offset),
-                            keys.INDEX_ROW.pack(base, position, record.timestamp_ms),
-                            db=dbs[keys.DB_INDEX],
-                        )
-                        txn.put(
-                            keys.time_key(info.id, record.timestamp_ms, record.offset),
-                            b"",
-                            db=dbs[keys.DB_TIMEINDEX],
-                        )
-                        entries += 1
-                        if active:
-                            last_index_position = position
-                        next_index_at = position + fmt.INDEX_INTERVAL_BYTES
-                    position += record_bytes(record)
-                expected += len(records)
-                check(position == chunk_end, "rebuild: record sizes disagree with the scan")
+                        first_ts = batch.timestamp_ms
+                    last_ts = batch.timestamp_ms
+                if position >= next_index_at:
+                    txn.put(
+                        keys.log_offset_key(info.id, batch.base_offset),
+                        keys.INDEX_ROW.pack(base, position, batch.timestamp_ms),
+                        db=dbs[keys.DB_INDEX],
+                    )
+                    txn.put(
+                        keys.time_key(info.id, batch.timestamp_ms, batch.base_offset),
+                        b"",
+                        db=dbs[keys.DB_TIMEINDEX],
+                    )
+                    entries += 1
+                    if active:
+                        last_index_position = position
+                    next_index_at = position + fmt.INDEX_INTERVAL_BYTES
+                expected = batch.base_offset + batch.count
         finally:
             store.fs.close(fd)
         row = (

@@ -14,7 +14,7 @@ from . import format as fmt
 from . import keys
 from .errors import Corruption, UnsupportedFormat, check
 from .keys import Ends, Txn
-from .scan import scan
+from .scan import READ_CHUNK_BYTES, scan_batches
 from .writer import NO_INDEX
 
 if TYPE_CHECKING:
@@ -146,18 +146,15 @@ def _recover_log(
         fd = fs.open_append(path)
     except FileNotFoundError:
         fd = fs.create(path)
-        fs.pwrite(fd, fmt.encode_segment_header(ends.active_base), 0)
+        salt = fmt.new_salt()
+        fs.pwrite(fd, fmt.encode_segment_header(ends.active_base, salt), 0)
+        store.segment_salts[(info.id, ends.active_base)] = salt
         fs.fdatasync(fd)
         fs.fsync_dir(directory)
         if ends.next_offset != ends.active_base:
             item.problems.append(f"active segment {path} was missing")
     try:
-        size = fs.size(fd)
-        if size > ends.active_position:
-            item.uncommitted_bytes_truncated = size - ends.active_position
-            fs.truncate(fd, ends.active_position)
-            fs.fdatasync(fd)
-            size = ends.active_position
+        item.uncommitted_bytes_truncated = _zero_tail(fs, fd, ends.active_position)
         header = fmt.decode_segment_header(fs.pread(fd, fmt.SEGMENT_HEADER_BYTES, 0))
         if header is not None and header.read_version > fmt.READ_VERSION:
             raise UnsupportedFormat(
@@ -173,13 +170,19 @@ def _recover_log(
             and ends.last_index_position != NO_INDEX
         ):
             expected, _, scan_from = last
-        header_damaged = header is None or header.base_offset != ends.active_base
+        header_damaged = (
+            header is None
+            or header.base_offset != ends.active_base
+            or header.read_version != fmt.READ_VERSION
+        )
         if header_damaged:
             good_end, good_next = fmt.SEGMENT_HEADER_BYTES, ends.active_base
             problem = "segment header damaged"
         else:
+            assert header is not None
+            store.segment_salts[(info.id, ends.active_base)] = header.salt
             good_end, good_next, problem = _scan(
-                fs, fd, scan_from, ends.active_position, expected, info.name, path
+                fs, fd, scan_from, ends.active_position, expected, header.salt, info.name, path
             )
         # A damaged header is repaired even with no record to drop (an empty
         # segment whose header was lost), or later appends would be dropped.
@@ -201,7 +204,9 @@ def _recover_log(
         )
         if header_damaged:
             fs.truncate(fd, 0)
-            fs.pwrite(fd, fmt.encode_segment_header(ends.active_base), 0)
+            salt = fmt.new_salt()
+            fs.pwrite(fd, fmt.encode_segment_header(ends.active_base, salt), 0)
+            store.segment_salts[(info.id, ends.active_base)] = salt
         else:
             fs.truncate(fd, good_end)
         fs.fdatasync(fd)
@@ -224,14 +229,40 @@ def _recover_log(
         fs.close(fd)
 
 
+def _zero_tail(fs: Any, fd: int, committed: int) -> int:
+    """Zero whatever is not zero past the committed end; returns the bytes zeroed.
+
+    The pre-written zeros stay (docs/format.md, "Recovery rules"): only the
+    span from the committed end to the last non-zero byte is rewritten.
+    """
+    size = fs.size(fd)
+    position = committed
+    last_nonzero = committed
+    while position < size:
+        data = fs.pread(fd, min(READ_CHUNK_BYTES, size - position), position)
+        if not data:
+            break
+        kept = len(data.rstrip(b"\x00"))
+        if kept:
+            last_nonzero = position + kept
+        position += len(data)
+    if last_nonzero == committed:
+        return 0
+    zeros = last_nonzero - committed
+    for at in range(committed, last_nonzero, READ_CHUNK_BYTES):
+        fs.pwrite(fd, bytes(min(READ_CHUNK_BYTES, last_nonzero - at)), at)
+    fs.fdatasync(fd)
+    return zeros
+
+
 def _scan(
-    fs: Any, fd: int, position: int, limit: int, expected: int, log: str, path: str
+    fs: Any, fd: int, position: int, limit: int, expected: int, salt: int, log: str, path: str
 ) -> tuple[int, int, str]:
-    """Check records in [position, limit): (good end, next offset, problem)."""
+    """Check batches in [position, limit): (good end, next offset, problem)."""
     try:
-        for chunk_end, records in scan(fs, fd, position, limit, expected, log=log, path=path):
-            position = chunk_end
-            expected += len(records)
+        for batch in scan_batches(fs, fd, position, limit, expected, salt, log=log, path=path):
+            position = batch.position + batch.size
+            expected = batch.base_offset + batch.count
     except Corruption as exc:
         check(exc.position is not None and exc.offset is not None, "scan: unplaced damage")
         return exc.position or 0, exc.offset or 0, exc.reason
@@ -273,7 +304,7 @@ def verify_log(store: LogStore, info: LogInfo) -> list[Corruption]:
             header = fmt.decode_segment_header(store.fs.pread(fd, fmt.SEGMENT_HEADER_BYTES, 0))
         finally:
             store.fs.close(fd)
-        if header is None or header.base_offset != base:
+        if header is None or header.base_offset != base or header.read_version != fmt.READ_VERSION:
             problems.append(
                 Corruption("segment header damaged", log=info.name, path=path, position=0)
             )
@@ -282,7 +313,9 @@ def verify_log(store: LogStore, info: LogInfo) -> list[Corruption]:
         for _ in store.read(info, 0):
             count += 1
     except Corruption as exc:
-        problems.append(exc)
+        # A damaged header stops the read at byte 0 of that file: found above.
+        if not any((p.path, p.position) == (exc.path, exc.position) for p in problems):
+            problems.append(exc)
     with store.env.begin() as txn:
         prefix = keys.log_key(info.id)
         cursor = txn.cursor(db=store.dbs[keys.DB_INDEX])
@@ -300,10 +333,10 @@ def verify_log(store: LogStore, info: LogInfo) -> list[Corruption]:
             problems.append(Corruption("index names a missing segment", log=info.name, path=path))
             continue
         try:
-            data = store.fs.pread(fd, fmt.RECORD_FRAME_BYTES, position)
+            data = store.fs.pread(fd, fmt.BATCH_HEADER_BYTES, position)
         finally:
             store.fs.close(fd)
-        if len(data) < fmt.RECORD_FRAME_BYTES or fmt.RECORD_FRAME.unpack(data)[2] != offset:
+        if len(data) < fmt.BATCH_HEADER_BYTES or fmt.BATCH_HEADER.unpack(data)[4] != offset:
             problems.append(
                 Corruption(
                     "index entry does not point at its record",

@@ -8,16 +8,17 @@ commits them through its journal (docs/guarantees.md, "The commit point").
 from __future__ import annotations
 
 import os
-import struct
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from itertools import count
+from itertools import accumulate
+from operator import add
 from typing import TYPE_CHECKING, Any
 
 from . import format as fmt
 from . import keys
-from .crc import crc32c
 from .errors import InvalidArgument, NotFound
 from .keys import Ends, SegmentRow, Txn
+from .scan import segment_salt
 
 if TYPE_CHECKING:
     from .logstore import LogInfo, LogStore
@@ -26,17 +27,16 @@ if TYPE_CHECKING:
 # for its sync is closed by the cache.
 SYNC_BATCH_MAX = 32
 NO_INDEX = 0  # last_index_position when the active segment has no index entry yet
-_pack_body_head = struct.Struct("<QqBxHI").pack
-_pack_prefix = struct.Struct("<II").pack
 
 
 class _SegmentWrite:
     """Frames bound for one segment file in this transaction."""
 
-    __slots__ = ("base", "start_position", "frames", "new", "sealed")
+    __slots__ = ("base", "start_position", "frames", "new", "sealed", "salt")
 
-    def __init__(self, base: int, start_position: int, new: bool) -> None:
+    def __init__(self, base: int, start_position: int, new: bool, salt: int) -> None:
         self.base = base
+        self.salt = salt  # of the segment's header (docs/format.md, "The salt")
         self.start_position = start_position
         self.frames: list[bytes] = []
         self.new = new
@@ -166,68 +166,86 @@ class WriteContext:
                     f"timestamp {state.last_ts} (timestamps never decrease within a log)"
                 )
             ts = timestamp_ms
-        empty = b""
         segment_max = log.segment_bytes_max
-        record_max = fmt.RECORD_BYTES_MAX
         interval = fmt.INDEX_INTERVAL_BYTES
+        header_bytes = fmt.BATCH_HEADER_BYTES
+        has_keys = keys_ is not None
+        has_headers = headers is not None
+        # Limits are checked once over the whole call (C loops), not per record.
+        if has_keys:
+            longest_key = max(map(len, keys_))  # type: ignore[arg-type]
+            if longest_key > fmt.KEY_BYTES_MAX:
+                raise InvalidArgument(f"append: key of {longest_key} bytes is over 65,535")
+        sizes: list[int] = list(map(len, values))
+        if has_keys:
+            sizes = list(map(add, sizes, map(len, keys_)))  # type: ignore[arg-type]
+        if has_headers:
+            sizes = list(map(add, sizes, map(len, headers)))  # type: ignore[arg-type]
+        longest = max(sizes)
+        if longest > fmt.RECORD_BYTES_MAX:
+            raise InvalidArgument(
+                f"append: record of {longest} bytes is over the {fmt.RECORD_BYTES_MAX}-byte limit"
+            )
+        per_record = fmt.LENGTH_BYTES * (1 + has_keys + has_headers)
+        total = sum(sizes) + per_record * count_ + header_bytes
         offset = first = state.next_offset
         position = state.position
         last_index_position = state.last_index_position
         index = state.index
         write = self._current_write(state)
-        # The append hot path. Frames are built by comprehensions (one pack,
-        # one concat and one CRC per record, no per-record checks: the limits
-        # are checked once over the whole batch), then one loop places them,
-        # with a single compare each for the roll and the index interval.
-        if keys_ is None and headers is None:
-            longest = max(map(len, values))
-            if longest + fmt.RECORD_BODY_MIN > record_max:
-                raise InvalidArgument(
-                    f"append: a value of {longest} bytes is over the {record_max}-byte frame limit"
-                )
-            bodies = [
-                _pack_body_head(o, ts, flags, 0, 0) + v
-                for o, v in zip(count(first), values, strict=False)
-            ]
-        else:
-            ks = keys_ or [empty] * count_
-            hs = headers or [empty] * count_
-            longest_key = max(map(len, ks))
-            if longest_key > fmt.KEY_BYTES_MAX:
-                raise InvalidArgument(f"append: key of {longest_key} bytes is over 65,535")
-            bodies = [
-                _pack_body_head(o, ts, flags, len(k), len(h)) + k + h + v
-                for o, v, k, h in zip(count(first), values, ks, hs, strict=False)
-            ]
-            longest = max(map(len, bodies))
-            if longest > record_max:
-                raise InvalidArgument(
-                    f"append: record of {longest} bytes is over the {record_max}-byte frame limit"
-                )
-        frames = [_pack_prefix(len(b), crc32c(b)) + b for b in bodies]
         next_index_at = (
             position if last_index_position == NO_INDEX else last_index_position + interval
         )
-        placed = 0  # frames[:placed] are handed to a segment write already
-        for i, frame in enumerate(frames):
-            size = len(frame)
-            if position + size > segment_max and position > fmt.SEGMENT_HEADER_BYTES:
-                write.frames.extend(frames[placed:i])
-                placed = i
-                state.next_offset, state.position = offset, position
-                state.last_index_position = last_index_position
-                if offset > first:  # the sealed segment ends with a record of this call
-                    state.last_ts = ts
-                self._roll(state, ts)
-                position = next_index_at = state.position
-                write = state.writes[-1]
+        if total <= fmt.BATCH_TARGET_BYTES and position + total <= segment_max:
+            # The common case: the whole call is one batch in the active segment.
             if position >= next_index_at:
                 index.append((offset, state.base, position, ts))
                 last_index_position = position
-                next_index_at = position + interval
-            position += size
-            offset += 1
-        write.frames.extend(frames[placed:] if placed else frames)
+            write.frames.append(
+                fmt.encode_batch(write.salt, offset, ts, flags, values, keys_, headers)
+            )
+            position += total
+            offset += count_
+        else:
+            # Cut into batches of at most BATCH_TARGET_BYTES that fit the room
+            # left in the segment (at least one record each), rolling when
+            # not even the next record fits.
+            ends_at = list(accumulate((size + per_record for size in sizes), initial=0))
+            i = 0
+            while i < count_:
+                room = min(fmt.BATCH_TARGET_BYTES, segment_max - position) - header_bytes
+                j = bisect_right(ends_at, ends_at[i] + room, i + 1) - 1
+                if j == i:
+                    if position > fmt.SEGMENT_HEADER_BYTES and (
+                        position + header_bytes + ends_at[i + 1] - ends_at[i] > segment_max
+                    ):
+                        state.next_offset, state.position = offset, position
+                        state.last_index_position = last_index_position
+                        if offset > first:  # the sealed segment ends with a record of this call
+                            state.last_ts = ts
+                        self._roll(state, ts)
+                        position = next_index_at = state.position
+                        last_index_position = NO_INDEX
+                        write = state.writes[-1]
+                        continue
+                    j = i + 1  # one record larger than a batch target: a batch of its own
+                if position >= next_index_at:
+                    index.append((offset, state.base, position, ts))
+                    last_index_position = position
+                    next_index_at = position + interval
+                frame = fmt.encode_batch(
+                    write.salt,
+                    offset,
+                    ts,
+                    flags,
+                    values[i:j],
+                    keys_[i:j] if keys_ is not None else None,
+                    headers[i:j] if headers is not None else None,
+                )
+                write.frames.append(frame)
+                position += len(frame)
+                offset += j - i
+                i = j
         state.next_offset = offset
         state.position = position
         state.last_index_position = last_index_position
@@ -238,7 +256,8 @@ class WriteContext:
     def _current_write(self, state: _LogState) -> _SegmentWrite:
         if state.writes and state.writes[-1].base == state.base:
             return state.writes[-1]
-        write = _SegmentWrite(state.base, state.position, new=False)
+        salt = segment_salt_of(self.store, state.info, state.base)
+        write = _SegmentWrite(state.base, state.position, new=False, salt=salt)
         state.writes.append(write)
         return write
 
@@ -253,14 +272,16 @@ class WriteContext:
         if state.writes and state.writes[-1].base == state.base:
             state.writes[-1].sealed = True
         else:
-            sealed = _SegmentWrite(state.base, state.position, new=False)
+            sealed = _SegmentWrite(state.base, state.position, new=False, salt=0)
             sealed.sealed = True
             state.writes.append(sealed)
         state.base = state.next_offset
         state.position = fmt.SEGMENT_HEADER_BYTES
         state.last_index_position = NO_INDEX
         state.segment_rows[state.base] = SegmentRow(0, 0, 0, 0, 0)
-        state.writes.append(_SegmentWrite(state.base, state.position, new=True))
+        state.writes.append(
+            _SegmentWrite(state.base, state.position, new=True, salt=fmt.new_salt())
+        )
         state.dirty = True
 
     def _first_ts(self, state: _LogState) -> int:
@@ -396,7 +417,8 @@ class WriteContext:
             for write in state.writes:
                 frames = b"".join(write.frames)
                 if write.new:
-                    data = fmt.encode_segment_header(write.base) + frames
+                    data = fmt.encode_segment_header(write.base, write.salt) + frames
+                    store.segment_salts[(log_id, write.base)] = write.salt
                     writes.append((log_id, write.base, 0, data, True))
                 else:
                     writes.append((log_id, write.base, write.start_position, frames, False))
@@ -427,3 +449,14 @@ def _delete_range(txn: Txn, db: Any, start: bytes, stop: bytes) -> None:
 
 def ensure_dir(path: str) -> None:
     os.makedirs(path, exist_ok=True)
+
+
+def segment_salt_of(store: LogStore, info: LogInfo, base: int) -> int:
+    """The salt of a log's segment, read from its header once per handle."""
+    key = (info.id, base)
+    salt = store.segment_salts.get(key)
+    if salt is None:
+        fd = store.writer_fd(info.id, base)
+        path = store.segment_path(info.id, base)
+        salt = store.segment_salts[key] = segment_salt(store.fs, fd, base, log=info.name, path=path)
+    return salt

@@ -19,7 +19,7 @@ import pytest
 
 import tidelog
 from tidelog.segments import recovery
-from tidelog.segments.format import encode_record, segment_name
+from tidelog.segments.format import encode_batch, segment_name
 from tidelog.segments.fs import FaultyFileSystem
 
 SMALL_SEGMENT = 4096
@@ -257,7 +257,7 @@ FAILING_CALLS = ["append", "append_many", "transaction", "append_that_rolls"]
 def test_failed_fsync_raises_store_failed_and_stops_writes(tmp_path: Path, failing: str) -> None:
     data = tmp_path / "data"
     fs = FaultyFileSystem()
-    acked = [value_of(n) for n in range(30)]
+    acked = [value_of(n) for n in range(25)]  # leaves room in the segment for the failed call
     with tidelog.open(data, fs=fs, segment_bytes_max=SMALL_SEGMENT) as store:
         log = store.create_log("events")
         for value in acked:
@@ -282,11 +282,11 @@ def test_failed_fsync_raises_store_failed_and_stops_writes(tmp_path: Path, faili
         # Reads keep working and show only what was acknowledged.
         assert [r.value for r in log.read()] == acked
         assert store.check() == []
-    size_after = (data / "logs" / str(log.info.id) / segment_name(committed.active_base)).stat()
+    after = (data / "logs" / str(log.info.id) / segment_name(committed.active_base)).read_bytes()
 
     # The journal is flushed before any segment byte is written: the failed
     # call left nothing past the committed end.
-    assert size_after.st_size == committed.active_position
+    assert len(after) == committed.active_position
 
     with tidelog.open(data) as store:
         report = store.recovery_report
@@ -330,11 +330,12 @@ def test_failed_fsync_then_power_cut_tears_only_the_failed_append(
     data = tmp_path / "data"
     fs = FaultyFileSystem()
     failed = b"f" * 40
-    frame = len(encode_record(0, 0, 0, b"", b"", failed))
+    frame = len(encode_batch(1, 10, 0, 0, [failed]))
     with tidelog.open(data, fs=fs) as store:
         log = store.create_log("events")
         acked = [log.append(value_of(n)) for n in range(10)]
         assert acked == list(range(10))
+        committed = log.ends().active_position
         fs.fail_fsync = True
         with pytest.raises(tidelog.StoreFailed):
             log.append(failed)
@@ -342,8 +343,13 @@ def test_failed_fsync_then_power_cut_tears_only_the_failed_append(
         # unflushed there; its frame never reached the segment.
         journal = str(data / "journal")
         assert fs.unsynced_bytes(journal) > frame + 16
+        path = data / "logs" / str(log.info.id) / segment_name(0)
     fs.crash(keep_bytes=keep_bytes)
     reboot()
+    # What survived of the torn batch, up to its last byte that is not zero.
+    survived = path.read_bytes()[committed:]
+    torn = len(survived.rstrip(b"\x00"))
+    assert torn <= min(keep_bytes or 0, frame)
 
     with tidelog.open(data) as store:
         report = store.recovery_report

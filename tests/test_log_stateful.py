@@ -45,7 +45,7 @@ from tidelog.segments.fs import FaultyFileSystem
 
 SEGMENT_BYTES = 4096
 HEADER_BYTES = 32  # docs/format.md, "Header"
-FRAME_BYTES = 32  # docs/format.md, "Record": 8-byte prefix + 24 bytes of fields
+FRAME_BYTES = 44  # docs/format.md, "Record batch": one record alone is a 40-byte header + 4
 START_MS = 1_700_000_000_000
 # Steps of 125 ms keep the clock's float seconds exact, so that the store's
 # conversion to milliseconds and the model's agree to the millisecond.
@@ -77,10 +77,6 @@ class Rec:
     value: bytes
     timestamp_ms: int
 
-    @property
-    def frame_bytes(self) -> int:
-        return FRAME_BYTES + len(self.key) + len(self.headers) + len(self.value)
-
 
 @dataclass
 class ModelLog:
@@ -92,6 +88,8 @@ class ModelLog:
     last_ts: int = 0  # the log's newest timestamp (appends never go below it)
     durable: int = 0  # records below this offset must survive a power cut
     garbage: int = 0  # bytes a dead writer left past the active segment's committed end
+    garbage_end: int = 0  # the file position where they end (0: none left)
+    garbage_base: int = -1  # the segment that holds them
 
     @property
     def end(self) -> int:
@@ -165,7 +163,6 @@ class LogMachine(RuleBasedStateMachine):
     def _appended(self, m: ModelLog, key: bytes, headers: bytes, value: bytes, ts: int) -> None:
         m.records.append(Rec(m.end, key, headers, value, ts))
         m.last_ts = ts
-        m.garbage = 0  # the commit truncated whatever a dead writer left
         if self.mode == "always":
             m.durable = m.end
 
@@ -187,15 +184,41 @@ class LogMachine(RuleBasedStateMachine):
         return sorted(out)
 
     def _segments(self, name: str) -> list[tuple[int, int, int]]:
-        """(base, end offset, committed size per the model) of each segment on disk."""
+        """(base, end offset, committed size) of each segment on disk: a sealed
+        file's size, the active one's committed end (_check_files checks both
+        against the batches the files hold)."""
         m = self.model[name]
-        bases = [base for base, _ in self._files(name)]
+        files = self._files(name)
+        active_position = self.store.log(name).ends().active_position
         out = []
-        for i, base in enumerate(bases):
-            end = bases[i + 1] if i + 1 < len(bases) else m.end
-            size = HEADER_BYTES + sum(r.frame_bytes for r in m.records[base:end])
-            out.append((base, end, size))
+        for i, (base, size) in enumerate(files):
+            end = files[i + 1][0] if i + 1 < len(files) else m.end
+            out.append((base, end, active_position if i + 1 == len(files) else size))
         return out
+
+    def _batches_of(self, name: str, base: int, committed: int) -> tuple[list[int], bytes]:
+        """Record offsets of the batches in the file's first `committed` bytes
+        (every batch checked), and the bytes past them."""
+        path = os.path.join(self._log_dir(name), fmt.segment_name(base))
+        with open(path, "rb") as handle:
+            raw = handle.read()
+        header = fmt.decode_segment_header(raw)
+        assert header is not None and header.base_offset == base, (name, base)
+        batches, used, error = fmt.decode_batches(
+            raw, fmt.SEGMENT_HEADER_BYTES, committed, header.salt, base
+        )
+        assert error is None and used == committed, (name, base, error, used, committed)
+        return [o for b in batches for o in range(b.base_offset, b.end_offset)], raw[committed:]
+
+    def _settle_garbage(self, name: str) -> None:
+        """A dead writer's bytes are gone once a commit covered them or sealed the file."""
+        m = self.model[name]
+        if m.garbage:
+            ends = self.store.log(name).ends()
+            if ends.active_base != m.garbage_base or ends.active_position >= m.garbage_end:
+                m.garbage = m.garbage_end = 0
+            else:
+                m.garbage = m.garbage_end - ends.active_position
 
     def _check_log(self, store: tidelog.Store, name: str) -> None:
         m = self.model[name]
@@ -207,7 +230,10 @@ class LogMachine(RuleBasedStateMachine):
         assert len(log) == m.end - m.start
 
     def _check_files(self, name: str) -> None:
-        """Segment files tile the retained offsets; sizes are exactly the frames they hold."""
+        """Segment files tile the retained offsets; their committed bytes are
+        exactly the batches of their records; past them lie only the
+        pre-written zeros (and what a dead writer left) of the active one."""
+        self._settle_garbage(name)
         m = self.model[name]
         files = self._files(name)
         assert files, f"{name}: no segment file"
@@ -217,10 +243,13 @@ class LogMachine(RuleBasedStateMachine):
             active = base == files[-1][0]
             if not active:
                 assert end > base, f"{name}: empty sealed segment {base}"
-            if active and m.garbage:
-                assert size == expected + m.garbage, (name, base, size, expected, m.garbage)
+            offsets, past = self._batches_of(name, base, expected)
+            assert offsets == list(range(base, end)), (name, base, end)
+            if not active:
+                assert size == expected and past == b"", (name, base, size, expected)
             else:
-                assert size == expected, (name, base, size, expected)
+                junk = len(past.rstrip(b"\x00"))
+                assert junk <= m.garbage, (name, base, junk, m.garbage)
             # A segment passes segment_bytes_max only when one record alone does.
             assert expected <= m.segment_bytes_max or end - base == 1, (name, base, expected)
 
@@ -414,11 +443,9 @@ class LogMachine(RuleBasedStateMachine):
     def roll(self, data: st.DataObject) -> None:
         name = self._pick(data)
         m = self.model[name]
-        had_records = self._files(name)[-1][0] < m.end
         self._writer(data).log(name).roll()
         assert self._files(name)[-1][0] == m.end, (name, self._files(name))
-        if had_records:
-            m.garbage = 0  # sealing truncated what a dead writer left; an empty roll is a no-op
+        self._settle_garbage(name)  # sealing truncated what a dead writer left
 
     @rule(steps=st.integers(0, 80))
     def advance_clock(self, steps: int) -> None:
@@ -430,12 +457,18 @@ class LogMachine(RuleBasedStateMachine):
         """Another process wrote past the committed end and died before its commit."""
         name = self._pick(data)
         m = self.model[name]
+        self._settle_garbage(name)
         base = self._files(name)[-1][0]
-        ghost = fmt.encode_record(m.end, self.clock.ms, 0, b"", b"", b"ghost" * size)[:size]
+        ends = self.store.log(name).ends()
+        at = ends.active_position + m.garbage
+        # Ends with a byte that is not zero, so recovery's zeroing counts all of it.
+        ghost = fmt.encode_batch(1, m.end, self.clock.ms, 0, [b"ghost" * size])[: size - 1] + b"!"
         path = os.path.join(self._log_dir(name), fmt.segment_name(base))
-        with open(path, "ab") as handle:
+        with open(path, "r+b") as handle:
+            handle.seek(at)
             handle.write(ghost)
         m.garbage += len(ghost)
+        m.garbage_end, m.garbage_base = at + len(ghost), base
 
     # -- retention ---------------------------------------------------------------------
 
@@ -666,7 +699,7 @@ class LogMachine(RuleBasedStateMachine):
             truncated = {item.log: item.uncommitted_bytes_truncated for item in report.logs}
             for name, m in self.model.items():
                 assert truncated.get(name, 0) == m.garbage, (name, truncated, m.garbage)
-                m.garbage = 0
+                m.garbage = m.garbage_end = 0
         else:
             self.other = self._open(self.mode, readonly=True)
             with pytest.raises(tidelog.ReadOnly):
@@ -693,6 +726,9 @@ class LogMachine(RuleBasedStateMachine):
             self.sync()
         active = {name: self._files(name)[-1][0] for name in self.model}
         directories = {name: self._log_dir(name) for name in self.model}
+        for name in self.model:
+            self._settle_garbage(name)
+        committed = {name: self.store.log(name).ends().active_position for name in self.model}
         self.store.close()
         # Only a power cut after "never" may lose records (or damage a new segment's
         # header, which recovery repairs and reports).
@@ -708,7 +744,7 @@ class LogMachine(RuleBasedStateMachine):
             self.fs.crash()
             self.boot += 1
         elif kind == "dead_writer":
-            injected = self._leave_dead_writer_files(directories, active, garbage)
+            injected = self._leave_dead_writer_files(directories, active, committed, garbage)
         self.fs = FaultyFileSystem()
         self.mode = mode
         self.store = self._open(mode, fs=self.fs)
@@ -722,7 +758,7 @@ class LogMachine(RuleBasedStateMachine):
             truncated = item.uncommitted_bytes_truncated if item is not None else 0
             if kind != "power_cut":
                 assert truncated == garbage.get(name, 0), (name, truncated, garbage)
-            m.garbage = 0
+            m.garbage = m.garbage_end = 0
             log = self.store.log(name)
             end = log.end_offset
             # Sealed segments are synced when sealed; what a power cut may take is the
@@ -745,27 +781,32 @@ class LogMachine(RuleBasedStateMachine):
         self._read_all_agrees(self.store)
 
     def _leave_dead_writer_files(
-        self, directories: dict[str, str], actives: dict[str, int], garbage: dict[str, int]
+        self,
+        directories: dict[str, str],
+        actives: dict[str, int],
+        committed: dict[str, int],
+        garbage: dict[str, int],
     ) -> list[str]:
         """Files a writer that died mid-commit (or mid-cleanup) leaves behind."""
         injected = []
         for name, m in self.model.items():
             directory, active = directories[name], actives[name]
             # A fully framed record past the committed end: written, never committed.
-            ghost = fmt.encode_record(m.end, self.clock.ms, 0, b"", b"", b"ghost")
-            with open(os.path.join(directory, fmt.segment_name(active)), "ab") as handle:
+            ghost = fmt.encode_batch(1, m.end, self.clock.ms, 0, [b"ghost"])
+            with open(os.path.join(directory, fmt.segment_name(active)), "r+b") as handle:
+                handle.seek(committed[name] + garbage.get(name, 0))
                 handle.write(ghost)
             garbage[name] = garbage.get(name, 0) + len(ghost)
             # A roll that died before its commit.
             rolled = os.path.join(directory, fmt.segment_name(max(m.end, active + 1)))
             with open(rolled, "wb") as handle:
-                handle.write(fmt.encode_segment_header(max(m.end, active + 1)) + ghost)
+                handle.write(fmt.encode_segment_header(max(m.end, active + 1), 1) + ghost)
             injected.append(rolled)
             if m.start > 0:
                 # Retention that died between its commit and the unlink.
                 stale = os.path.join(directory, fmt.segment_name(0))
                 with open(stale, "wb") as handle:
-                    handle.write(fmt.encode_segment_header(0))
+                    handle.write(fmt.encode_segment_header(0, 1))
                 injected.append(stale)
         return injected
 

@@ -214,7 +214,7 @@ def test_retention_reclaims_an_idle_queues_segments(
     cstore: tidelog.Store, clock: FakeClock
 ) -> None:
     q = cstore.create_queue("idle", retention=60, segment_bytes_max=4096)
-    fill(q, 500)
+    fill(q, 700)  # more than 5 segments of 4 KiB (a send_many of 10 is one batch)
     q.send(b"late", delay=30)  # a delayed one expires too
     leased = q.receive(max_messages=10)  # leased ones expire as well (as SQS)
     assert len(leased) == 10 and segment_files(cstore, q) > 5

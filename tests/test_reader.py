@@ -1,6 +1,6 @@
 """Range reads (segments/reader.py): every reader returns exactly [start, stop).
 
-read_records, read_chunks and read_value_chunks share one loop, which bounds
+read_records, read_chunks, read_value_chunks and read_columns share one loop, which bounds
 its last pread by the sparse index when a stop offset is given; these tests
 read many ranges across segment boundaries, at and past the end, and compare
 with what was appended.
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+
+import pytest
 
 import tidelog
 from tidelog.segments.reader import read_chunks, read_records, read_value_chunks
@@ -43,3 +45,33 @@ def test_every_range_reads_exactly_its_records(tmp_path: Path) -> None:
                 for row in chunk
             ]
             assert [(o, v) for o, _t, v in rows] == list(enumerate(want, start)), (start, stop)
+            columns = list(log.read_columns(start, stop))
+            assert all(c.values for c in columns), (start, stop)  # never an empty batch
+            flat = [
+                (c.first_offset + i, c.timestamp_ms, v)
+                for c in columns
+                for i, v in enumerate(c.values)
+            ]
+            assert flat == [
+                (o, r.timestamp_ms, r.value)
+                for o, r in zip(offsets, chunks_flat(chunks), strict=True)
+            ]
+
+
+def chunks_flat(chunks: list[list[tidelog.Record]]) -> list[tidelog.Record]:
+    return [r for chunk in chunks for r in chunk]
+
+
+def test_a_read_takes_nothing_past_its_stop_and_makes_records_lazily(tmp_path: Path) -> None:
+    with tidelog.open(tmp_path / "d", sync="never") as store:
+        log = store.create_log("l")
+        log.append_many([b"v%d" % i for i in range(1000)], keys=[b"k%d" % i for i in range(1000)])
+        log.append_many([b"w%d" % i for i in range(10)], headers=[b"h"] * 10, flags=7)
+        reader = log.read(995)
+        first = next(reader)
+        assert (first.offset, first.key, first.value) == (995, b"k995", b"v995")
+        rest = list(reader)
+        assert [r.offset for r in rest] == list(range(996, 1010))
+        assert [(r.key, r.headers, r.flags) for r in rest[-10:]] == [(b"", b"h", 7)] * 10
+        with pytest.raises(tidelog.InvalidArgument):
+            log.read_columns(-1)

@@ -22,7 +22,7 @@ import pytest
 import tidelog
 from tidelog.segments import crc
 from tidelog.segments import format as fmt
-from tidelog.segments.format import encode_record, encode_segment_header, segment_name
+from tidelog.segments.format import encode_batch, encode_segment_header, segment_name
 
 if TYPE_CHECKING:
     from helpers import FakeClock
@@ -54,29 +54,49 @@ def seg_path(data: Path, log: tidelog.Log, base: int) -> Path:
 
 @dataclass
 class Frame:
+    """A batch of a segment file: its base offset, record count, position and size."""
+
     offset: int
     position: int
     size: int
+    count: int = 1
 
 
 def frames_of(path: Path) -> list[Frame]:
-    """Walk a segment file's frames by their length fields (no CRC checks)."""
+    """Walk a segment file's batches by their length fields (no CRC checks)."""
     raw = path.read_bytes()
     out = []
     position = fmt.SEGMENT_HEADER_BYTES
-    while position + fmt.RECORD_FRAME_BYTES <= len(raw):
+    while position + fmt.BATCH_HEADER_BYTES <= len(raw):
         (length,) = struct.unpack_from("<I", raw, position)
-        (offset,) = struct.unpack_from("<Q", raw, position + 8)
+        if length == 0:
+            break  # the pre-written zeros past the committed end
+        (count,) = struct.unpack_from("<I", raw, position + 12)
+        (offset,) = struct.unpack_from("<Q", raw, position + 16)
         size = 8 + length
         if position + size > len(raw):
             break
-        out.append(Frame(offset, position, size))
+        out.append(Frame(offset, position, size, count))
         position += size
     return out
 
 
 def frame_at(path: Path, offset: int) -> Frame:
-    return next(frame for frame in frames_of(path) if frame.offset == offset)
+    """The batch holding record `offset`."""
+    return next(f for f in frames_of(path) if f.offset <= offset < f.offset + f.count)
+
+
+def salt_of(path: Path) -> int:
+    header = fmt.decode_segment_header(path.read_bytes()[: fmt.SEGMENT_HEADER_BYTES])
+    assert header is not None
+    return header.salt
+
+
+def committed_bytes(path: Path, committed: int) -> bytes:
+    """The file's committed bytes; asserts that only zeros lie past them."""
+    raw = path.read_bytes()
+    assert raw[committed:] == bytes(len(raw) - committed)
+    return raw[:committed]
 
 
 def increment_byte(path: Path, position: int, delta: int = 1) -> None:
@@ -139,12 +159,12 @@ def _increment_crc(path: Path, frame: Frame) -> tuple[str, int]:
 
 
 def _increment_timestamp(path: Path, frame: Frame) -> tuple[str, int]:
-    increment_byte(path, frame.position + 16)
+    increment_byte(path, frame.position + 24)
     return "CRC mismatch", frame.position
 
 
 def _length_below_minimum(path: Path, frame: Frame) -> tuple[str, int]:
-    write_at(path, frame.position, struct.pack("<I", 23))
+    write_at(path, frame.position, struct.pack("<I", 31))
     return "length", frame.position
 
 
@@ -162,13 +182,15 @@ def _length_one_longer(path: Path, frame: Frame) -> tuple[str, int]:
 def _offset_changed_checksum_fixed(path: Path, frame: Frame) -> tuple[str, int]:
     # A record claiming the next record's offset, with a valid CRC: only the
     # offset sequence can tell. The frames after it are untouched.
-    write_at(path, frame.position + 8, struct.pack("<Q", frame.offset + 1))
+    write_at(path, frame.position + 16, struct.pack("<Q", frame.offset + 1))
     fix_checksum(path, frame.position)
     return "offset", frame.position
 
 
 def _key_length_overflow_checksum_fixed(path: Path, frame: Frame) -> tuple[str, int]:
-    write_at(path, frame.position + 26, struct.pack("<H", 0xFFFF))
+    # The first value's length one byte longer: the lengths no longer add up.
+    (first,) = struct.unpack_from("<I", path.read_bytes(), frame.position + 40)
+    write_at(path, frame.position + 40, struct.pack("<I", first + 1))
     fix_checksum(path, frame.position)
     return "length", frame.position
 
@@ -196,9 +218,9 @@ def test_damage_in_sealed_segment_raises_corruption_with_location(
         bases = segment_files(data, log)
         assert len(bases) >= 4
         base, next_base = bases[1], bases[2]
-        bad = base + 5  # the sixth record of the second segment
         path = seg_path(data, log, base)
-        frame = frame_at(path, bad)
+        frame = frames_of(path)[1]  # the second batch of the second segment
+        bad = frame.offset
     reason, position = SEALED_DAMAGE[damage](path, frame)
 
     with tidelog.open(data) as store:
@@ -243,9 +265,9 @@ def test_sealed_segment_shrunk_raises_corruption(tmp_path: Path, cut: int) -> No
     with tidelog.open(data) as store:
         log = store.log("events")
         base = segment_files(data, log)[1]
-        bad = base + 7
         path = seg_path(data, log, base)
-        frame = frame_at(path, bad)
+        frame = frames_of(path)[1]
+        bad = frame.offset
     shrink_to(path, frame.position + cut)  # ShrinkSize: record `bad` is cut
     with tidelog.open(data) as store:
         log = store.log("events")
@@ -278,7 +300,7 @@ def test_sealed_segment_missing_raises_corruption(tmp_path: Path) -> None:
 
 
 def test_sealed_segment_with_fewer_records_than_indexed(tmp_path: Path) -> None:
-    """Two records merged into one valid record of the same size: the count is off."""
+    """Two batches merged into one valid batch of the same size: the count is off."""
     data = tmp_path / "data"
     fill_sealed(data)
     with tidelog.open(data) as store:
@@ -286,10 +308,10 @@ def test_sealed_segment_with_fewer_records_than_indexed(tmp_path: Path) -> None:
         base, next_base = segment_files(data, log)[1:3]
         path = seg_path(data, log, base)
     first, second = frames_of(path)[-2:]
-    assert second.offset == next_base - 1
-    merged = encode_record(
-        first.offset, 1_700_000_000_000, 0, b"", b"", b"m" * (first.size + second.size - 32)
-    )
+    assert second.offset + second.count == next_base
+    data_bytes = first.size + second.size - 40 - 4 * first.count
+    values = [b""] * (first.count - 1) + [b"m" * data_bytes]
+    merged = encode_batch(salt_of(path), first.offset, 1_700_000_000_000, 0, values)
     assert len(merged) == first.size + second.size
     write_at(path, first.position, merged)
     with tidelog.open(data) as store:
@@ -297,7 +319,7 @@ def test_sealed_segment_with_fewer_records_than_indexed(tmp_path: Path) -> None:
         _, error = read_until_error(log)
         assert isinstance(error, tidelog.Corruption)
         assert error.path == str(path)
-        assert error.offset == next_base - 1
+        assert error.offset == second.offset
         assert len(store.check()) == 1
 
 
@@ -307,7 +329,8 @@ def test_damage_in_active_segment_before_its_tail_is_raised_on_read(tmp_path: Pa
     with tidelog.open(data) as store:
         log = store.create_log("events")
         values = [value_of(o, 300) for o in range(60)]  # ~20 KiB: several index entries
-        log.append_many(values)
+        for value in values:
+            log.append(value)
         tail_start = log.ends().last_index_position
         path = seg_path(data, log, 0)
     frame = frame_at(path, 3)
@@ -325,28 +348,28 @@ def test_damage_in_active_segment_before_its_tail_is_raised_on_read(tmp_path: Pa
 # -- the active segment: torn tails are truncated, damage is cut back -------------
 
 
-def _junk(next_offset: int) -> bytes:
+def _junk(next_offset: int, salt: int) -> bytes:
     return bytes(range(7, 250, 3))
 
 
-def _partial_record(next_offset: int) -> bytes:
-    return encode_record(next_offset, 1_700_000_000_000, 0, b"", b"", b"x" * 80)[:50]
+def _partial_record(next_offset: int, salt: int) -> bytes:
+    return encode_batch(salt, next_offset, 1_700_000_000_000, 0, [b"x" * 80])[:50]
 
 
-def _prefix_only(next_offset: int) -> bytes:
-    return encode_record(next_offset, 1_700_000_000_000, 0, b"", b"", b"x" * 80)[:5]
+def _prefix_only(next_offset: int, salt: int) -> bytes:
+    return encode_batch(salt, next_offset, 1_700_000_000_000, 0, [b"x" * 80])[:5]
 
 
-def _whole_uncommitted_record(next_offset: int) -> bytes:
+def _whole_uncommitted_record(next_offset: int, salt: int) -> bytes:
     # Complete and valid, but the commit that would cover it never happened.
-    return encode_record(next_offset, 1_700_000_000_000, 0, b"", b"", b"never acked")
+    return encode_batch(salt, next_offset, 1_700_000_000_000, 0, [b"never acked"])
 
 
-def _zeros(next_offset: int) -> bytes:
+def _zeros(next_offset: int, salt: int) -> bytes:
     return bytes(4096)
 
 
-TAILS: dict[str, Callable[[int], bytes]] = {
+TAILS: dict[str, Callable[[int, int], bytes]] = {
     "junk": _junk,
     "partial_record": _partial_record,
     "prefix_only": _prefix_only,
@@ -356,7 +379,7 @@ TAILS: dict[str, Callable[[int], bytes]] = {
 
 
 @pytest.mark.parametrize("tail", sorted(TAILS))
-def test_torn_tail_of_active_segment_truncated_on_reopen(tmp_path: Path, tail: str) -> None:
+def test_torn_tail_of_active_segment_zeroed_on_reopen(tmp_path: Path, tail: str) -> None:
     data = tmp_path / "data"
     values = [value_of(o) for o in range(25)]
     with tidelog.open(data) as store:
@@ -365,21 +388,24 @@ def test_torn_tail_of_active_segment_truncated_on_reopen(tmp_path: Path, tail: s
             log.append(value)
         path = seg_path(data, log, 0)
         committed = log.ends().active_position
-    assert path.stat().st_size == committed
-    garbage = TAILS[tail](len(values))
-    with open(path, "ab") as handle:
-        handle.write(garbage)
+    committed_bytes(path, committed)  # pre-written zeros past the committed end
+    garbage = TAILS[tail](len(values), salt_of(path))
+    write_at(path, committed, garbage)
 
     with tidelog.open(data) as store:
         report = store.recovery_report
         assert report is not None
         assert report.clean  # a torn tail is not corruption
         assert report.records_dropped == 0
-        [item] = report.logs
-        assert item.log == "events"
-        assert item.uncommitted_bytes_truncated == len(garbage)
-        assert item.broken_copy is None
-        assert path.stat().st_size == committed
+        zeroed = len(garbage.rstrip(b"\x00"))
+        if zeroed:
+            [item] = report.logs
+            assert item.log == "events"
+            assert item.uncommitted_bytes_truncated == zeroed
+            assert item.broken_copy is None
+        else:
+            assert report.logs == []  # zeros are what is expected there
+        committed_bytes(path, committed)
         log = store.log("events")
         assert [r.value for r in log.read()] == values
         assert log.append(b"next") == len(values)
@@ -399,7 +425,7 @@ def _active_increment_crc(path: Path, frame: Frame) -> None:
 
 
 def _active_length_below_minimum(path: Path, frame: Frame) -> None:
-    write_at(path, frame.position, struct.pack("<I", 0))
+    write_at(path, frame.position, struct.pack("<I", 0))  # reads as the zeros of the end
 
 
 def _active_length_past_the_end(path: Path, frame: Frame) -> None:
@@ -407,7 +433,7 @@ def _active_length_past_the_end(path: Path, frame: Frame) -> None:
 
 
 def _active_offset_changed_checksum_fixed(path: Path, frame: Frame) -> None:
-    write_at(path, frame.position + 8, struct.pack("<Q", frame.offset + 1))
+    write_at(path, frame.position + 16, struct.pack("<Q", frame.offset + 1))
     fix_checksum(path, frame.position)
 
 
@@ -517,11 +543,12 @@ def test_active_header_naming_another_base_is_rewritten(tmp_path: Path) -> None:
         active = log.ends().active_base
         log.append_many([b"x", b"y"])
         path = seg_path(data, log, active)
-    write_at(path, 0, encode_segment_header(active + 1))
+    write_at(path, 0, encode_segment_header(active + 1, salt_of(path)))
     with tidelog.open(data) as store:
         report = store.recovery_report
         assert report is not None and report.records_dropped == 2
-        assert fmt.decode_segment_header(path.read_bytes()) == fmt.SegmentHeader(1, 1, active)
+        header = fmt.decode_segment_header(path.read_bytes())
+        assert header is not None and header[:3] == (2, 2, active)
         log = store.log("events")
         assert log.append(b"acknowledged") == len(values)
     with tidelog.open(data) as store:
@@ -554,10 +581,11 @@ def test_random_corruption_of_the_committed_tail(tmp_path: Path) -> None:
             path = seg_path(data, log, 0)
         tail_start = ends.last_index_position
         committed = ends.active_position
-        original = path.read_bytes()
-        assert len(original) == committed, where
+        original = committed_bytes(path, committed)
         frames = frames_of(path)
-        assert [f.offset for f in frames] == list(range(len(values))), where
+        assert [r for f in frames for r in range(f.offset, f.offset + f.count)] == list(
+            range(len(values))
+        ), where
 
         start = rng.randrange(tail_start, committed + 1)
         junk = rng.randbytes(rng.randrange(1, 400))
@@ -570,7 +598,7 @@ def test_random_corruption_of_the_committed_tail(tmp_path: Path) -> None:
             != damaged[f.position : f.position + f.size]
         ]
         survivors = changed[0] if changed else len(values)
-        intact = sum(1 for f in frames if f.position + f.size <= start)
+        intact = sum(f.count for f in frames if f.position + f.size <= start)
         assert survivors >= intact, where
 
         with tidelog.open(data) as store:
@@ -580,7 +608,8 @@ def test_random_corruption_of_the_committed_tail(tmp_path: Path) -> None:
             report = store.recovery_report
             assert report is not None
             assert report.records_dropped == len(values) - survivors, where
-            truncated = max(0, start + len(junk) - committed)
+            beyond = junk[max(0, committed - start) :]  # the junk past the committed end
+            truncated = len(beyond.rstrip(b"\x00")) if start + len(junk) > committed else 0
             if truncated or changed:
                 [item] = report.logs
                 assert item.uncommitted_bytes_truncated == truncated, where
@@ -608,8 +637,8 @@ def test_segment_beyond_active_base_removed_on_reopen(tmp_path: Path) -> None:
     ]
     for orphan in orphans:
         orphan.write_bytes(
-            encode_segment_header(ends.next_offset + 1)
-            + encode_record(ends.next_offset + 1, 1, 0, b"", b"", b"uncommitted")
+            encode_segment_header(ends.next_offset + 1, 7)
+            + encode_batch(7, ends.next_offset + 1, 1, 0, [b"uncommitted"])
         )
     with tidelog.open(data, segment_bytes_max=SMALL_SEGMENT) as store:
         report = store.recovery_report
@@ -665,7 +694,7 @@ def test_log_directory_not_in_catalog_removed_on_reopen(tmp_path: Path) -> None:
     shutil.copytree(saved, gone_dir)
     stray = data / "logs" / "999"
     stray.mkdir()
-    (stray / segment_name(0)).write_bytes(encode_segment_header(0))
+    (stray / segment_name(0)).write_bytes(encode_segment_header(0, 7))
     not_ours = data / "logs" / "notes"
     not_ours.write_text("an operator's file, not a log directory")
 
@@ -758,12 +787,20 @@ def test_retention_bytes_deletes_oldest_whole_segments(tmp_path: Path, clock: Fa
         for start in range(0, 200, 10):
             log.append_many(values[start : start + 10])
         bases = segment_files(data, log)
-        sizes = {base: seg_path(data, log, base).stat().st_size for base in bases}
+        # Bytes of data: a sealed file's size; the active one's committed end
+        # (past it lie pre-written zeros, docs/format.md "Pre-written space").
+        active = log.ends()
+        sizes = {
+            base: active.active_position
+            if base == active.active_base
+            else seg_path(data, log, base).stat().st_size
+            for base in bases
+        }
         assert sum(sizes.values()) > 2 * limit
         deleted = log.enforce_retention()
         remaining = segment_files(data, log)
         assert deleted >= 1 and remaining == bases[deleted:]
-        kept = sum(seg_path(data, log, base).stat().st_size for base in remaining)
+        kept = sum(sizes[base] for base in remaining)
         assert kept <= limit
         # Only as many as needed: keeping the last deleted one would be over.
         assert kept + sizes[bases[deleted - 1]] > limit

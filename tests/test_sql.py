@@ -16,6 +16,7 @@ pytest.importorskip("duckdb")
 pytest.importorskip("pyarrow")
 
 import tidelog  # noqa: E402
+from tidelog.segments import format as fmt  # noqa: E402
 from tidelog.segments.fs import OsFileSystem  # noqa: E402
 
 
@@ -164,14 +165,21 @@ def test_sequence_number_pushdown(tmp_path: Path) -> None:
     fs = CountingFileSystem()
     with tidelog.open(tmp_path / "d", sync="never", fs=fs, segment_bytes_max=4096) as store:
         stream = store.create_stream("s")
-        results = stream.put_many([(f'{{"i": {i}}}', "k") for i in range(400)])
-        middle = results[200].sequence_number
+        # 2,000 records fill about 10 segments of 4 KiB (format 2 frames them in 12 B each).
+        results = [
+            result
+            for chunk in range(0, 2000, 500)
+            for result in stream.put_many(
+                [(f'{{"i": {i}}}', "k") for i in range(chunk, chunk + 500)]
+            )
+        ]
+        middle = results[1000].sequence_number
         fs.opened.clear()
         rows = store.sql(
             f"SELECT (data->>'i')::INT FROM s WHERE sequence_number >= '{middle}' "
             "ORDER BY 1 LIMIT 3"
         ).rows
-        assert rows == [(200,), (201,), (202,)]
+        assert rows == [(1000,), (1001,), (1002,)]
         opened_after = len(set(fs.opened))
         fs.opened.clear()
         store.sql("SELECT count(*) FROM s")
@@ -320,10 +328,13 @@ def test_worker_processes_read_the_same_rows(tmp_path: Path) -> None:
 def test_a_damaged_record_raises_corruption_not_a_duckdb_error(tmp_path: Path) -> None:
     with tidelog.open(tmp_path / "d", sync="never") as store:
         stream = store.create_stream("s", shards=2)
-        stream.put_many([(json.dumps({"i": i}), f"k{i}") for i in range(400)])
+        stream.put_many([(json.dumps({"i": i}), f"k{i}") for i in range(200)])
+        stream.put_many([(json.dumps({"i": i}), f"k{i}") for i in range(200, 400)])
     segment = sorted((tmp_path / "d" / "logs").rglob("*.seg"))[0]
     data = bytearray(segment.read_bytes())
-    data[len(data) // 2] ^= 0x40  # a bit flip inside some record
+    # A bit flip inside the shard's second batch (each put_many is one batch a shard).
+    first_batch = fmt.BATCH_PREFIX_BYTES + int.from_bytes(data[32:36], "little")
+    data[fmt.SEGMENT_HEADER_BYTES + first_batch + 60] ^= 0x40
     segment.write_bytes(bytes(data))
     with tidelog.open(tmp_path / "d", sync="never", readonly=True) as store:
         for workers in (1, 2):  # in this process, then in workers: the same error

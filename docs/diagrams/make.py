@@ -124,7 +124,7 @@ def record_svg(format_md: str) -> str:
         _text(
             margin,
             24,
-            "one record, as docs/format.md lays it out (little-endian)",
+            "one record batch, as docs/format.md lays it out (little-endian)",
             13,
             "start",
             bold=True,
@@ -145,14 +145,21 @@ def record_svg(format_md: str) -> str:
     y = top + bar + 22
     body.append(f'<line x1="{margin}" y1="{y}" x2="{margin + frame}" y2="{y}" stroke="#555"/>')
     body.append(
-        _text(margin + frame / 2, y + 16, "frame (CRC32C covers all after the first 8 bytes)", 11)
+        _text(
+            margin + frame / 2,
+            y + 16,
+            "batch header (CRC32C covers all after the first 8 bytes)",
+            11,
+        )
     )
     body.append(
         f'<line x1="{margin + frame}" y1="{y}" x2="{width - margin}" y2="{y}" stroke="#555" '
         'stroke-dasharray="4 3"/>'
     )
-    body.append(_text(margin + frame + (width - margin * 2 - frame) / 2, y + 16, "payload", 11))
-    return _svg(width, height, body, "a tidelog record")
+    body.append(
+        _text(margin + frame + (width - margin * 2 - frame) / 2, y + 16, "lengths and records", 11)
+    )
+    return _svg(width, height, body, "a tidelog record batch")
 
 
 def render() -> dict[Path, str]:
