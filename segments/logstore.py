@@ -881,15 +881,12 @@ class LogStore:
     def _write_segments(self, writes: list[tuple[int, int, int, bytes, bool]]) -> None:
         fs = self.fs
         for log_id, base, position, data, new in writes:
-            if new:
-                fd = self.writer_fd(log_id, base, create=True)
-            else:
-                fd = self.writer_fd(log_id, base)
-                if fs.size(fd) > position:
-                    # Garbage from a writer that died past the committed end.
-                    fs.truncate(fd, position)
+            fd = self.writer_fd(log_id, base, create=new)
             if data:
+                # Over the zeros or a dead writer's garbage past the committed end.
                 fs.pwrite(fd, data, position)
+            elif fs.size(fd) > position:
+                fs.truncate(fd, position)  # a seal (Writer.commit)
 
     def _commit_in_place(self, raw: Txn, writes: list[tuple[int, int, int, bytes, bool]]) -> None:
         """The slow path for a commit bigger than the journal: flush in place, checkpoint."""
@@ -998,7 +995,8 @@ class LogStore:
     def _replay_journal(self) -> int:
         """Apply the journal's entries past the restored checkpoint; returns how many.
 
-        Idempotent: bytes to fixed positions, absolute puts and deletes.
+        Idempotent: bytes to fixed positions, seals cut at fixed sizes,
+        absolute puts and deletes.
         """
         journal = self._journal()
         fs = self.fs
@@ -1020,7 +1018,12 @@ class LogStore:
                                 except FileExistsError:
                                     fd = fs.open_append(path)
                                 fds[target] = fd
-                            fs.pwrite(fd, bytes(value), key)
+                            if value:
+                                fs.pwrite(fd, bytes(value), key)
+                            elif fs.size(fd) > key:
+                                # A seal, as _write_segments cut it: the journal's flush
+                                # does not carry a truncation, a power cut may undo it.
+                                fs.truncate(fd, key)
                             continue
                         db = dbs.get(target)
                         if target not in dbs:

@@ -420,8 +420,15 @@ class WriteContext:
                     data = fmt.encode_segment_header(write.base, write.salt) + frames
                     store.segment_salts[(log_id, write.base)] = write.salt
                     writes.append((log_id, write.base, 0, data, True))
-                else:
+                    end = len(data)
+                elif frames:
                     writes.append((log_id, write.base, write.start_position, frames, False))
+                    end = write.start_position + len(frames)
+                else:
+                    end = write.start_position
+                if write.sealed:
+                    # An empty write is a seal: the file is cut at its committed size.
+                    writes.append((log_id, write.base, end, b"", False))
             txn.put(keys.log_key(log_id), state.ends().pack(), db=dbs[keys.DB_ENDS])
             for offset, base, position, ts in state.index:
                 txn.put(
