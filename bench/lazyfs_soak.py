@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -158,32 +157,9 @@ def main() -> int:
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     workdir = Path(tempfile.mkdtemp(prefix="lazyfs_soak-", dir=args.data))
     soak = LazySoak(workdir, seed, Path(args.tools))
-    started = time.monotonic()
-    ok = True
-    try:
-        for round_no in range(args.rounds):
-            soak.run_round(round_no)
-            if (round_no + 1) % 10 == 0:
-                print(
-                    f"  {round_no + 1}/{args.rounds} power cuts, {soak.acked_ops} acked ops",
-                    file=sys.stderr,
-                    flush=True,
-                )
-    except AssertionError as exc:
-        ok = False
-        print(f"FAILED seed={seed} after {soak.cuts} power cuts:\n{exc}")
-    print(
-        f"{'ok' if ok else 'FAILED'}: {soak.cuts} power cuts in "
-        f"{time.monotonic() - started:.0f} s, seed {seed}: {soak.acked_ops} acknowledged ops "
-        f"({len(soak.acked_sends)} sends, {len(soak.deleted)} deletes, {len(soak.puts)} "
-        f"stream puts, {len(soak.pubs)} publishes to 3 subscriptions)"
-        + ("; 0 acknowledged ops lost, 0 deletes resurrected" if ok else "")
+    return model_crash_soak.drive(
+        soak, args.rounds, 10, "power cuts", lambda: soak.cuts, workdir, args.keep
     )
-    if ok and not args.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-    else:
-        print(f"data kept in {workdir}")
-    return 0 if ok else 1
 
 
 if __name__ == "__main__":

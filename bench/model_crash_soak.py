@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import tidelog
@@ -287,29 +288,42 @@ def main() -> int:
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     workdir = Path(tempfile.mkdtemp(prefix="model_crash_soak-", dir=args.data))
     soak = Soak(workdir, seed)
+    return drive(soak, args.rounds, 50, "kills", lambda: soak.kills, workdir, args.keep)
+
+
+def drive(
+    soak: Soak,
+    rounds: int,
+    every: int,
+    noun: str,
+    count: Callable[[], int],
+    workdir: Path,
+    keep: bool,
+) -> int:
+    """Run `rounds` rounds of `soak`, with progress every `every` rounds; print the
+    verdict (what was acknowledged, and 0 lost / 0 resurrected when it held) and
+    keep `workdir` on a failure or when asked. Shared with lazyfs_soak.py."""
     started = time.monotonic()
     ok = True
     try:
-        for round_no in range(args.rounds):
+        for round_no in range(rounds):
             soak.run_round(round_no)
-            if (round_no + 1) % 50 == 0:
+            if (round_no + 1) % every == 0:
                 print(
-                    f"  {round_no + 1}/{args.rounds} kills, {soak.acked_ops} acknowledged ops",
+                    f"  {round_no + 1}/{rounds} {noun}, {soak.acked_ops} acknowledged ops",
                     file=sys.stderr,
                     flush=True,
                 )
     except AssertionError as exc:
         ok = False
-        print(f"FAILED seed={seed} after {soak.kills} kills:\n{exc}")
+        print(f"FAILED seed={soak.seed} after {count()} {noun}:\n{exc}")
     print(
-        f"{'ok' if ok else 'FAILED'}: {soak.kills} kills in {time.monotonic() - started:.0f} s, "
-        f"seed {seed}: {soak.acked_ops} acknowledged ops ({len(soak.acked_sends)} sends, "
+        f"{'ok' if ok else 'FAILED'}: {count()} {noun} in {time.monotonic() - started:.0f} s, "
+        f"seed {soak.seed}: {soak.acked_ops} acknowledged ops ({len(soak.acked_sends)} sends, "
         f"{len(soak.deleted)} deletes, {len(soak.puts)} stream puts, {len(soak.pubs)} publishes "
-        f"to 3 subscriptions); 0 acknowledged ops lost, 0 deletes resurrected"
-        if ok
-        else f"{soak.kills} kills before the failure"
+        "to 3 subscriptions)" + ("; 0 acknowledged ops lost, 0 deletes resurrected" if ok else "")
     )
-    if not args.keep and ok:
+    if ok and not keep:
         shutil.rmtree(workdir, ignore_errors=True)
     else:
         print(f"data kept in {workdir}")

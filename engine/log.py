@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from tidelog.segments.errors import Corruption, InvalidArgument
@@ -70,15 +70,7 @@ class Log:
         appends from other threads). Raises InvalidArgument for oversized
         records or keys, StoreFailed after an I/O failure.
         """
-        values = [as_bytes(value, "value")]
-        keys = [as_bytes(key, "key")] if key else None
-        heads = [as_bytes(headers, "headers")] if headers else None
-        info = self.info
-
-        def op(ctx: WriteContext) -> int:
-            return ctx.append(info, values, keys, heads, flags, timestamp_ms)
-
-        return self._logs.submit(op)
+        return self._logs.submit(self._one_op(value, key, headers, flags, timestamp_ms))
 
     def append_many(
         self,
@@ -93,20 +85,9 @@ class Log:
 
         Atomic: all are committed or none. All records get one timestamp.
         """
-        given = list(values)
-        # Checking types with one C-level pass keeps the common all-bytes case fast.
-        vals: list[bytes] = (
-            [as_bytes(v, "value") for v in given] if set(map(type, given)) - {bytes} else given  # type: ignore[assignment]
-        )
-        ks = [as_bytes(k, "key") for k in keys] if keys is not None else None
-        hs = [as_bytes(h, "headers") for h in headers] if headers is not None else None
-        info = self.info
-
-        def op(ctx: WriteContext) -> int:
-            return ctx.append(info, vals, ks, hs, flags, timestamp_ms)
-
+        op, count = self._many_op(values, keys, headers, flags, timestamp_ms)
         first = self._logs.submit(op)
-        return range(first, first + len(vals))
+        return range(first, first + count)
 
     async def append_async(
         self,
@@ -123,15 +104,7 @@ class Log:
         group-committed together; the loop runs while the journal is flushed.
         Same atomicity, durability and errors as `append`.
         """
-        values = [as_bytes(value, "value")]
-        keys = [as_bytes(key, "key")] if key else None
-        heads = [as_bytes(headers, "headers")] if headers else None
-        info = self.info
-
-        def op(ctx: WriteContext) -> int:
-            return ctx.append(info, values, keys, heads, flags, timestamp_ms)
-
-        return await self._logs.submit_async(op)
+        return await self._logs.submit_async(self._one_op(value, key, headers, flags, timestamp_ms))
 
     async def append_many_async(
         self,
@@ -143,7 +116,43 @@ class Log:
         timestamp_ms: int | None = None,
     ) -> range:
         """`append_many` for coroutines (see append_async)."""
-        vals = [as_bytes(v, "value") for v in values]
+        op, count = self._many_op(values, keys, headers, flags, timestamp_ms)
+        first = await self._logs.submit_async(op)
+        return range(first, first + count)
+
+    def _one_op(
+        self,
+        value: BytesLike | str,
+        key: BytesLike | str,
+        headers: BytesLike,
+        flags: int,
+        timestamp_ms: int | None,
+    ) -> Callable[[WriteContext], int]:
+        """The commit op of `append` / `append_async` (arguments checked here)."""
+        values = [as_bytes(value, "value")]
+        keys = [as_bytes(key, "key")] if key else None
+        heads = [as_bytes(headers, "headers")] if headers else None
+        info = self.info
+
+        def op(ctx: WriteContext) -> int:
+            return ctx.append(info, values, keys, heads, flags, timestamp_ms)
+
+        return op
+
+    def _many_op(
+        self,
+        values: Sequence[BytesLike | str],
+        keys: Sequence[BytesLike | str] | None,
+        headers: Sequence[BytesLike] | None,
+        flags: int,
+        timestamp_ms: int | None,
+    ) -> tuple[Callable[[WriteContext], int], int]:
+        """The commit op of `append_many` / `append_many_async`, and its record count."""
+        given = list(values)
+        # Checking types with one C-level pass keeps the common all-bytes case fast.
+        vals: list[bytes] = (
+            [as_bytes(v, "value") for v in given] if set(map(type, given)) - {bytes} else given  # type: ignore[assignment]
+        )
         ks = [as_bytes(k, "key") for k in keys] if keys is not None else None
         hs = [as_bytes(h, "headers") for h in headers] if headers is not None else None
         info = self.info
@@ -151,8 +160,7 @@ class Log:
         def op(ctx: WriteContext) -> int:
             return ctx.append(info, vals, ks, hs, flags, timestamp_ms)
 
-        first = await self._logs.submit_async(op)
-        return range(first, first + len(vals))
+        return op, len(vals)
 
     def roll(self) -> None:
         """Seal the active segment now; the next append starts a new one."""
