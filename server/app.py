@@ -60,6 +60,7 @@ from tidelog.server.errors import (
     sqs_invalid,
 )
 from tidelog.server.eventstream import StreamingResult
+from tidelog.server.http_body import read_body
 from tidelog.server.long_poll import LongPolls
 from tidelog.server.sns_state import SQS_STATE_LOG, KeyedState
 from tidelog.server.xml_text import xml_escape
@@ -551,23 +552,7 @@ class App:
                 return
 
     async def _read_body(self, headers: Mapping[bytes, bytes], receive: Receive) -> bytes | None:
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > REQUEST_BYTES_MAX:
-            return None
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > REQUEST_BYTES_MAX:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
+        return await read_body(receive, REQUEST_BYTES_MAX, headers)
 
     async def _handle(
         self, scope: Scope, headers: Mapping[bytes, bytes], receive: Receive

@@ -36,6 +36,7 @@ from tidelog import video
 from tidelog.server import model
 from tidelog.server.auth import Authenticator
 from tidelog.server.errors import AwsError
+from tidelog.server.http_body import read_body
 from tidelog.video import Ack, StartSelector, VideoStream
 from tidelog.video_mkv import tags_element
 
@@ -656,7 +657,7 @@ class KinesisVideo:
             await self._put_media(scope, headers, receive, send)
             return
         if scope["method"] == "POST":
-            body = await _read_body(receive, REQUEST_BYTES_MAX)
+            body = await read_body(receive, REQUEST_BYTES_MAX)
             if body is None:
                 await _send_reply(
                     send,
@@ -675,7 +676,7 @@ class KinesisVideo:
                 return
             result = await loop.run_in_executor(self.executor, call, self.ctx, path, body)
         else:
-            await _read_body(receive, 0)
+            await read_body(receive, 0)
             query = scope.get("query_string", b"").decode("latin-1")
 
             def serve_hls() -> Blob | tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -778,7 +779,7 @@ class KinesisVideo:
                     else AwsError("InvalidArgumentException", str(exc))
                 )
             )
-            await _read_body(receive, 0)
+            await read_body(receive, 0)
             await _send_reply(send, *_error_reply(error))
             return
         feed = _Feed()
@@ -899,23 +900,6 @@ class _Feed:
             if piece is None:
                 return
             yield piece
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if limit and size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 async def _send_reply(

@@ -55,6 +55,7 @@ from tidelog.server.auth import Authenticator
 from tidelog.server.console import api
 from tidelog.server.console.live import Sampler
 from tidelog.server.console.metrics import Metrics, health
+from tidelog.server.http_body import read_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -387,23 +388,7 @@ class Console:
         return _Reply(200, headers, data)
 
     async def _body(self, headers: Mapping[bytes, bytes], receive: Receive) -> bytes | None:
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > REQUEST_BYTES_MAX:
-            return None
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > REQUEST_BYTES_MAX:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
+        return await read_body(receive, REQUEST_BYTES_MAX, headers)
 
     # -- the API ------------------------------------------------------------------------
 
