@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import FakeClock
+from helpers import FakeClock, complete_lines
 
 import tidelog
 
@@ -423,8 +423,9 @@ def test_sigkill_mid_publish_reaches_all_subscriptions_or_none(tmp_path: Path) -
         time.sleep(rng.uniform(0.1, 0.6))
         os.kill(child.pid, signal.SIGKILL)
         out, _ = child.communicate()
-        deleted |= {line.split()[1] for line in out.splitlines() if line.startswith("deleted")}
-        received |= {line.split()[1] for line in out.splitlines() if line.startswith("received")}
+        lines = complete_lines(out)  # the child may be killed while it writes one
+        deleted |= {line.split()[1] for line in lines if line.startswith("deleted")}
+        received |= {line.split()[1] for line in lines if line.startswith("received")}
     with tidelog.open(path) as store:
         published = [json_text(r.value) for r in store.log("topic/t").read()]
         assert len(published) > 5, f"seed {seed}: the children published too little"

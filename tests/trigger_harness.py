@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from helpers import read_complete_lines
+
 HANDLER_SOURCE = r'''
 import base64, json, os, signal, sys, time
 
@@ -117,9 +119,8 @@ def write_handler(folder: Path, module: str = "handlers") -> Path:
 
 
 def lines(out: Path, kind: str | None = None) -> list[dict[str, Any]]:
-    if not out.exists():
-        return []
-    found = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    # A line a handler is writing while the test reads is not complete yet.
+    found = [json.loads(line) for line in read_complete_lines(out) if line.strip()]
     return [f for f in found if kind is None or f["kind"] == kind]
 
 
