@@ -26,8 +26,8 @@ Cases, interleaved in short slices (tidelog, baseline, tidelog, ...):
   over reading its files), and with O_DIRECT (the disk's own sequential
   bandwidth, the issue's ">= 50% of disk bandwidth" target).
 - replay, wire: boto3's GetMedia from EARLIEST against `tidelog serve` (another
-  process), payload read to its end (the server ends it 3 s after the last
-  fragment: that wait is excluded); and the same request with curl as the
+  process), payload read to its end, timed to its last byte (the server ends
+  it 3 s after the last fragment: that wait is excluded); and the same request with curl as the
   client, which leaves Python's HTTP client out of the figure.
 """
 
@@ -226,8 +226,6 @@ def replay_wire(root: Path) -> tuple[int, float]:
     import boto3
     from botocore.config import Config
 
-    from tidelog.server import kinesis_video
-
     with serving(root) as port:
         media = boto3.client(
             "kinesis-video-media", endpoint_url=f"http://127.0.0.1:{port}",
@@ -236,12 +234,16 @@ def replay_wire(root: Path) -> tuple[int, float]:
         )  # fmt: skip
         start = time.perf_counter()
         payload = media.get_media(StreamName="cam", StartSelector={"StartSelectorType": "EARLIEST"})
-        total = 0
-        while chunk := payload["Payload"].read(1024 * 1024):
-            total += len(chunk)
-        # The response ends GET_MEDIA_IDLE_SECONDS after the last fragment: not throughput.
-        seconds = time.perf_counter() - start - kinesis_video.GET_MEDIA_IDLE_SECONDS
-    return total, seconds
+        # The response ends GET_MEDIA_IDLE_SECONDS after the last fragment: that
+        # wait is not throughput. A read returns a full piece as soon as it has
+        # one but the last, short piece only at the end, so the clock stops at
+        # the last full piece (all but < 64 KiB of the payload).
+        piece = 64 * 1024
+        total, last = 0, start
+        while len(payload["Payload"].read(piece)) == piece:
+            total += piece
+            last = time.perf_counter()
+    return total, last - start
 
 
 def replay_wire_curl(root: Path) -> tuple[int, float]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import math
@@ -161,8 +162,9 @@ def media_with_tags(stored: video.StoredFragment, *, behind_ms: int | None = Non
     """A fragment as GetMedia sends it: its header, the AWS tags naming it, its
     cluster, then the continuation token (and how far behind now the reader is)."""
     fragment = stored.fragment
-    head = stored.media[: fragment.header_size]
-    cluster = stored.media[fragment.header_size :]
+    media = memoryview(stored.media)  # slices without copies: one join copies once
+    head = media[: fragment.header_size]
+    cluster = media[fragment.header_size :]
     before = tags_element(
         [
             ("AWS_KINESISVIDEO_FRAGMENT_NUMBER", fragment.number),
@@ -173,7 +175,7 @@ def media_with_tags(stored: video.StoredFragment, *, behind_ms: int | None = Non
     after = [("AWS_KINESISVIDEO_CONTINUATION_TOKEN", fragment.number)]
     if behind_ms is not None:
         after.append(("AWS_KINESISVIDEO_MILLIS_BEHIND_NOW", str(max(0, behind_ms))))
-    return head + before + cluster + tags_element(after)
+    return b"".join((head, before, cluster, tags_element(after)))
 
 
 class Handler:
@@ -723,15 +725,22 @@ class KinesisVideo:
         chunks = blob.body
         await send({"type": "http.response.start", "status": 200, "headers": response_headers})
         done = object()
+        # One chunk ahead: the pool reads the next fragment while this one is
+        # written to the socket (waiting for the client to drain it), so disk
+        # reads and sends overlap instead of taking turns.
+        ahead = loop.run_in_executor(self.executor, next, chunks, done)
         try:
             while not self.ending:
-                chunk = await loop.run_in_executor(self.executor, next, chunks, done)
+                chunk = await ahead
                 if chunk is done:
                     break
+                ahead = loop.run_in_executor(self.executor, next, chunks, done)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except OSError:  # the client went away
             pass
         finally:
+            with contextlib.suppress(Exception):
+                await ahead  # a generator cannot be closed while it runs
             close = getattr(chunks, "close", None)
             if close is not None:
                 await loop.run_in_executor(self.executor, close)
