@@ -216,14 +216,26 @@ def test_boto3_deploys_a_zip_and_maps_every_source(serve: Serve, tmp_path: Path)
         "stream:clicks",
         "topic:news",
     }
-    connection = http.client.HTTPConnection("127.0.0.1", serve.port, timeout=30)
-    connection.request("GET", "/metrics")
-    metrics = connection.getresponse().read().decode()
-    connection.close()
+
+    def metrics() -> str:
+        connection = http.client.HTTPConnection("127.0.0.1", serve.port, timeout=30)
+        connection.request("GET", "/metrics")
+        text = connection.getresponse().read().decode()
+        connection.close()
+        return text
+
     uuid_label = f'function="f",source="stream:clicks",trigger="{mappings[2]["UUID"]}"'
-    assert f"tidelog_trigger_enabled{{{uuid_label}}} 1.0" in metrics
-    assert f"tidelog_trigger_lag{{{uuid_label}}} 0.0" in metrics
-    assert "tidelog_trigger_invocations_total{" in metrics
+    # The handler logs a batch before it returns; the checkpoint that ends the
+    # lag is committed after, so the gauge reaches 0 a moment later.
+    lag_zero = f"tidelog_trigger_lag{{{uuid_label}}} 0.0"
+
+    def lag_is_zero() -> str | None:
+        text = metrics()
+        return text if lag_zero in text else None
+
+    text = wait_for(lag_is_zero, what="the stream trigger's lag at 0")
+    assert f"tidelog_trigger_enabled{{{uuid_label}}} 1.0" in text
+    assert "tidelog_trigger_invocations_total{" in text
     info = subprocess.run(
         [
             sys.executable,
